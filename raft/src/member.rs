@@ -1,0 +1,812 @@
+//! [`Member`]: one steward member's Raft node, as a service for the layers above.
+//!
+//! - Writes go to the leader: a member that is not the leader forwards the transaction over
+//!   gRPC (never an HTTP redirect) and retries while leadership moves, up to a deadline.
+//! - Linearizable reads use Raft's read index: the leader confirms its leadership with a quorum
+//!   and names the index to wait for; a follower asks the leader for it over gRPC and then waits
+//!   until it has applied that far, and reads locally.
+//! - Membership: a newcomer is added as a learner, and becomes a voter (joint consensus) once it
+//!   has caught up, while there are fewer than `max_voters` voters. A reconciler on the leader
+//!   finishes what a crash may have left half-done (a joint configuration, an unpromoted
+//!   learner after a voter left).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use steward_storage::{KeyValue, KvReader, StoreOptions, Txn, TxnResult};
+use tokio::sync::watch;
+
+use crate::error::{ClusterError, StartError};
+use crate::messages::{
+    ClusterStatus, JoinReply, JoinRequest, LeaveRequest, MemberStatus, RemoteError, Role,
+};
+use crate::network::Peers;
+use crate::pb::Payload;
+use crate::types::{MemberNode, NodeId, Raft};
+use crate::wire;
+
+/// The replicated key that names the cluster; written once when the cluster is created.
+pub const CLUSTER_ID_KEY: &str = "cluster/id";
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read started, on any member.
+    #[default]
+    Linearizable,
+    /// This member's applied state, possibly behind the leader.
+    Local,
+}
+
+/// Settings of one member.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub id: NodeId,
+    pub node: MemberNode,
+    pub cluster_secret: String,
+    pub raft: openraft::Config,
+    /// How long a request waits for a leader (and for its own completion) before failing.
+    pub request_timeout: Duration,
+    /// How long the leader waits for a newcomer to catch up before giving up on a join.
+    pub join_timeout: Duration,
+    /// The most voters the cluster keeps; further members stay learners.
+    pub max_voters: usize,
+    pub store: StoreOptions,
+}
+
+impl MemberConfig {
+    pub fn new(id: NodeId, node: MemberNode, cluster_secret: String) -> Self {
+        MemberConfig {
+            id,
+            node,
+            cluster_secret,
+            raft: default_raft_config(),
+            request_timeout: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(300),
+            max_voters: 5,
+            store: StoreOptions::default(),
+        }
+    }
+}
+
+/// Raft timing for members on a LAN with fsync'ing disks.
+///
+/// The heartbeat interval is also openraft's AppendEntries timeout, so it must cover a batch
+/// plus the follower's fsync; the election timeout is several heartbeats so a busy member is
+/// not mistaken for a dead one, and short enough that a new leader is chosen within about a
+/// second of the old one dying.
+pub fn default_raft_config() -> openraft::Config {
+    let mut c = openraft::Config::default();
+    c.cluster_name = "steward".into();
+    c.heartbeat_interval = 100;
+    c.election_timeout_min = 500;
+    c.election_timeout_max = 1000;
+    c.install_snapshot_timeout = 30_000;
+    c.max_payload_entries = 256;
+    c.purge_batch_size = 256;
+    c.snapshot_policy = SnapshotPolicy::LogsSinceLast(10_000);
+    c.max_in_snapshot_log_to_keep = 1000;
+    c.replication_lag_threshold = 5000;
+    c
+}
+
+/// One member: the Raft node, its store and its connections. Cheap to clone.
+#[derive(Clone)]
+pub struct Member {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: NodeId,
+    pub(crate) node: MemberNode,
+    pub(crate) raft: Raft,
+    pub(crate) kv: KvReader,
+    pub(crate) peers: Peers,
+    pub(crate) config: MemberConfig,
+    pub(crate) follower: FollowerView,
+    /// Serialises membership changes on the leader.
+    membership_lock: tokio::sync::Mutex<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// What a follower has learned from its leader's AppendEntries, for the health check.
+#[derive(Default)]
+pub(crate) struct FollowerView {
+    last_leader_contact: Mutex<Option<Instant>>,
+    /// The highest log index this member knows to be committed.
+    known_committed: AtomicU64,
+}
+
+impl FollowerView {
+    pub(crate) fn saw_leader(&self, committed: Option<u64>) {
+        *self.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        if let Some(c) = committed {
+            self.known_committed.fetch_max(c, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Member {
+    /// Opens the store in `dir` and starts the Raft node. The node joins no cluster by itself:
+    /// call [`Member::bootstrap`] for a new cluster, or have the leader add it.
+    pub async fn start(config: MemberConfig, dir: &Path) -> Result<Member, StartError> {
+        let raft_config =
+            Arc::new(config.raft.clone().validate().map_err(|e| StartError::Config(e.to_string()))?);
+        let peers = Peers::new(&config.cluster_secret)?;
+        let (log, sm) = steward_storage::open(dir, config.store.clone())?;
+        let kv = sm.reader();
+        let raft = Raft::new(config.id, raft_config, peers.clone(), log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let (shutdown, _) = watch::channel(false);
+        let member = Member {
+            inner: Arc::new(Inner {
+                id: config.id,
+                node: config.node.clone(),
+                raft,
+                kv,
+                peers,
+                config,
+                follower: FollowerView::default(),
+                membership_lock: tokio::sync::Mutex::new(()),
+                shutdown,
+            }),
+        };
+        member.spawn_reconciler();
+        Ok(member)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn node(&self) -> &MemberNode {
+        &self.inner.node
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The local read handle: applied state, change feed, applied index.
+    pub fn kv(&self) -> &KvReader {
+        &self.inner.kv
+    }
+
+    pub fn config(&self) -> &MemberConfig {
+        &self.inner.config
+    }
+
+    /// True once this member is part of a cluster (bootstrapped or added by a leader).
+    pub async fn is_initialized(&self) -> Result<bool, ClusterError> {
+        self.inner.raft.is_initialized().await.map_err(|e| ClusterError::Fatal(e.to_string()))
+    }
+
+    /// Creates a new single-member cluster named `cluster_id` with this member as its voter,
+    /// and waits until this member leads it. Does nothing if the member is already part of a
+    /// cluster.
+    ///
+    /// `extra` is written in the same transaction as the cluster id (e.g. the first admin
+    /// token), so either both exist or neither does.
+    pub async fn bootstrap(&self, cluster_id: &str, extra: Vec<steward_storage::Op>) -> Result<(), ClusterError> {
+        if !self.is_initialized().await? {
+            let members = BTreeMap::from([(self.inner.id, self.inner.node.clone())]);
+            match self.inner.raft.initialize(members).await {
+                Ok(()) => {}
+                Err(RaftError::APIError(_)) => {} // initialised concurrently: fine
+                Err(RaftError::Fatal(f)) => return Err(ClusterError::Fatal(f.to_string())),
+            }
+        }
+        // The cluster id is written exactly once; a restart finds it there and writes nothing.
+        let mut ops =
+            vec![steward_storage::Op::Put { key: CLUSTER_ID_KEY.into(), value: cluster_id.as_bytes().to_vec() }];
+        ops.extend(extra);
+        let txn = Txn::guarded(vec![steward_storage::Guard::Absent(CLUSTER_ID_KEY.into())], ops);
+        self.write(txn).await?;
+        Ok(())
+    }
+
+    /// The id of the cluster this member belongs to, as replicated (local read).
+    pub fn cluster_id(&self) -> Result<Option<String>, ClusterError> {
+        Ok(self
+            .inner
+            .kv
+            .get(CLUSTER_ID_KEY)?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    }
+
+    /// The current leader as this member knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// True when this member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.inner.id)
+    }
+
+    fn node_of(&self, id: NodeId) -> Option<MemberNode> {
+        self.inner.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
+    }
+
+    fn fatal(&self) -> Option<String> {
+        match &self.inner.raft.metrics().borrow().running_state {
+            Ok(()) => None,
+            Err(f) => Some(f.to_string()),
+        }
+    }
+
+    /// Waits until the known leader differs from `seen`, or `until`.
+    async fn wait_leader_change(&self, seen: Option<NodeId>, until: Instant) {
+        let mut rx = self.inner.raft.metrics();
+        let wait = rx.wait_for(|m| m.current_leader != seen || m.running_state.is_err());
+        // Poll again at least every 100 ms: a leader that is known but unreachable does not
+        // change the metrics.
+        let cap = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        let _ = tokio::time::timeout(cap, wait).await;
+    }
+
+    /// Proposes `txn` and returns its result once it is committed and applied on the leader.
+    ///
+    /// Retries while there is no leader or leadership moves, until `request_timeout`; then
+    /// fails with [`ClusterError::NoLeader`]. A request that reached a leader and then timed
+    /// out fails with [`ClusterError::Timeout`]: it may or may not have been applied, which is
+    /// why invariants are guards inside transactions.
+    pub async fn write(&self, txn: Txn) -> Result<TxnResult, ClusterError> {
+        let until = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            if let Some(f) = self.fatal() {
+                return Err(ClusterError::Fatal(f));
+            }
+            let leader = self.leader();
+            match leader {
+                Some(id) if id == self.inner.id => {
+                    match self.local_write(txn.clone(), until).await {
+                        Err(RemoteError::NotLeader { .. }) | Err(RemoteError::NoQuorum) => {}
+                        other => return other.map_err(remote_to_cluster),
+                    }
+                }
+                Some(id) => {
+                    if let Some(node) = self.node_of(id) {
+                        let res: Result<Result<TxnResult, RemoteError>, ClusterError> =
+                            self.call_leader(&node, Rpc::Write, &txn, until).await;
+                        match res {
+                            Ok(Ok(r)) => return Ok(r),
+                            Ok(Err(RemoteError::NotLeader { .. })) => {}
+                            Ok(Err(e)) => return Err(remote_to_cluster(e)),
+                            Err(ClusterError::Unreachable { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                None => {}
+            }
+            if Instant::now() >= until {
+                return Err(ClusterError::NoLeader);
+            }
+            self.wait_leader_change(leader, until).await;
+        }
+    }
+
+    /// `client_write` on this member, which believes it is the leader.
+    pub(crate) async fn local_write(&self, txn: Txn, until: Instant) -> Result<TxnResult, RemoteError> {
+        let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        match tokio::time::timeout(budget, self.inner.raft.client_write(txn)).await {
+            Err(_) => Err(RemoteError::Timeout),
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(RemoteError::NotLeader {
+                leader: f.leader_id.zip(f.leader_node),
+            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(RemoteError::Rejected(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(RemoteError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Makes this member's state current for a linearizable read: afterwards, local reads see
+    /// every write acknowledged before this call started.
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let until = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            if let Some(f) = self.fatal() {
+                return Err(ClusterError::Fatal(f));
+            }
+            let leader = self.leader();
+            let index = match leader {
+                Some(id) if id == self.inner.id => match self.local_read_index(until).await {
+                    Ok(i) => Some(i),
+                    Err(RemoteError::NotLeader { .. }) | Err(RemoteError::NoQuorum) => None,
+                    Err(e) => return Err(remote_to_cluster(e)),
+                },
+                Some(id) => match self.node_of(id) {
+                    Some(node) => {
+                        let res: Result<Result<u64, RemoteError>, ClusterError> =
+                            self.call_leader(&node, Rpc::ReadIndex, &(), until).await;
+                        match res {
+                            Ok(Ok(i)) => Some(i),
+                            Ok(Err(RemoteError::NotLeader { .. })) | Ok(Err(RemoteError::NoQuorum)) => None,
+                            Ok(Err(e)) => return Err(remote_to_cluster(e)),
+                            Err(ClusterError::Unreachable { .. }) => None,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            if let Some(index) = index {
+                return self.wait_applied(index, until).await;
+            }
+            if Instant::now() >= until {
+                return Err(ClusterError::NoLeader);
+            }
+            self.wait_leader_change(leader, until).await;
+        }
+    }
+
+    /// The leader's read index: confirms leadership with a quorum and returns the log index
+    /// that a linearizable read must have applied.
+    pub(crate) async fn local_read_index(&self, until: Instant) -> Result<u64, RemoteError> {
+        let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        match tokio::time::timeout(budget, self.inner.raft.ensure_linearizable()).await {
+            Err(_) => Err(RemoteError::NoQuorum),
+            Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(RemoteError::NotLeader {
+                leader: f.leader_id.zip(f.leader_node),
+            }),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(RemoteError::NoQuorum),
+            Ok(Err(RaftError::Fatal(f))) => Err(RemoteError::Fatal(f.to_string())),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, until: Instant) -> Result<(), ClusterError> {
+        let mut rx = self.inner.kv.watch_applied();
+        let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        let res = tokio::time::timeout(budget, rx.wait_for(|applied| *applied >= index))
+            .await
+            .map(|r| r.is_ok());
+        match res {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ClusterError::Fatal("the state machine stopped".into())),
+            Err(_) => Err(ClusterError::Timeout),
+        }
+    }
+
+    /// Reads one key.
+    pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<KeyValue>, ClusterError> {
+        if consistency == Consistency::Linearizable {
+            self.read_barrier().await?;
+        }
+        Ok(self.inner.kv.get(key)?)
+    }
+
+    /// Reads every key under `prefix`, in key order.
+    pub async fn range(
+        &self,
+        prefix: &str,
+        consistency: Consistency,
+    ) -> Result<Vec<(String, KeyValue)>, ClusterError> {
+        if consistency == Consistency::Linearizable {
+            self.read_barrier().await?;
+        }
+        Ok(self.inner.kv.range(prefix)?)
+    }
+
+    /// Sends one `Cluster` RPC to `node`, bounded by `until`.
+    async fn call_leader<Req, Resp>(
+        &self,
+        node: &MemberNode,
+        rpc: Rpc,
+        req: &Req,
+        until: Instant,
+    ) -> Result<Resp, ClusterError>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
+        call_cluster(&self.inner.peers, &node.raft_addr, rpc, req, until).await
+    }
+
+    /// Adds a member to the cluster, from any member: the request goes to the leader, which adds
+    /// the newcomer as a learner, waits until it has caught up, then makes it a voter while
+    /// there are fewer than `max_voters` voters. Repeating a join that already happened is fine.
+    pub async fn join(&self, req: JoinRequest) -> Result<JoinReply, ClusterError> {
+        let until = Instant::now() + self.inner.config.join_timeout;
+        self.on_leader(Rpc::Join, &req, until, |m| {
+            let req = req.clone();
+            async move { m.add_member(req).await }
+        })
+        .await
+    }
+
+    /// Removes a member from the cluster, from any member.
+    pub async fn leave(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        let until = Instant::now() + self.inner.config.request_timeout.max(Duration::from_secs(30));
+        let req = LeaveRequest { node_id };
+        self.on_leader(Rpc::Leave, &req, until, |m| async move { m.remove_member(node_id).await })
+            .await
+    }
+
+    /// The leader's view of the members, from any member.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClusterError> {
+        let until = Instant::now() + self.inner.config.request_timeout;
+        self.on_leader(Rpc::Status, &(), until, |m| async move { m.local_status() }).await
+    }
+
+    /// Runs `local` if this member leads, or sends `rpc` to the leader, retrying while
+    /// leadership moves.
+    async fn on_leader<Req, Resp, F, Fut>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        until: Instant,
+        local: F,
+    ) -> Result<Resp, ClusterError>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        F: Fn(Member) -> Fut,
+        Fut: std::future::Future<Output = Result<Resp, RemoteError>>,
+    {
+        loop {
+            if let Some(f) = self.fatal() {
+                return Err(ClusterError::Fatal(f));
+            }
+            let leader = self.leader();
+            let res = match leader {
+                Some(id) if id == self.inner.id => Some(local(self.clone()).await),
+                Some(id) => match self.node_of(id) {
+                    Some(node) => match self.call_leader::<Req, Result<Resp, RemoteError>>(&node, rpc, req, until).await {
+                        Ok(r) => Some(r),
+                        Err(ClusterError::Unreachable { .. }) => None,
+                        Err(e) => return Err(e),
+                    },
+                    None => None,
+                },
+                None => None,
+            };
+            match res {
+                Some(Ok(r)) => return Ok(r),
+                Some(Err(RemoteError::NotLeader { .. })) | Some(Err(RemoteError::NoQuorum)) | None => {}
+                Some(Err(e)) => return Err(remote_to_cluster(e)),
+            }
+            if Instant::now() >= until {
+                return Err(ClusterError::NoLeader);
+            }
+            self.wait_leader_change(leader, until).await;
+        }
+    }
+
+    fn not_leader(&self) -> RemoteError {
+        let leader = self.leader().and_then(|id| self.node_of(id).map(|n| (id, n)));
+        RemoteError::NotLeader { leader }
+    }
+
+    /// Leader side of [`Member::join`].
+    pub(crate) async fn add_member(&self, req: JoinRequest) -> Result<JoinReply, RemoteError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let cluster_id = self
+            .cluster_id()
+            .map_err(|e| RemoteError::Fatal(e.to_string()))?
+            .ok_or_else(|| RemoteError::Rejected("the cluster is still being created; retry".into()))?;
+        if let Some(theirs) = &req.cluster_id {
+            if *theirs != cluster_id {
+                return Err(RemoteError::Rejected(format!(
+                    "the joining member's data dir belongs to cluster {theirs}, not to this cluster ({cluster_id}); \
+                     start it with an empty data dir"
+                )));
+            }
+        }
+        let _guard = self.inner.membership_lock.lock().await;
+        let membership = self.inner.raft.metrics().borrow().membership_config.membership().clone();
+        for (id, node) in membership.nodes() {
+            if *id != req.node_id && (node.uuid == req.node.uuid || node.raft_addr == req.node.raft_addr) {
+                return Err(RemoteError::Rejected(format!(
+                    "member {} already uses uuid {} or raft address {}; remove it first",
+                    id, req.node.uuid, req.node.raft_addr
+                )));
+            }
+        }
+        match membership.get_node(&req.node_id) {
+            Some(existing) if *existing != req.node => {
+                return Err(RemoteError::Rejected(format!(
+                    "member id {} is already in the cluster as {existing}",
+                    req.node_id
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let add = self.inner.raft.add_learner(req.node_id, req.node.clone(), true);
+                match tokio::time::timeout(self.inner.config.join_timeout, add).await {
+                    Err(_) => return Err(RemoteError::Timeout),
+                    Ok(Err(e)) => return Err(write_error(e)),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+        let voter = self.promote_if_room(req.node_id).await?;
+        tracing::info!(member = req.node_id, uuid = %req.node.uuid, voter, "member joined");
+        Ok(JoinReply { cluster_id, leader_id: self.inner.id, voter })
+    }
+
+    /// Makes `id` a voter if the cluster has room; returns whether it is a voter.
+    async fn promote_if_room(&self, id: NodeId) -> Result<bool, RemoteError> {
+        let membership = self.inner.raft.metrics().borrow().membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.contains(&id) {
+            return Ok(true);
+        }
+        if voters.len() >= self.inner.config.max_voters {
+            return Ok(false);
+        }
+        let change = self.inner.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false);
+        match tokio::time::timeout(self.inner.config.request_timeout * 2, change).await {
+            Err(_) => Err(RemoteError::Timeout),
+            Ok(Err(e)) => Err(write_error(e)),
+            Ok(Ok(_)) => Ok(true),
+        }
+    }
+
+    /// Leader side of [`Member::leave`].
+    pub(crate) async fn remove_member(&self, id: NodeId) -> Result<(), RemoteError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let _guard = self.inner.membership_lock.lock().await;
+        let membership = self.inner.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.get_node(&id).is_none() {
+            return Ok(());
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(RemoteError::Rejected(
+                    "the last voter cannot leave; the cluster would have no members".into(),
+                ));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        let res = tokio::time::timeout(
+            self.inner.config.request_timeout * 2,
+            self.inner.raft.change_membership(change, false),
+        )
+        .await;
+        match res {
+            Err(_) => return Err(RemoteError::Timeout),
+            Ok(Err(e)) => return Err(write_error(e)),
+            Ok(Ok(_)) => {}
+        }
+        tracing::info!(member = id, "member left");
+        Ok(())
+    }
+
+    /// The leader's view of the cluster (leader only).
+    pub(crate) fn local_status(&self) -> Result<ClusterStatus, RemoteError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched = m.replication.clone().unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let is_self = *id == self.inner.id;
+                let role = if is_self {
+                    Role::Leader
+                } else if voters.contains(id) {
+                    Role::Follower
+                } else {
+                    Role::Learner
+                };
+                let last_contact_ms = if is_self {
+                    Some(0)
+                } else {
+                    self.inner.peers.last_contact(*id).map(|t| t.elapsed().as_millis() as u64)
+                };
+                let matched_index = if is_self {
+                    m.last_log_index
+                } else {
+                    matched.get(id).cloned().flatten().map(|l| l.index)
+                };
+                MemberStatus { id: *id, node: node.clone(), role, last_contact_ms, matched_index }
+            })
+            .collect();
+        Ok(ClusterStatus { leader_id: self.inner.id, term: m.current_term, last_log_index: m.last_log_index, members })
+    }
+
+    /// True while this member knows a leader and has applied everything it knows to be
+    /// committed: a load balancer may send it traffic.
+    pub fn is_healthy(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.running_state.is_err() {
+            return false;
+        }
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let election_max = Duration::from_millis(self.inner.config.raft.election_timeout_max);
+        match m.current_leader {
+            None => false,
+            Some(id) if id == self.inner.id => {
+                // A leader is healthy while a quorum acknowledged it recently and it has applied
+                // its log (all of a leader's log is committed once its term's blank entry is).
+                let quorum_recent = m.millis_since_quorum_ack.is_some_and(|ms| ms < election_max.as_millis() as u64);
+                quorum_recent && m.state == ServerState::Leader
+            }
+            Some(_) => {
+                let fv = &self.inner.follower;
+                let recent = fv
+                    .last_leader_contact
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some_and(|t| t.elapsed() < election_max);
+                recent && applied >= fv.known_committed.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// Watches the leader and repairs membership: finishes a joint configuration left by a
+    /// crash, and promotes caught-up learners while there are fewer than `max_voters` voters.
+    fn spawn_reconciler(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let mut stop = self.inner.shutdown.subscribe();
+        tokio::spawn(async move {
+            let mut was_leader = false;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let member = Member { inner };
+                let leader = member.is_leader();
+                if leader && !was_leader {
+                    // Contacts recorded under an earlier term say nothing now.
+                    member.inner.peers.forget_contacts();
+                }
+                was_leader = leader;
+                if leader {
+                    if let Err(e) = member.reconcile().await {
+                        tracing::debug!(error = %e, "membership reconcile");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn reconcile(&self) -> Result<(), RemoteError> {
+        let _guard = match self.inner.membership_lock.try_lock() {
+            Ok(g) => g,
+            Err(_) => return Ok(()), // a join or leave is in progress
+        };
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let configs = membership.get_joint_config();
+        if configs.len() > 1 {
+            let target = configs.last().cloned().unwrap_or_default();
+            tracing::info!(?target, "finishing a joint membership change");
+            self.inner
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(target), false)
+                .await
+                .map_err(write_error)?;
+            return Ok(());
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.len() >= self.inner.config.max_voters {
+            return Ok(());
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.clone().unwrap_or_default();
+        // The most caught-up live learner is the one to promote.
+        let candidate = membership
+            .learner_ids()
+            .filter(|id| {
+                self.inner.peers.last_contact(*id).is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+            })
+            .filter_map(|id| matched.get(&id).cloned().flatten().map(|l| (l.index, id)))
+            .filter(|(idx, _)| last.saturating_sub(*idx) <= 64)
+            .max();
+        if let Some((_, id)) = candidate {
+            tracing::info!(member = id, "promoting learner to voter");
+            self.inner
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(write_error)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the Raft node and the background tasks. The store is closed when the last clone
+    /// of this member is dropped.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// The `Cluster` RPCs a member sends to the leader.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rpc {
+    Write,
+    ReadIndex,
+    Join,
+    Leave,
+    Status,
+}
+
+/// Sends one `Cluster` RPC to the member at `raft_addr`, bounded by `until`.
+pub(crate) async fn call_cluster<Req, Resp>(
+    peers: &Peers,
+    raft_addr: &str,
+    rpc: Rpc,
+    req: &Req,
+    until: Instant,
+) -> Result<Resp, ClusterError>
+where
+    Req: serde::Serialize,
+    Resp: serde::de::DeserializeOwned,
+{
+    let unreachable = |detail: String| ClusterError::Unreachable { addr: raft_addr.to_string(), detail };
+    let mut client = peers.cluster_client(raft_addr).map_err(|e| unreachable(e.to_string()))?;
+    let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+    let mut request = tonic::Request::new(Payload { data: wire::encode(req) });
+    request.set_timeout(budget);
+    let call = async {
+        match rpc {
+            Rpc::Write => client.write(request).await,
+            Rpc::ReadIndex => client.read_index(request).await,
+            Rpc::Join => client.join(request).await,
+            Rpc::Leave => client.leave(request).await,
+            Rpc::Status => client.status(request).await,
+        }
+    };
+    let resp = match tokio::time::timeout(budget, call).await {
+        Err(_) => return Err(ClusterError::Timeout),
+        Ok(Ok(resp)) => resp.into_inner(),
+        Ok(Err(status)) => {
+            return Err(match status.code() {
+                tonic::Code::Unauthenticated => ClusterError::Rejected(format!(
+                    "member at {raft_addr} refused the cluster secret: {}",
+                    status.message()
+                )),
+                tonic::Code::DeadlineExceeded => ClusterError::Timeout,
+                tonic::Code::InvalidArgument => ClusterError::Rejected(status.message().to_string()),
+                _ => unreachable(status.message().to_string()),
+            })
+        }
+    };
+    wire::decode(&resp.data).map_err(|s| ClusterError::Rejected(s.message().to_string()))
+}
+
+fn remote_to_cluster(e: RemoteError) -> ClusterError {
+    match e {
+        RemoteError::NotLeader { .. } | RemoteError::NoQuorum => ClusterError::NoLeader,
+        RemoteError::Timeout => ClusterError::Timeout,
+        RemoteError::Rejected(m) => ClusterError::Rejected(m),
+        RemoteError::Fatal(m) => ClusterError::Fatal(m),
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> RemoteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            RemoteError::NotLeader { leader: f.leader_id.zip(f.leader_node) }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => RemoteError::Rejected(c.to_string()),
+        RaftError::Fatal(f) => RemoteError::Fatal(f.to_string()),
+    }
+}

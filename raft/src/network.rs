@@ -1,0 +1,286 @@
+//! The client side of member-to-member gRPC: one cached channel per peer address, the cluster
+//! secret on every call, and openraft's `RaftNetwork` on top.
+//!
+//! `openraft` calls `new_client` for every read-index round and every vote, so it must be cheap:
+//! it only clones a cached, lazily connecting `Channel` (HTTP/2 multiplexes all calls to a peer
+//! over one connection).
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use openraft::error::{
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, Snapshot, Vote};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pb::cluster_client::ClusterClient;
+use crate::pb::raft_client::RaftClient;
+use crate::pb::{Payload, SnapshotChunk};
+use crate::types::{MemberNode, NodeId, TypeConfig};
+use crate::wire;
+
+/// gRPC metadata key that carries the cluster secret.
+pub const SECRET_HEADER: &str = "x-steward-cluster-secret";
+
+/// Largest gRPC message either side accepts. AppendEntries batches and snapshot pieces stay
+/// well under it; tonic's default of 4 MiB is too small for a full batch of large entries.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Size of one streamed snapshot piece.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// A snapshot transfer gets at least this long, whatever openraft's per-RPC budget says.
+const SNAPSHOT_MIN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Adds the cluster secret to every outgoing call.
+#[derive(Clone)]
+pub struct AddSecret(MetadataValue<Ascii>);
+
+impl Interceptor for AddSecret {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert(SECRET_HEADER, self.0.clone());
+        Ok(req)
+    }
+}
+
+pub type RaftRpcClient = RaftClient<InterceptedService<Channel, AddSecret>>;
+pub type ClusterRpcClient = ClusterClient<InterceptedService<Channel, AddSecret>>;
+
+/// The secret is not usable as a gRPC header value.
+#[derive(Debug, thiserror::Error)]
+#[error("the cluster secret must be 16 to 256 printable ASCII characters without spaces")]
+pub struct InvalidSecret;
+
+/// Checks a cluster secret's shape.
+pub fn validate_secret(secret: &str) -> Result<MetadataValue<Ascii>, InvalidSecret> {
+    let ok = (16..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(InvalidSecret);
+    }
+    MetadataValue::try_from(secret).map_err(|_| InvalidSecret)
+}
+
+/// Connections to the other members, shared by Raft replication and cluster calls.
+#[derive(Clone)]
+pub struct Peers {
+    inner: Arc<PeersInner>,
+}
+
+struct PeersInner {
+    secret: AddSecret,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// When each peer last answered a Raft RPC; the leader's view of liveness.
+    contacts: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Peers {
+    pub fn new(secret: &str) -> Result<Self, InvalidSecret> {
+        let secret = AddSecret(validate_secret(secret)?);
+        Ok(Peers {
+            inner: Arc::new(PeersInner {
+                secret,
+                channels: Mutex::new(HashMap::new()),
+                contacts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The cached channel to `addr` (`host:port`), created without connecting.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.inner.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    pub fn raft_client(&self, addr: &str) -> Result<RaftRpcClient, tonic::transport::Error> {
+        Ok(RaftClient::with_interceptor(self.channel(addr)?, self.inner.secret.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    pub fn cluster_client(&self, addr: &str) -> Result<ClusterRpcClient, tonic::transport::Error> {
+        Ok(ClusterClient::with_interceptor(self.channel(addr)?, self.inner.secret.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    fn record_contact(&self, id: NodeId) {
+        let mut c = self.inner.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        c.insert(id, Instant::now());
+    }
+
+    /// When `id` last answered a Raft RPC from this member.
+    pub fn last_contact(&self, id: NodeId) -> Option<Instant> {
+        let c = self.inner.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(&id).copied()
+    }
+
+    /// Forgets every peer's last contact, e.g. when this member becomes leader.
+    pub fn forget_contacts(&self) {
+        self.inner.contacts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Peers {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> Self::Network {
+        PeerClient { target, node: node.clone(), peers: self.clone() }
+    }
+}
+
+/// openraft's handle for sending Raft RPCs to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    node: MemberNode,
+    peers: Peers,
+}
+
+/// A gRPC failure as openraft understands it: an unreachable peer makes openraft back off.
+fn rpc_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, MemberNode, E> {
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+fn transport_error<E: std::error::Error>(e: tonic::transport::Error) -> RPCError<NodeId, MemberNode, E> {
+    RPCError::Unreachable(Unreachable::new(&e))
+}
+
+fn decode_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, MemberNode, E> {
+    RPCError::Network(NetworkError::new(&status))
+}
+
+impl PeerClient {
+    fn request(&self, data: Bytes, ttl: Duration) -> tonic::Request<Payload> {
+        let mut req = tonic::Request::new(Payload { data });
+        req.set_timeout(ttl);
+        req
+    }
+
+    /// Decodes a reply that carries openraft's `Result`, and records the contact.
+    fn reply<T, E>(&self, payload: Payload) -> Result<T, RPCError<NodeId, MemberNode, E>>
+    where
+        T: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let res: Result<T, E> = wire::decode(&payload.data).map_err(decode_error)?;
+        self.peers.record_contact(self.target);
+        res.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
+        let mut client = self.peers.raft_client(&self.node.raft_addr).map_err(transport_error)?;
+        let req = self.request(wire::encode(&rpc), option.hard_ttl());
+        let resp = client.append_entries(req).await.map_err(rpc_error)?;
+        self.reply(resp.into_inner())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, MemberNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let mut client = self.peers.raft_client(&self.node.raft_addr).map_err(transport_error)?;
+        let req = self.request(wire::encode(&rpc), option.hard_ttl());
+        let resp = client.install_snapshot(req).await.map_err(rpc_error)?;
+        self.reply(resp.into_inner())
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
+        let mut client = self.peers.raft_client(&self.node.raft_addr).map_err(transport_error)?;
+        let req = self.request(wire::encode(&rpc), option.hard_ttl());
+        let resp = client.vote(req).await.map_err(rpc_error)?;
+        self.reply(resp.into_inner())
+    }
+
+    /// Streams the whole snapshot in one client-streaming call: a header with the vote and the
+    /// metadata, then the data in pieces. openraft puts no deadline around this call, so it
+    /// keeps its own and gives up as soon as replication is closed.
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let mut client = self
+            .peers
+            .raft_client(&self.node.raft_addr)
+            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+        let header = wire::encode(&(vote, snapshot.meta.clone()));
+        let data = Bytes::from(snapshot.snapshot.into_inner());
+        let mut msgs = vec![SnapshotChunk { header, data: Bytes::new() }];
+        let mut off = 0;
+        while off < data.len() {
+            let end = (off + SNAPSHOT_CHUNK_BYTES).min(data.len());
+            msgs.push(SnapshotChunk { header: Bytes::new(), data: data.slice(off..end) });
+            off = end;
+        }
+        let deadline = option.hard_ttl().max(SNAPSHOT_MIN_DEADLINE);
+        let mut req = tonic::Request::new(tokio_stream::iter(msgs));
+        req.set_timeout(deadline);
+        let call = client.stream_snapshot(req);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = tokio::time::timeout(deadline, call) => {
+                let resp = match res {
+                    Err(_) => {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "snapshot transfer timed out");
+                        return Err(StreamingError::Network(NetworkError::new(&e)));
+                    }
+                    Ok(Err(status)) => return Err(match rpc_error::<Fatal<NodeId>>(status) {
+                        RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                        RPCError::Network(n) => StreamingError::Network(n),
+                        other => StreamingError::Network(NetworkError::new(&other)),
+                    }),
+                    Ok(Ok(resp)) => resp.into_inner(),
+                };
+                let res: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
+                    wire::decode(&resp.data).map_err(|s| StreamingError::Network(NetworkError::new(&s)))?;
+                self.peers.record_contact(self.target);
+                res.map_err(|f| StreamingError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), f)))
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The server side of member-to-member gRPC: the `Raft` service (openraft's RPCs), the
+//! `Cluster` service (forwarded writes, read index, membership, status), and the check of the
+//! cluster secret that guards both.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
+use openraft::{Snapshot, SnapshotMeta, Vote};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::member::Member;
+use crate::messages::{JoinRequest, LeaveRequest};
+use crate::network::{MAX_MESSAGE_BYTES, SECRET_HEADER};
+use crate::pb::cluster_server::{Cluster, ClusterServer};
+use crate::pb::raft_server::{Raft as RaftRpc, RaftServer};
+use crate::pb::{Payload, SnapshotChunk};
+use crate::types::{MemberNode, NodeId, TypeConfig};
+use crate::wire;
+
+/// Refuses every call that does not carry the cluster secret.
+#[derive(Clone)]
+pub struct CheckSecret {
+    secret: Arc<[u8]>,
+}
+
+impl CheckSecret {
+    pub fn new(secret: &str) -> Self {
+        CheckSecret { secret: Arc::from(secret.as_bytes()) }
+    }
+}
+
+impl tonic::service::Interceptor for CheckSecret {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let given = req.metadata().get(SECRET_HEADER).map(|v| v.as_bytes());
+        // Constant-time comparison: the time a refusal takes says nothing about the secret.
+        let ok = given.is_some_and(|g| bool::from(g.ct_eq(&self.secret)));
+        if ok {
+            Ok(req)
+        } else {
+            let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+            tracing::warn!(%peer, secret_present = given.is_some(), "refused a member-to-member call: wrong cluster secret");
+            Err(Status::unauthenticated("wrong or missing cluster secret"))
+        }
+    }
+}
+
+struct RaftSvc {
+    member: Member,
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftSvc {
+    async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = wire::decode(&req.into_inner().data)?;
+        // What this member may consider committed once it accepts these entries.
+        let last_index = rpc.entries.last().map(|e| e.log_id.index).or(rpc.prev_log_id.map(|l| l.index));
+        let leader_commit = rpc.leader_commit.map(|l| l.index);
+        let res = self.member.raft().append_entries(rpc).await;
+        if let Ok(AppendEntriesResponse::Success) = &res {
+            let committed = match (leader_commit, last_index) {
+                (Some(c), Some(l)) => Some(c.min(l)),
+                _ => None,
+            };
+            self.member.inner.follower.saw_leader(committed);
+        }
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc: VoteRequest<NodeId> = wire::decode(&req.into_inner().data)?;
+        let res = self.member.raft().vote(rpc).await;
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = wire::decode(&req.into_inner().data)?;
+        let res = self.member.raft().install_snapshot(rpc).await;
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn stream_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<Payload>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let (vote, meta): (Vote<NodeId>, SnapshotMeta<NodeId, MemberNode>) = wire::decode(&first.header)?;
+        let mut data = first.data.to_vec();
+        while let Some(chunk) = stream.message().await? {
+            data.extend_from_slice(&chunk.data);
+        }
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "received a snapshot");
+        let snapshot = Snapshot { meta, snapshot: Box::new(Cursor::new(data)) };
+        let res = self.member.raft().install_full_snapshot(vote, snapshot).await;
+        if res.is_ok() {
+            self.member.inner.follower.saw_leader(None);
+        }
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+}
+
+struct ClusterSvc {
+    member: Member,
+}
+
+impl ClusterSvc {
+    /// The deadline the caller gave (its gRPC timeout), capped by our own request timeout.
+    fn until(&self, timeout: Option<Duration>) -> Instant {
+        Instant::now() + timeout.unwrap_or(self.member.config().request_timeout)
+    }
+}
+
+fn grpc_timeout<T>(req: &Request<T>) -> Option<Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterSvc {
+    async fn write(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let until = self.until(grpc_timeout(&req));
+        let txn = wire::decode(&req.into_inner().data)?;
+        // Handled here or refused: a forwarded write never hops again, so it cannot loop.
+        let res = self.member.local_write(txn, until).await;
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn read_index(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let until = self.until(grpc_timeout(&req));
+        let res = self.member.local_read_index(until).await;
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn join(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let join: JoinRequest = wire::decode(&req.into_inner().data)?;
+        let res = self.member.add_member(join).await;
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn leave(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let leave: LeaveRequest = wire::decode(&req.into_inner().data)?;
+        let res = self.member.remove_member(leave.node_id).await;
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn status(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let res = self.member.local_status();
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+}
+
+/// Serves the member-to-member gRPC on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    member: Member,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let check = CheckSecret::new(&member.config().cluster_secret);
+    let raft = RaftServer::new(RaftSvc { member: member.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let cluster = ClusterServer::new(ClusterSvc { member })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(InterceptedService::new(raft, check.clone()))
+        .add_service(InterceptedService::new(cluster, check))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

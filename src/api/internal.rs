@@ -1,0 +1,69 @@
+//! Member-to-member HTTP entry points. A newcomer knows only a member's HTTP URL and the
+//! cluster secret, so these routes authenticate with the secret rather than an API token.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use steward_raft::{JoinReply, JoinRequest, MemberNode};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, ApiJson, ApiResult, AppState};
+
+/// Header carrying the cluster secret on internal HTTP routes.
+pub const SECRET_HEADER: &str = "x-steward-cluster-secret";
+
+/// Body of `POST /internal/cluster/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinBody {
+    /// Raft node id, as a decimal string (JSON numbers lose precision above 2^53).
+    pub node_id: String,
+    pub uuid: String,
+    pub raft_address: String,
+    pub http_address: String,
+    pub cluster_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinAnswer {
+    pub cluster_id: String,
+    pub leader_id: String,
+    pub voter: bool,
+}
+
+pub fn check_secret(headers: &HeaderMap, secret: &str) -> ApiResult<()> {
+    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes());
+    if given.is_some_and(|g| bool::from(g.ct_eq(secret.as_bytes()))) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "api.error.cluster.secret",
+        "wrong or missing cluster secret",
+    ))
+}
+
+pub async fn join(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<JoinBody>,
+) -> ApiResult<Json<JoinAnswer>> {
+    if let Err(e) = check_secret(&headers, &state.cluster_secret) {
+        tracing::warn!(member = %body.uuid, raft = %body.raft_address, "refused a join: wrong cluster secret");
+        return Err(e);
+    }
+    let node_id: u64 = body
+        .node_id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("nodeId '{}' is not an unsigned integer", body.node_id)))?;
+    let req = JoinRequest {
+        node_id,
+        node: MemberNode { uuid: body.uuid, raft_addr: body.raft_address, http_addr: body.http_address },
+        cluster_id: body.cluster_id,
+    };
+    tracing::info!(member = %req.node.uuid, raft = %req.node.raft_addr, "join requested");
+    let JoinReply { cluster_id, leader_id, voter } = state.member.join(req).await?;
+    Ok(Json(JoinAnswer { cluster_id, leader_id: leader_id.to_string(), voter }))
+}

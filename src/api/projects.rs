@@ -1,0 +1,161 @@
+//! Projects in Rundeck's paths and shapes: `POST/GET /api/{v}/projects`,
+//! `GET/DELETE /api/{v}/project/{name}`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use steward_raft::Consistency;
+use steward_storage::{Guard, Op, Txn};
+
+use super::version::ApiVersion;
+use super::{base_url, ApiError, ApiJson, ApiResult, AppState};
+use crate::codec;
+
+pub const PROJECTS_PREFIX: &str = "projects/";
+/// Everything that belongs to a project lives under these prefixes and goes with it.
+const PROJECT_OWNED_PREFIXES: &[&str] = &["jobs/"];
+
+/// A stored project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRecord {
+    pub name: String,
+    pub config: BTreeMap<String, String>,
+    pub created_ms: i64,
+}
+
+impl ProjectRecord {
+    fn description(&self) -> String {
+        self.config.get("project.description").cloned().unwrap_or_default()
+    }
+    fn label(&self) -> String {
+        self.config.get("project.label").cloned().unwrap_or_default()
+    }
+}
+
+/// `POST /projects` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Rundeck's rule for project names.
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    let mut chars = name.chars();
+    let ok_first = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || "-_+".contains(c));
+    let ok_rest = chars.all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
+    if !ok_first || !ok_rest || name.len() > 200 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "api.error.invalid.request",
+            format!(
+                "project name '{name}' is invalid: use letters, digits and - _ . + (not starting with .), \
+                 at most 200 characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn key(name: &str) -> String {
+    format!("{PROJECTS_PREFIX}{name}")
+}
+
+fn summary(base: &str, v: u32, p: &ProjectRecord) -> Value {
+    json!({
+        "url": format!("{base}/api/{v}/project/{}", p.name),
+        "name": p.name,
+        "description": p.description(),
+        "label": p.label(),
+        "created": chrono::DateTime::from_timestamp_millis(p.created_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    })
+}
+
+fn detail(base: &str, v: u32, p: &ProjectRecord) -> Value {
+    json!({
+        "url": format!("{base}/api/{v}/project/{}", p.name),
+        "name": p.name,
+        "description": p.description(),
+        "config": p.config,
+    })
+}
+
+pub async fn list(State(state): State<AppState>, ApiVersion(v): ApiVersion) -> ApiResult<Json<Value>> {
+    let base = base_url(&state);
+    let rows = state.member.range(PROJECTS_PREFIX, Consistency::Linearizable).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (_, kv) in rows {
+        let p: ProjectRecord = codec::decode(&kv.value)?;
+        out.push(summary(&base, v, &p));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    validate_name(&body.name)?;
+    let mut config = body.config;
+    if let Some(d) = body.description {
+        config.insert("project.description".into(), d);
+    }
+    config.insert("project.name".into(), body.name.clone());
+    let record = ProjectRecord { name: body.name.clone(), config, created_ms: chrono::Utc::now().timestamp_millis() };
+    // The guard, not an earlier read, decides: two members creating the same project at once
+    // cannot both succeed.
+    let txn = Txn::guarded(
+        vec![Guard::Absent(key(&record.name))],
+        vec![Op::Put { key: key(&record.name), value: codec::encode(&record) }],
+    );
+    let res = state.member.write(txn).await?;
+    if !res.succeeded {
+        return Err(ApiError::conflict(format!("project {} already exists", record.name)));
+    }
+    Ok((StatusCode::CREATED, Json(detail(&base_url(&state), v, &record))))
+}
+
+async fn load(state: &AppState, name: &str) -> ApiResult<ProjectRecord> {
+    validate_name(name)?;
+    let kv = state
+        .member
+        .get(&key(name), Consistency::Linearizable)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Project does not exist: {name}")))?;
+    Ok(codec::decode(&kv.value)?)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let p = load(&state, &name).await?;
+    Ok(Json(detail(&base_url(&state), v, &p)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    validate_name(&name)?;
+    let mut ops = vec![Op::Delete { key: key(&name) }];
+    ops.extend(PROJECT_OWNED_PREFIXES.iter().map(|p| Op::DeletePrefix { prefix: format!("{p}{name}/") }));
+    let res = state.member.write(Txn::guarded(vec![Guard::Exists(key(&name))], ops)).await?;
+    if !res.succeeded {
+        return Err(ApiError::not_found(format!("Project does not exist: {name}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

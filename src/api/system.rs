@@ -1,0 +1,110 @@
+//! `GET /api/{v}/system/info` in Rundeck's shape, and the load balancer's `GET /health`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::version::{ApiVersion, API_VERSION_MAX};
+use super::{base_url, AppState};
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "epoch": t.timestamp_millis(),
+        "unit": "ms",
+        "datetime": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })
+}
+
+/// First number of `/proc/loadavg`.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// A `kB` field of a /proc status-like file, in bytes.
+fn proc_kb(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn os_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+pub async fn info(State(state): State<AppState>, _v: ApiVersion) -> Json<Value> {
+    let now = chrono::Utc::now();
+    let threads = proc_kb("/proc/self/status", "Threads:").map(|b| b / 1024);
+    let base = base_url(&state);
+    Json(json!({
+        "system": {
+            "timestamp": timestamp(now),
+            "rundeck": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "build": format!("steward {}", env!("CARGO_PKG_VERSION")),
+                "buildGit": "",
+                "node": hostname(),
+                "base": state.data_dir.display().to_string(),
+                "apiversion": API_VERSION_MAX,
+                "serverUUID": state.member.node().uuid,
+            },
+            "executions": { "active": true, "executionMode": "active" },
+            "os": {
+                "arch": std::env::consts::ARCH,
+                "name": std::env::consts::OS,
+                "version": os_version(),
+            },
+            "jvm": {
+                "name": "steward (native)",
+                "vendor": "steward",
+                "version": env!("CARGO_PKG_VERSION"),
+                "implementationVersion": env!("CARGO_PKG_VERSION"),
+            },
+            "stats": {
+                "uptime": {
+                    "duration": state.started.elapsed().as_millis() as u64,
+                    "unit": "ms",
+                    "since": timestamp(state.started_at),
+                },
+                "cpu": {
+                    "loadAverage": { "unit": "percent", "average": load_average() },
+                    "processors": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                },
+                "memory": {
+                    "unit": "byte",
+                    "max": proc_kb("/proc/meminfo", "MemTotal:"),
+                    "free": proc_kb("/proc/meminfo", "MemAvailable:"),
+                    "total": proc_kb("/proc/self/status", "VmRSS:"),
+                },
+                "scheduler": { "running": 0, "threadPoolSize": 0 },
+                "threads": { "active": threads },
+            },
+            "metrics": { "href": format!("{base}/api/{API_VERSION_MAX}/metrics/metrics"), "contentType": "application/json" },
+            "threadDump": { "href": format!("{base}/api/{API_VERSION_MAX}/metrics/threads"), "contentType": "text/plain" },
+            "healthcheck": { "href": format!("{base}/health"), "contentType": "application/json" },
+            "ping": { "href": format!("{base}/api/{API_VERSION_MAX}/metrics/ping"), "contentType": "text/plain" },
+        }
+    }))
+}
+
+/// 200 while this member knows a leader and has applied what it knows to be committed;
+/// 503 otherwise. No token: load balancers call it.
+pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let m = state.member.raft().metrics().borrow().clone();
+    let healthy = state.member.is_healthy();
+    let body = json!({
+        "healthy": healthy,
+        "member": state.member.node().uuid,
+        "leader": m.current_leader.is_some(),
+        "term": m.current_term,
+        "applied": m.last_applied.map(|l| l.index),
+    });
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body))
+}

@@ -1,0 +1,229 @@
+//! The `steward` command line.
+//!
+//! ```text
+//! steward serve [--data-dir D] [--http A] [--raft A] [--join URL --cluster-secret S] ...
+//! steward cluster status  [--url URL]              the members, as the leader sees them
+//! steward cluster join --peer URL [--url URL]      a running member joins the cluster at URL
+//! steward cluster leave   [--url URL] [--member ID] a member leaves (by default the one at --url)
+//! steward bench [--writers 1,16,64,256] ...        the replicated-write benchmark
+//! ```
+//!
+//! The cluster commands talk to a member's HTTP API with a token from `--token`,
+//! `STEWARD_TOKEN`, or the `admin.token` file of `--data-dir`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::{Config, ServeArgs, DEFAULT_DATA_DIR};
+
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about = "A job scheduler with an embedded, Raft-replicated store")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a member.
+    Serve(ServeArgs),
+    /// Inspect and change cluster membership.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Benchmark replicated writes on a 3-member cluster on loopback.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// How the cluster commands reach a member.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// HTTP URL of the member to talk to.
+    #[arg(long, env = "STEWARD_URL", default_value = "http://127.0.0.1:4440")]
+    pub url: String,
+    /// API token [default: the admin.token file of --data-dir].
+    #[arg(long, env = "STEWARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data dir whose admin.token to use when no token is given.
+    #[arg(long, env = "STEWARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the members as the leader sees them.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running member at --url join the cluster of --peer. The member must be alone in
+    /// its own cluster and hold no projects: its state is replaced by the cluster's.
+    Join {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// HTTP URL of any member of the cluster to join.
+        #[arg(long)]
+        peer: String,
+        /// The secret of the cluster to join [default: the member's own].
+        #[arg(long, env = "STEWARD_CLUSTER_SECRET", hide_env_values = true)]
+        cluster_secret: Option<String>,
+    },
+    /// Remove a member from the cluster; it stops once the removal is committed.
+    Leave {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The member to remove (uuid) [default: the member at --url].
+        #[arg(long)]
+        member: Option<String>,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Cluster { command } => runtime().and_then(|rt| rt.block_on(cluster(command))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(crate::bench::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Installs the log subscriber; `RUST_LOG` wins over the configured filter.
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args)?;
+    init_logging(&config.log);
+    runtime()?.block_on(crate::server::run(config))
+}
+
+/// A small client of a member's HTTP API.
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl ApiClient {
+    pub fn new(args: &ClientArgs) -> anyhow::Result<ApiClient> {
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = args.data_dir.join(crate::datadir::TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("no --token given and cannot read {}", path.display()))?
+                    .trim()
+                    .to_string()
+            }
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        Ok(ApiClient { http, base: args.url.trim_end_matches('/').to_string(), token })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Option<Value>> {
+        let resp = req.header("X-Rundeck-Auth-Token", &self.token).send().await.with_context(|| {
+            format!("cannot reach {}", self.base)
+        })?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or(text);
+            bail!("{status}: {msg}");
+        }
+        if text.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_str(&text)?))
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await?.context("empty answer")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Option<Value>> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await.map(|_| ())
+    }
+}
+
+async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Status { client, json } => {
+            let api = ApiClient::new(&client)?;
+            let v = api.get("/api/59/cluster/members").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!("{:<38} {:<9} {:<9} {:>10} {:>9}  http / raft", "member", "role", "state", "matched", "contact");
+            for m in v["members"].as_array().into_iter().flatten() {
+                let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+                let n = |k: &str| m[k].as_u64().map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<38} {:<9} {:<9} {:>10} {:>7}ms  {} / {}",
+                    s("id"),
+                    s("role"),
+                    s("state"),
+                    n("matchedIndex"),
+                    n("lastContactMs"),
+                    s("httpAddress"),
+                    s("raftAddress")
+                );
+            }
+            Ok(())
+        }
+        ClusterCommand::Join { client, peer, cluster_secret } => {
+            let api = ApiClient::new(&client)?;
+            let mut body = serde_json::json!({ "peer": peer });
+            if let Some(s) = cluster_secret {
+                body["clusterSecret"] = Value::String(s);
+            }
+            api.post("/api/59/cluster/join", &body).await?;
+            println!("the member at {} is joining the cluster of {peer}", client.url);
+            Ok(())
+        }
+        ClusterCommand::Leave { client, member } => {
+            let api = ApiClient::new(&client)?;
+            let id = match member {
+                Some(m) => m,
+                None => api.get("/api/59/system/info").await?["system"]["rundeck"]["serverUUID"]
+                    .as_str()
+                    .context("system/info has no serverUUID")?
+                    .to_string(),
+            };
+            api.delete(&format!("/api/59/cluster/members/{id}")).await?;
+            println!("member {id} left the cluster");
+            Ok(())
+        }
+    }
+}

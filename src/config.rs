@@ -1,0 +1,306 @@
+//! Configuration of `steward serve`: one typed struct, filled from (in rising precedence) the
+//! defaults, a TOML file (`--config`), `STEWARD_*` environment variables and flags.
+//!
+//! `steward.example.toml` at the repository root documents every setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default HTTP API listen address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:4440";
+/// Default member-to-member gRPC listen address.
+pub const DEFAULT_RAFT: &str = "127.0.0.1:4441";
+/// Default log filter: steward at info, openraft's chatty internals at warn.
+pub const DEFAULT_LOG: &str = "info,openraft=warn";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./steward-data";
+
+/// Flags of `steward serve`. Each may also come from the environment variable named beside it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see steward.example.toml).
+    #[arg(long, env = "STEWARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where this member keeps its state [default: ./steward-data].
+    #[arg(long, env = "STEWARD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API listen address [default: 127.0.0.1:4440].
+    #[arg(long, env = "STEWARD_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Member-to-member gRPC listen address [default: 127.0.0.1:4441].
+    #[arg(long, env = "STEWARD_RAFT", value_name = "ADDR")]
+    pub raft: Option<String>,
+    /// HTTP address other members and clients use to reach this member [default: --http].
+    #[arg(long, env = "STEWARD_ADVERTISE_HTTP", value_name = "HOST:PORT")]
+    pub advertise_http: Option<String>,
+    /// gRPC address other members use to reach this member [default: --raft].
+    #[arg(long, env = "STEWARD_ADVERTISE_RAFT", value_name = "HOST:PORT")]
+    pub advertise_raft: Option<String>,
+    /// Shared secret every member-to-member call carries. Generated on the first member when
+    /// absent and written to <data-dir>/cluster.secret.
+    #[arg(long, env = "STEWARD_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// The admin API token to create on the first start of a new cluster (instead of a
+    /// generated one).
+    #[arg(long, env = "STEWARD_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Join the cluster of this member (its HTTP URL) instead of creating a new cluster.
+    #[arg(long, env = "STEWARD_JOIN", value_name = "URL")]
+    pub join: Option<String>,
+    /// Log filter, e.g. `info` or `steward=debug,openraft=warn`.
+    #[arg(long, env = "STEWARD_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The TOML file's shape. Every field is optional; see steward.example.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub http: Option<String>,
+    pub raft: Option<String>,
+    pub advertise_http: Option<String>,
+    pub advertise_raft: Option<String>,
+    pub cluster_secret: Option<String>,
+    pub admin_token: Option<String>,
+    pub join: Option<String>,
+    pub log: Option<String>,
+    #[serde(default)]
+    pub cluster: ClusterFile,
+}
+
+/// `[cluster]` section: Raft timing and limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterFile {
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_min_ms: Option<u64>,
+    pub election_timeout_max_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_voters: Option<usize>,
+    pub snapshot_every: Option<u64>,
+    pub cache_capacity_mib: Option<u64>,
+}
+
+/// The validated configuration a member runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the member keeps its state.
+    pub data_dir: PathBuf,
+    /// HTTP API listen address.
+    pub http: SocketAddr,
+    /// gRPC listen address.
+    pub raft: SocketAddr,
+    /// Advertised HTTP address; `None` means "the address actually bound".
+    pub advertise_http: Option<String>,
+    /// Advertised gRPC address; `None` means "the address actually bound".
+    pub advertise_raft: Option<String>,
+    /// Cluster secret given by the operator (else read from or generated into the data dir).
+    pub cluster_secret: Option<String>,
+    /// Admin token to create when a new cluster is created.
+    pub admin_token: Option<String>,
+    /// HTTP URL of a member to join through.
+    pub join: Option<String>,
+    /// Log filter.
+    pub log: String,
+    /// Raft timing and limits.
+    pub cluster: ClusterTuning,
+}
+
+/// Raft timing and limits.
+#[derive(Debug, Clone)]
+pub struct ClusterTuning {
+    /// Leader heartbeat interval; also the AppendEntries timeout.
+    pub heartbeat: Duration,
+    /// A follower that hears nothing for a random time in [min, max) starts an election.
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// How long an API request waits for a leader before answering 503.
+    pub request_timeout: Duration,
+    /// Most voters; further members stay learners.
+    pub max_voters: usize,
+    /// Build a snapshot (and allow purging the log) after this many applied entries.
+    pub snapshot_every: u64,
+    /// sled page cache, MiB.
+    pub cache_capacity_mib: u64,
+}
+
+impl Default for ClusterTuning {
+    fn default() -> Self {
+        let r = steward_raft::default_raft_config();
+        ClusterTuning {
+            heartbeat: Duration::from_millis(r.heartbeat_interval),
+            election_timeout_min: Duration::from_millis(r.election_timeout_min),
+            election_timeout_max: Duration::from_millis(r.election_timeout_max),
+            request_timeout: Duration::from_secs(5),
+            max_voters: 5,
+            snapshot_every: 10_000,
+            cache_capacity_mib: 128,
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{setting}: {message}")]
+    Invalid { setting: &'static str, message: String },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, message: message.into() }
+}
+
+fn parse_addr(setting: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse()
+        .map_err(|_| invalid(setting, format!("'{v}' is not a socket address like 127.0.0.1:4440")))
+}
+
+fn check_advertise(setting: &'static str, v: &str) -> Result<String, ConfigError> {
+    match v.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+            Ok(v.to_string())
+        }
+        _ => Err(invalid(setting, format!("'{v}' is not HOST:PORT with a non-zero port"))),
+    }
+}
+
+impl Config {
+    /// Merges flags (already merged with the environment by clap) over the file over defaults,
+    /// and checks every setting.
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+        let pick = |a: &Option<String>, f: &Option<String>| a.clone().or_else(|| f.clone());
+        let http = parse_addr("http", &pick(&args.http, &file.http).unwrap_or_else(|| DEFAULT_HTTP.into()))?;
+        let raft = parse_addr("raft", &pick(&args.raft, &file.raft).unwrap_or_else(|| DEFAULT_RAFT.into()))?;
+        let advertise_http =
+            pick(&args.advertise_http, &file.advertise_http).map(|v| check_advertise("advertise-http", &v)).transpose()?;
+        let advertise_raft =
+            pick(&args.advertise_raft, &file.advertise_raft).map(|v| check_advertise("advertise-raft", &v)).transpose()?;
+        let cluster_secret = pick(&args.cluster_secret, &file.cluster_secret);
+        if let Some(s) = &cluster_secret {
+            steward_raft::network::validate_secret(s).map_err(|e| invalid("cluster-secret", e.to_string()))?;
+        }
+        let admin_token = pick(&args.admin_token, &file.admin_token);
+        if let Some(t) = &admin_token {
+            crate::auth::validate_token_shape(t).map_err(|m| invalid("admin-token", m))?;
+        }
+        let join = pick(&args.join, &file.join);
+        if let Some(j) = &join {
+            if !(j.starts_with("http://") || j.starts_with("https://")) {
+                return Err(invalid("join", format!("'{j}' is not an http:// URL of a member")));
+            }
+        }
+        let mut cluster = ClusterTuning::default();
+        let c = &file.cluster;
+        if let Some(v) = c.heartbeat_ms {
+            cluster.heartbeat = Duration::from_millis(v);
+        }
+        if let Some(v) = c.election_timeout_min_ms {
+            cluster.election_timeout_min = Duration::from_millis(v);
+        }
+        if let Some(v) = c.election_timeout_max_ms {
+            cluster.election_timeout_max = Duration::from_millis(v);
+        }
+        if let Some(v) = c.request_timeout_ms {
+            cluster.request_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = c.max_voters {
+            cluster.max_voters = v;
+        }
+        if let Some(v) = c.snapshot_every {
+            cluster.snapshot_every = v;
+        }
+        if let Some(v) = c.cache_capacity_mib {
+            cluster.cache_capacity_mib = v;
+        }
+        let config = Config {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            http,
+            raft,
+            advertise_http,
+            advertise_raft,
+            cluster_secret,
+            admin_token,
+            join,
+            log: pick(&args.log, &file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
+            cluster,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.heartbeat.is_zero() {
+            return Err(invalid("cluster.heartbeat-ms", "must be above 0"));
+        }
+        if c.election_timeout_min <= c.heartbeat {
+            return Err(invalid("cluster.election-timeout-min-ms", "must be greater than cluster.heartbeat-ms"));
+        }
+        if c.election_timeout_max <= c.election_timeout_min {
+            return Err(invalid(
+                "cluster.election-timeout-max-ms",
+                "must be greater than cluster.election-timeout-min-ms",
+            ));
+        }
+        if !(1..=9).contains(&c.max_voters) {
+            return Err(invalid("cluster.max-voters", "must be between 1 and 9"));
+        }
+        if c.snapshot_every == 0 {
+            return Err(invalid("cluster.snapshot-every", "must be above 0"));
+        }
+        if self.http == self.raft {
+            return Err(invalid("raft", "must differ from the http address"));
+        }
+        Ok(())
+    }
+
+    /// openraft's configuration for these settings.
+    pub fn raft_config(&self) -> openraft::Config {
+        let mut r = steward_raft::default_raft_config();
+        let c = &self.cluster;
+        r.heartbeat_interval = c.heartbeat.as_millis() as u64;
+        r.election_timeout_min = c.election_timeout_min.as_millis() as u64;
+        r.election_timeout_max = c.election_timeout_max.as_millis() as u64;
+        r.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(c.snapshot_every);
+        r.max_in_snapshot_log_to_keep = c.snapshot_every.min(1000);
+        r
+    }
+
+    /// A configuration with every default and the given data dir: for tests and embedding.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            http: DEFAULT_HTTP.parse().expect("default http address"),
+            raft: DEFAULT_RAFT.parse().expect("default raft address"),
+            advertise_http: None,
+            advertise_raft: None,
+            cluster_secret: None,
+            admin_token: None,
+            join: None,
+            log: DEFAULT_LOG.into(),
+            cluster: ClusterTuning::default(),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! steward: a job scheduler and runbook-automation server whose cluster needs no external
+//! database. Every member keeps the whole state in an embedded store and the members agree on
+//! it through Raft.
+//!
+//! # Layout
+//! - [`server`]: starting a member (listeners, data dir, Raft, servers; creating or joining a
+//!   cluster) and stopping it. [`server::Server::start`] is what tests run in-process.
+//! - [`api`]: the HTTP API in Rundeck's paths and shapes, with the one error mapping.
+//! - [`auth`]: API tokens, stored hashed in the replicated state.
+//! - [`config`]: the typed configuration (flags, `STEWARD_*` variables, TOML file).
+//! - [`datadir`]: what a member keeps in its data dir besides the store.
+//! - [`cli`]: the `steward` command line (`serve`, `cluster join|leave|status`, `bench`).
+//! - [`bench`]: the write benchmark behind `steward bench`.
+//! - [`codec`]: the versioned encoding of stored records.
+//!
+//! The replicated store is in the `steward-storage` crate and the Raft layer in `steward-raft`;
+//! `ARCHITECTURE.md` at the repository root says what goes where and why.
+
+pub mod api;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod datadir;
+pub mod server;

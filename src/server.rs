@@ -1,0 +1,415 @@
+//! Starting and stopping a member: listeners, data dir, Raft, the gRPC and HTTP servers, and
+//! creating or joining a cluster.
+//!
+//! [`Server::start`] is what `steward serve` runs and what tests run in-process (port 0 works:
+//! the bound addresses are advertised). Start-up order matters for "nothing half-written is
+//! left behind": the listeners are bound first (a busy port fails before any file is made), and
+//! when the first start of a fresh data dir fails, the data dir is removed again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use steward_raft::{Member, MemberConfig, MemberNode};
+use steward_storage::StoreOptions;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::internal::{JoinAnswer, JoinBody, SECRET_HEADER};
+use crate::api::{self, AppState};
+use crate::auth;
+use crate::config::Config;
+use crate::datadir::{self, DataDir, Identity};
+
+/// Why a running server stopped (other than a signal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Asked to stop (signal, test, embedding program).
+    Requested,
+    /// This member was removed from the cluster.
+    Removed,
+    /// Raft stopped on a fatal (storage) error.
+    Fatal(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    DataDir(#[from] datadir::DataDirError),
+    #[error("{0}")]
+    Start(String),
+    #[error("cannot join through {url}: {message}")]
+    Join { url: String, message: String },
+}
+
+/// A running member.
+pub struct Server {
+    pub member: Member,
+    pub identity: Identity,
+    /// The HTTP address actually bound.
+    pub http_addr: SocketAddr,
+    /// The gRPC address actually bound.
+    pub raft_addr: SocketAddr,
+    pub data_dir: DataDir,
+    stop: watch::Sender<Option<StopReason>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+impl Server {
+    /// Starts a member with `config`: creates a new cluster, joins one (`config.join`), or
+    /// resumes from the data dir.
+    pub async fn start(config: Config) -> Result<Server, ServeError> {
+        let http_listener = bind("http", config.http).await?;
+        let raft_listener = bind("raft", config.raft).await?;
+        let http_addr = http_listener.local_addr().map_err(|e| ServeError::Start(e.to_string()))?;
+        let raft_addr = raft_listener.local_addr().map_err(|e| ServeError::Start(e.to_string()))?;
+
+        let data_dir = DataDir::new(&config.data_dir);
+        let fresh = data_dir.is_empty()?;
+        let result = Self::start_in(config, &data_dir, http_listener, raft_listener, http_addr, raft_addr).await;
+        if result.is_err() && fresh {
+            // A first start that failed leaves no half-made member behind.
+            if let Err(e) = data_dir.remove_all() {
+                tracing::warn!(error = %e, "could not remove the data dir of a failed first start");
+            }
+        }
+        result
+    }
+
+    async fn start_in(
+        config: Config,
+        data_dir: &DataDir,
+        http_listener: TcpListener,
+        raft_listener: TcpListener,
+        http_addr: SocketAddr,
+        raft_addr: SocketAddr,
+    ) -> Result<Server, ServeError> {
+        data_dir.create()?;
+        let mut identity = match data_dir.identity()? {
+            Some(id) => id,
+            None => {
+                let id = DataDir::new_identity();
+                data_dir.save_identity(&id)?;
+                id
+            }
+        };
+
+        let secret = match (&config.cluster_secret, data_dir.read_secret_file(datadir::SECRET_FILE)?) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) => s,
+            (None, None) if config.join.is_some() => {
+                return Err(ServeError::Start(
+                    "joining a cluster needs its secret: pass --cluster-secret (or STEWARD_CLUSTER_SECRET)".into(),
+                ))
+            }
+            (None, None) if identity.cluster_id.is_some() => {
+                return Err(ServeError::Start(format!(
+                    "this member belongs to cluster {} but has no cluster secret: pass --cluster-secret",
+                    identity.cluster_id.as_deref().unwrap_or_default()
+                )))
+            }
+            (None, None) => {
+                let s = datadir::random_secret();
+                data_dir.write_secret_file(datadir::SECRET_FILE, &s)?;
+                tracing::info!(path = %data_dir.path(datadir::SECRET_FILE).display(), "generated the cluster secret");
+                s
+            }
+        };
+
+        let node = MemberNode {
+            uuid: identity.uuid.clone(),
+            raft_addr: config.advertise_raft.clone().unwrap_or_else(|| raft_addr.to_string()),
+            http_addr: config.advertise_http.clone().unwrap_or_else(|| http_addr.to_string()),
+        };
+        let mut mc = MemberConfig::new(identity.node_id, node.clone(), secret.clone());
+        mc.raft = config.raft_config();
+        mc.request_timeout = config.cluster.request_timeout;
+        mc.max_voters = config.cluster.max_voters;
+        mc.store = StoreOptions { cache_capacity: config.cluster.cache_capacity_mib * 1024 * 1024, ..Default::default() };
+        let member = Member::start(mc, &data_dir.path(datadir::STORE_DIR))
+            .await
+            .map_err(|e| ServeError::Start(format!("{e}")))?;
+
+        let (stop, _) = watch::channel(None);
+        let mut tasks = Vec::new();
+        {
+            let member = member.clone();
+            let mut rx = stop.subscribe();
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = rx.wait_for(|r| r.is_some()).await;
+                };
+                if let Err(e) = steward_raft::service::serve(raft_listener, member, shutdown).await {
+                    tracing::error!(error = %e, "gRPC server failed");
+                }
+            }));
+        }
+
+        let setup = Self::enter_cluster(&config, data_dir, &member, &mut identity, &secret).await;
+        if let Err(e) = setup {
+            let _ = stop.send(Some(StopReason::Requested));
+            member.shutdown().await;
+            for t in tasks {
+                let _ = t.await;
+            }
+            return Err(e);
+        }
+
+        let state = AppState {
+            member: member.clone(),
+            started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            data_dir: data_dir.root().to_path_buf(),
+            cluster_secret: Arc::from(secret.as_str()),
+            stop: stop.clone(),
+        };
+        {
+            let mut rx = stop.subscribe();
+            let app = api::router(state);
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = rx.wait_for(|r| r.is_some()).await;
+                };
+                if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }));
+        }
+        tasks.push(Self::spawn_watchdog(member.clone(), stop.clone()));
+        tracing::info!(
+            uuid = %identity.uuid, http = %node.http_addr, raft = %node.raft_addr,
+            cluster = identity.cluster_id.as_deref().unwrap_or("?"), "steward member started"
+        );
+        Ok(Server { member, identity, http_addr, raft_addr, data_dir: data_dir.clone(), stop, tasks })
+    }
+
+    /// Creates the cluster, joins one, or resumes membership, as the data dir and config say.
+    async fn enter_cluster(
+        config: &Config,
+        data_dir: &DataDir,
+        member: &Member,
+        identity: &mut Identity,
+        secret: &str,
+    ) -> Result<(), ServeError> {
+        let start_err = |e: steward_raft::ClusterError| ServeError::Start(e.to_string());
+        let initialized = member.is_initialized().await.map_err(start_err)?;
+        if initialized {
+            if config.join.is_some() {
+                tracing::info!("this member is already part of a cluster; --join is ignored");
+            }
+            // A crash between creating the cluster and writing its id leaves the id to write.
+            if identity.cluster_id.is_none() && member.cluster_id().map_err(start_err)?.is_none() {
+                return Self::create_cluster(config, data_dir, member, identity).await;
+            }
+            if identity.cluster_id.is_none() {
+                member.read_barrier().await.map_err(start_err)?;
+                identity.cluster_id = member.cluster_id().map_err(start_err)?;
+                data_dir.save_identity(identity)?;
+            }
+            return Ok(());
+        }
+        match &config.join {
+            Some(url) => {
+                let answer = join_through(url, secret, member, identity, config.cluster.request_timeout).await?;
+                if let Some(mine) = &identity.cluster_id {
+                    if *mine != answer.cluster_id {
+                        return Err(ServeError::Join {
+                            url: url.clone(),
+                            message: format!("this data dir belongs to cluster {mine}, not {}", answer.cluster_id),
+                        });
+                    }
+                }
+                identity.cluster_id = Some(answer.cluster_id.clone());
+                data_dir.save_identity(identity)?;
+                tracing::info!(cluster = %answer.cluster_id, voter = answer.voter, "joined the cluster");
+                Ok(())
+            }
+            None if identity.cluster_id.is_some() => Err(ServeError::Start(format!(
+                "this data dir belongs to cluster {} but holds no Raft state; start it with --join URL",
+                identity.cluster_id.as_deref().unwrap_or_default()
+            ))),
+            None => Self::create_cluster(config, data_dir, member, identity).await,
+        }
+    }
+
+    /// Creates a new single-member cluster with an admin token.
+    async fn create_cluster(
+        config: &Config,
+        data_dir: &DataDir,
+        member: &Member,
+        identity: &mut Identity,
+    ) -> Result<(), ServeError> {
+        let cluster_id = uuid::Uuid::new_v4().to_string();
+        let (token, generated) = match &config.admin_token {
+            Some(t) => (t.clone(), false),
+            None => (auth::new_token(), true),
+        };
+        // The token file is written before the token is proposed, so a committed token always
+        // has its file.
+        if generated {
+            data_dir.write_secret_file(datadir::TOKEN_FILE, &token)?;
+        }
+        member
+            .bootstrap(&cluster_id, vec![auth::admin_token_op(&token)])
+            .await
+            .map_err(|e| ServeError::Start(format!("creating the cluster failed: {e}")))?;
+        identity.cluster_id = Some(cluster_id.clone());
+        data_dir.save_identity(identity)?;
+        if generated {
+            tracing::info!(path = %data_dir.path(datadir::TOKEN_FILE).display(), "created the admin API token");
+        } else {
+            tracing::info!("created the admin API token given in the configuration");
+        }
+        tracing::info!(cluster = %cluster_id, "created a new cluster");
+        Ok(())
+    }
+
+    /// Stops the server when Raft dies or this member is removed from the cluster.
+    fn spawn_watchdog(member: Member, stop: watch::Sender<Option<StopReason>>) -> JoinHandle<()> {
+        let mut rx = member.raft().metrics();
+        let mut stopped = stop.subscribe();
+        tokio::spawn(async move {
+            let me = member.id();
+            let mut was_member = false;
+            loop {
+                {
+                    let m = rx.borrow_and_update();
+                    if let Err(f) = &m.running_state {
+                        tracing::error!(error = %f, "Raft stopped on a fatal error; shutting down");
+                        let _ = stop.send(Some(StopReason::Fatal(f.to_string())));
+                        return;
+                    }
+                    let in_membership = m.membership_config.membership().get_node(&me).is_some();
+                    if was_member && !in_membership {
+                        tracing::warn!("this member was removed from the cluster; shutting down");
+                        let _ = stop.send(Some(StopReason::Removed));
+                        return;
+                    }
+                    was_member |= in_membership;
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = stopped.wait_for(|r| r.is_some()) => return,
+                }
+            }
+        })
+    }
+
+    /// Resolves when the server stops by itself (removed, fatal) or is asked to.
+    pub async fn stopped(&self) -> StopReason {
+        let mut rx = self.stop.subscribe();
+        let r = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
+        r.ok().flatten().unwrap_or(StopReason::Requested)
+    }
+
+    /// A handle that asks the server to stop.
+    pub fn stopper(&self) -> watch::Sender<Option<StopReason>> {
+        self.stop.clone()
+    }
+
+    /// Stops the HTTP and gRPC servers and Raft, and waits for them.
+    pub async fn shutdown(self) -> StopReason {
+        let _ = self.stop.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(StopReason::Requested);
+                true
+            } else {
+                false
+            }
+        });
+        let reason = self.stop.borrow().clone().unwrap_or(StopReason::Requested);
+        for t in self.tasks {
+            // Bounded: a stuck HTTP connection must not keep the process alive.
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.member.shutdown().await;
+        reason
+    }
+}
+
+/// Asks the member at `url` to add this member, retrying while the cluster has no leader.
+async fn join_through(
+    url: &str,
+    secret: &str,
+    member: &Member,
+    identity: &Identity,
+    request_timeout: Duration,
+) -> Result<JoinAnswer, ServeError> {
+    let body = JoinBody {
+        node_id: identity.node_id.to_string(),
+        uuid: identity.uuid.clone(),
+        raft_address: member.node().raft_addr.clone(),
+        http_address: member.node().http_addr.clone(),
+        cluster_id: identity.cluster_id.clone(),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(330))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ServeError::Start(e.to_string()))?;
+    let endpoint = format!("{}/internal/cluster/join", url.trim_end_matches('/'));
+    let err = |message: String| ServeError::Join { url: url.to_string(), message };
+    let until = Instant::now() + request_timeout.max(Duration::from_secs(30));
+    loop {
+        let resp = client.post(&endpoint).header(SECRET_HEADER, secret).json(&body).send().await;
+        let retry_msg = match resp {
+            Ok(r) if r.status().is_success() => {
+                return r.json::<JoinAnswer>().await.map_err(|e| err(format!("unreadable answer: {e}")));
+            }
+            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                format!("503: {}", r.text().await.unwrap_or_default())
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                let message = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                    .unwrap_or(text);
+                return Err(err(format!("{status}: {message}")));
+            }
+            Err(e) => format!("{e}"),
+        };
+        if Instant::now() >= until {
+            return Err(err(retry_msg));
+        }
+        tracing::info!(reason = %retry_msg, "join not possible yet; retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs a member until SIGINT/SIGTERM or until it stops by itself. The error, if any, is what
+/// the process should report before exiting non-zero.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stopper = server.stopper();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        reason = server.stopped() => tracing::info!(?reason, "stopping"),
+    }
+    let _ = stopper.send_if_modified(|r| {
+        if r.is_none() {
+            *r = Some(StopReason::Requested);
+            true
+        } else {
+            false
+        }
+    });
+    match server.shutdown().await {
+        StopReason::Fatal(e) => anyhow::bail!("Raft stopped on a fatal error: {e}"),
+        StopReason::Removed => {
+            tracing::info!("this member left the cluster; its data dir can be deleted");
+            Ok(())
+        }
+        StopReason::Requested => Ok(()),
+    }
+}

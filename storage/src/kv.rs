@@ -1,0 +1,130 @@
+//! The replicated data model: a versioned key-value map changed only by transactions.
+//!
+//! This is etcd's model. A [`Txn`] carries guards and two operation lists; the state machine
+//! evaluates every guard against the state left by all earlier log entries and then applies
+//! `success` (all guards held) or `failure` (any guard failed). Each write takes the Raft log
+//! index of its entry as its revision, so revisions increase across the whole cluster and the
+//! same log applied anywhere yields the same state. Layers above encode their invariants as
+//! guards; a check done before proposing a write is never enough, because another member may
+//! write in between.
+
+use serde::{Deserialize, Serialize};
+
+/// A condition on the current state, evaluated when the entry is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Guard {
+    /// The key does not exist.
+    Absent(String),
+    /// The key exists.
+    Exists(String),
+    /// The key was last written at revision `rev` (0 means the key does not exist).
+    ModRevision { key: String, rev: u64 },
+    /// The key exists and its value equals `value` byte for byte.
+    ValueEquals { key: String, value: Vec<u8> },
+    /// No key starts with `prefix`.
+    PrefixEmpty(String),
+}
+
+/// A write that a transaction performs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Create or replace a key.
+    Put { key: String, value: Vec<u8> },
+    /// Remove a key; removing a missing key is not an error.
+    Delete { key: String },
+    /// Remove every key that starts with `prefix`.
+    DeletePrefix { prefix: String },
+}
+
+/// A transaction: if every guard holds, apply `success`, otherwise apply `failure`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    pub guards: Vec<Guard>,
+    pub success: Vec<Op>,
+    pub failure: Vec<Op>,
+}
+
+impl Txn {
+    /// A transaction with no guards that applies `ops`.
+    pub fn ops(ops: Vec<Op>) -> Self {
+        Txn { guards: Vec::new(), success: ops, failure: Vec::new() }
+    }
+
+    /// A transaction that applies `ops` only if every guard holds.
+    pub fn guarded(guards: Vec<Guard>, ops: Vec<Op>) -> Self {
+        Txn { guards, success: ops, failure: Vec::new() }
+    }
+
+    /// One unconditional put.
+    pub fn put(key: impl Into<String>, value: Vec<u8>) -> Self {
+        Txn::ops(vec![Op::Put { key: key.into(), value }])
+    }
+
+    /// True when no operation, in either branch, writes an invalid key (see
+    /// [`is_valid_key`]) or deletes a prefix of the reserved keys. The state machine rejects
+    /// an invalid transaction as a whole; see [`TxnResult`].
+    pub fn is_valid(&self) -> bool {
+        self.success.iter().chain(&self.failure).all(|op| match op {
+            Op::Put { key, .. } | Op::Delete { key } => is_valid_key(key),
+            // The empty prefix means "every user key"; reserved keys are never matched.
+            Op::DeletePrefix { prefix } => !prefix.starts_with(RESERVED_PREFIX),
+        })
+    }
+}
+
+/// What applying one log entry produced.
+///
+/// A transaction that is not [valid](Txn::is_valid) is rejected without writing anything and
+/// reports `succeeded = false` with an empty `failed_guards`; a valid transaction never
+/// produces that combination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnResult {
+    /// True when every guard held and `success` was applied. Entries that carry no
+    /// transaction (blank and membership entries) report true.
+    pub succeeded: bool,
+    /// The revision of this entry (its Raft log index).
+    pub revision: u64,
+    /// Indexes into `Txn::guards` of the guards that did not hold.
+    pub failed_guards: Vec<u32>,
+}
+
+/// A stored value with its versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// Revision at which the key was created (since it last did not exist).
+    pub create_revision: u64,
+    /// Revision of the last write to the key.
+    pub mod_revision: u64,
+    /// Number of writes since creation, starting at 1.
+    pub version: u64,
+    pub value: Vec<u8>,
+}
+
+/// One applied change to one key, as published on the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub revision: u64,
+    pub key: String,
+    /// The value before the change, if the key existed.
+    pub old: Option<KeyValue>,
+    /// The value after the change, or `None` for a delete.
+    pub new: Option<KeyValue>,
+}
+
+/// An item of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One key changed.
+    Change(Change),
+    /// The whole state was replaced by a snapshot applied up to `revision`; subscribers must
+    /// re-read what they care about.
+    Reset { revision: u64 },
+}
+
+/// Keys starting with this byte are reserved for the store's own bookkeeping.
+pub const RESERVED_PREFIX: char = '\u{0}';
+
+/// True when `key` may be written by a transaction.
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && !key.starts_with(RESERVED_PREFIX)
+}

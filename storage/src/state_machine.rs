@@ -1,0 +1,394 @@
+//! openraft `RaftStateMachine` on sled, and the read handle for the layers above.
+//!
+//! The state machine is the `sm` tree: user keys (value = encoded [`KeyValue`]) and two
+//! reserved keys, `\0last_applied` and `\0membership`. Keeping them in one tree lets each
+//! apply batch, and each snapshot install, be one atomic `apply_batch`, so data, last applied
+//! and membership never disagree.
+//!
+//! Durability model: *flush before `apply` returns*. An apply batch is written and then
+//! waits for a writer-thread flush before openraft (and so the client) sees its results;
+//! the applied index therefore never goes backwards across a crash, and re-applying entries
+//! (which would bump versions twice) never happens. `save_committed` is not needed.
+//!
+//! The change feed is published only after that flush: a subscriber never hears of a change
+//! that a crash could take back.
+
+use std::collections::HashSet;
+use std::io::Cursor;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
+use tokio::sync::{broadcast, watch};
+
+use crate::codec::{self, SM_LAST_APPLIED, SM_MEMBERSHIP};
+use crate::kv::{is_valid_key, Change, RESERVED_PREFIX};
+use crate::snapshot::{SaveMode, SnapshotFiles, SnapshotPayload};
+use crate::txn::{read_value, user_key, Overlay};
+use crate::{fatal, Event, KeyValue, KvTypeConfig, Shared, StoreError, StoreOptions, TxnResult};
+
+/// What the state machine, its snapshot builders and every [`KvReader`] share.
+struct SmShared {
+    tree: sled::Tree,
+    /// Write side: taken by `apply` and `install_snapshot` around their `apply_batch`.
+    /// Read side: taken while building a snapshot or reading a range. sled 0.34 has no
+    /// point-in-time view, and a snapshot may be built concurrently with `apply` (openraft
+    /// PR #816) and with `install_snapshot` (openraft #1130); holding the read side while
+    /// iterating is what makes the snapshot (or range) one consistent state.
+    lock: RwLock<()>,
+    /// The index of the last applied entry, published after it is durable.
+    applied: watch::Sender<u64>,
+    feed: broadcast::Sender<Event>,
+}
+
+/// The state machine half of the store.
+pub struct StateMachineStore<C: KvTypeConfig> {
+    shared: Arc<Shared>,
+    sm: Arc<SmShared>,
+    snapshots: Arc<SnapshotFiles<C::Node>>,
+}
+
+/// A read handle on the applied state: local reads, the change feed and the applied index.
+/// Cheap to clone; it stays valid across snapshot installs.
+#[derive(Clone)]
+pub struct KvReader {
+    sm: Arc<SmShared>,
+}
+
+impl KvReader {
+    /// The current value of `key` on this member.
+    pub fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        if !is_valid_key(key) {
+            return Ok(None);
+        }
+        read_value(&self.sm.tree, key)
+    }
+    /// Every key that starts with `prefix`, in key order.
+    pub fn range(&self, prefix: &str) -> Result<Vec<(String, KeyValue)>, StoreError> {
+        if prefix.starts_with(RESERVED_PREFIX) {
+            return Ok(Vec::new());
+        }
+        // One consistent state, not a mix of two apply batches.
+        let _view = self.sm.lock.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for item in self.sm.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            if let Some(key) = user_key(&k)? {
+                out.push((key, codec::decode("value", &v)?));
+            }
+        }
+        Ok(out)
+    }
+    /// The index of the last applied log entry (0 before any).
+    pub fn applied_index(&self) -> u64 {
+        *self.sm.applied.borrow()
+    }
+    /// Follows the applied index.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.sm.applied.subscribe()
+    }
+    /// Subscribes to changes applied from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sm.feed.subscribe()
+    }
+}
+
+impl<C: KvTypeConfig> StateMachineStore<C> {
+    /// A read handle for the layers above.
+    pub fn reader(&self) -> KvReader {
+        KvReader { sm: self.sm.clone() }
+    }
+
+    /// Opens the state machine on `tree` and finishes an interrupted snapshot install.
+    pub(crate) fn open(
+        shared: Arc<Shared>,
+        tree: sled::Tree,
+        snapshot_dir: &std::path::Path,
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let snapshots = SnapshotFiles::<C::Node>::open(snapshot_dir)?;
+        let (mut applied, _) = read_applied_state::<C>(&tree)?;
+        let (feed, _) = broadcast::channel(options.feed_capacity.max(1));
+        let (applied_tx, _) = watch::channel(0);
+        let sm = Arc::new(SmShared { tree, lock: RwLock::new(()), applied: applied_tx, feed });
+
+        // `install_snapshot` saves the snapshot file before it replaces the state: the file
+        // is the commit point. If it is ahead of the state, the install was interrupted;
+        // finish it. (`open` flushes afterwards.)
+        if let Some(meta) = snapshots.current_meta() {
+            if meta.last_log_id > applied {
+                tracing::warn!(
+                    snapshot = %meta.snapshot_id,
+                    "finishing a snapshot install interrupted by a crash"
+                );
+                let (meta, data) = snapshots.load()?.ok_or_else(|| StoreError::Corrupt {
+                    what: "snapshot file".to_string(),
+                    detail: "disappeared while opening".to_string(),
+                })?;
+                let payload = decode_payload::<C>(&meta, &data)?;
+                install_state::<C>(&sm, &meta, payload.entries)?;
+                applied = meta.last_log_id;
+            }
+        }
+        sm.applied.send_replace(applied.map_or(0, |id| id.index));
+        Ok(StateMachineStore { shared, sm, snapshots: Arc::new(snapshots) })
+    }
+}
+
+/// Reads last applied and membership from the reserved keys.
+fn read_applied_state<C: KvTypeConfig>(
+    tree: &sled::Tree,
+) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>), StoreError> {
+    let applied = match tree.get(SM_LAST_APPLIED)? {
+        Some(v) => Some(codec::decode("last applied log id", &v)?),
+        None => None,
+    };
+    let membership = match tree.get(SM_MEMBERSHIP)? {
+        Some(v) => codec::decode("membership", &v)?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
+}
+
+/// What one apply batch produced, to publish once it is durable.
+struct Applied {
+    last_index: u64,
+    results: Vec<TxnResult>,
+    changes: Vec<Change>,
+}
+
+/// Evaluates and writes one apply batch: one atomic `apply_batch` for data, last applied
+/// and membership. Runs on a blocking thread (sled calls may block on I/O).
+fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Result<Applied, StoreError> {
+    let mut overlay = Overlay::new(&sm.tree);
+    let mut results = Vec::with_capacity(entries.len());
+    let mut changes = Vec::new();
+    let mut last_applied = None;
+    let mut membership = None;
+    for entry in entries {
+        let log_id = entry.log_id;
+        let revision = log_id.index;
+        last_applied = Some(log_id);
+        match entry.payload {
+            EntryPayload::Blank => {
+                results.push(TxnResult { succeeded: true, revision, failed_guards: Vec::new() })
+            }
+            EntryPayload::Normal(txn) => results.push(overlay.apply_txn(revision, &txn, &mut changes)?),
+            EntryPayload::Membership(m) => {
+                membership = Some(StoredMembership::new(Some(log_id), m));
+                results.push(TxnResult { succeeded: true, revision, failed_guards: Vec::new() });
+            }
+        }
+    }
+    let Some(last_applied) = last_applied else {
+        return Ok(Applied { last_index: 0, results, changes });
+    };
+
+    let mut batch = sled::Batch::default();
+    for (key, value) in overlay.into_writes() {
+        match value {
+            Some(kv) => batch.insert(key.as_bytes(), codec::encode("value", &kv)?),
+            None => batch.remove(key.as_bytes()),
+        }
+    }
+    batch.insert(SM_LAST_APPLIED, codec::encode("last applied log id", &last_applied)?);
+    if let Some(m) = &membership {
+        batch.insert(SM_MEMBERSHIP, codec::encode("membership", m)?);
+    }
+    {
+        let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
+        sm.tree.apply_batch(batch)?;
+    }
+    Ok(Applied { last_index: last_applied.index, results, changes })
+}
+
+/// Replaces the whole state with a snapshot's, in one atomic batch: every key the snapshot
+/// does not hold is removed (a snapshot install is a replacement, not a merge), and last
+/// applied and membership are taken from `meta`.
+fn install_state<C: KvTypeConfig>(
+    sm: &SmShared,
+    meta: &SnapshotMeta<u64, C::Node>,
+    entries: Vec<(String, KeyValue)>,
+) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    {
+        let keep: HashSet<&[u8]> = entries.iter().map(|(k, _)| k.as_bytes()).collect();
+        // Only apply and install write this tree, and openraft never runs them
+        // concurrently (both take `&mut self`), so this listing cannot go stale.
+        for key in sm.tree.iter().keys() {
+            let key = key?;
+            if !keep.contains(key.as_ref()) {
+                batch.remove(key);
+            }
+        }
+    }
+    for (key, value) in &entries {
+        batch.insert(key.as_bytes(), codec::encode("value", value)?);
+    }
+    match &meta.last_log_id {
+        Some(id) => batch.insert(SM_LAST_APPLIED, codec::encode("last applied log id", id)?),
+        None => batch.remove(SM_LAST_APPLIED),
+    }
+    batch.insert(SM_MEMBERSHIP, codec::encode("membership", &meta.last_membership)?);
+    let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
+    sm.tree.apply_batch(batch)?;
+    Ok(())
+}
+
+/// Decodes snapshot data and checks it against its meta and the key rules.
+fn decode_payload<C: KvTypeConfig>(
+    meta: &SnapshotMeta<u64, C::Node>,
+    data: &[u8],
+) -> Result<SnapshotPayload<C::Node>, StoreError> {
+    let payload: SnapshotPayload<C::Node> = codec::decode("snapshot", data)?;
+    let corrupt = |detail: String| StoreError::Corrupt { what: format!("snapshot {}", meta.snapshot_id), detail };
+    if payload.last_applied != meta.last_log_id || payload.membership != meta.last_membership {
+        return Err(corrupt("its data does not match its meta".to_string()));
+    }
+    if let Some((key, _)) = payload.entries.iter().find(|(k, _)| !is_valid_key(k)) {
+        return Err(corrupt(format!("it holds the invalid key {key:?}")));
+    }
+    Ok(payload)
+}
+
+/// Runs blocking store work (sled calls, file I/O) off the async runtime's workers.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(res) => res,
+        Err(e) => Err(StoreError::Io(std::io::Error::other(format!("storage task failed: {e}")))),
+    }
+}
+
+/// Builds snapshots from a consistent view of the state machine.
+pub struct SnapshotBuilder<C: KvTypeConfig> {
+    sm: Arc<SmShared>,
+    snapshots: Arc<SnapshotFiles<C::Node>>,
+}
+
+impl<C: KvTypeConfig> SnapshotBuilder<C> {
+    fn build(sm: &SmShared, snapshots: &SnapshotFiles<C::Node>) -> Result<Snapshot<C>, StoreError> {
+        let (last_applied, membership, raw) = {
+            // Excludes apply/install while we read, so last applied, membership and data
+            // are one state. Copy raw bytes only; decoding happens after releasing.
+            let _view = sm.lock.read().unwrap_or_else(PoisonError::into_inner);
+            let (last_applied, membership) = read_applied_state::<C>(&sm.tree)?;
+            let mut raw = Vec::new();
+            for item in sm.tree.iter() {
+                let (k, v) = item?;
+                if k.first() != Some(&(RESERVED_PREFIX as u8)) {
+                    raw.push((k, v));
+                }
+            }
+            (last_applied, membership, raw)
+        };
+        let mut entries = Vec::with_capacity(raw.len());
+        for (k, v) in raw {
+            if let Some(key) = user_key(&k)? {
+                entries.push((key, codec::decode::<KeyValue>("value", &v)?));
+            }
+        }
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership.clone(),
+            snapshot_id: snapshots.next_id(last_applied.as_ref()),
+        };
+        let data = codec::encode("snapshot", &SnapshotPayload::<C::Node> { last_applied, membership, entries })?;
+        if !snapshots.save(&meta, &data, SaveMode::IfNotOlder)? {
+            tracing::info!(snapshot = %meta.snapshot_id, "a newer snapshot was saved meanwhile; not replacing it");
+        }
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl<C: KvTypeConfig> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<u64>> {
+        let (sm, snapshots) = (self.sm.clone(), self.snapshots.clone());
+        run_blocking(move || Self::build(&sm, &snapshots))
+            .await
+            .map_err(fatal(|e| StorageIOError::write_snapshot(None, e)))
+    }
+}
+
+impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
+    type SnapshotBuilder = SnapshotBuilder<C>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>), StorageError<u64>> {
+        read_applied_state::<C>(&self.sm.tree).map_err(fatal(StorageIOError::read_state_machine))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<crate::TxnResult>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<C::Entry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sm = self.sm.clone();
+        let applied = async {
+            let applied = run_blocking(move || apply_entries::<C>(&sm, entries)).await?;
+            // Results go back to clients and changes out on the feed only once they are
+            // durable: nothing a crash could undo is ever reported as applied.
+            self.shared.writer.flushed().await?;
+            Ok::<_, StoreError>(applied)
+        };
+        let applied = applied.await.map_err(fatal(StorageIOError::write_state_machine))?;
+        // The watch first, so that whoever hears of a change can already read it.
+        self.sm.applied.send_replace(applied.last_index);
+        for change in applied.changes {
+            // No subscriber is not an error.
+            let _ = self.sm.feed.send(Event::Change(change));
+        }
+        Ok(applied.results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { sm: self.sm.clone(), snapshots: self.snapshots.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, C::Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        let (sm, snapshots, owned_meta) = (self.sm.clone(), self.snapshots.clone(), meta.clone());
+        let res = async {
+            run_blocking(move || {
+                // Validate everything before touching the store.
+                let payload = decode_payload::<C>(&owned_meta, &data)?;
+                // Save the file first: it is the commit point. A crash after this finishes
+                // the install on the next open; a crash before it leaves the old state and
+                // the old snapshot, both intact.
+                snapshots.save(&owned_meta, &data, SaveMode::Always)?;
+                install_state::<C>(&sm, &owned_meta, payload.entries)
+            })
+            .await?;
+            self.shared.writer.flushed().await
+        };
+        let signature = Some(meta.signature());
+        res.await.map_err(fatal(|e| StorageIOError::write_snapshot(signature, e)))?;
+
+        let revision = meta.last_log_id.map_or(0, |id| id.index);
+        self.sm.applied.send_replace(revision);
+        let _ = self.sm.feed.send(Event::Reset { revision });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<u64>> {
+        let snapshots = self.snapshots.clone();
+        let loaded = run_blocking(move || snapshots.load())
+            .await
+            .map_err(fatal(|e| StorageIOError::read_snapshot(None, e)))?;
+        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}

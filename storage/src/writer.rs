@@ -1,0 +1,120 @@
+//! The writer thread: the only place that makes sled writes durable.
+//!
+//! Writes are applied to sled by their callers (so they are readable at once, and in call
+//! order); what the callers then need is an fsync that covers them. They hand a completion
+//! ("waiter") to this thread, which drains everything queued, calls ONE blocking
+//! [`sled::Db::flush`] and only then completes every waiter it drained. This is group commit:
+//! one fsync acknowledges many appends, votes and apply batches.
+//!
+//! Why a dedicated thread and a blocking `flush()`:
+//! - sled 0.34.7's `flush_async` can deadlock when called concurrently (sled#1308, #1241,
+//!   #1357); we never call it.
+//! - A flush is Db-wide (all trees share one log), so one thread issuing all flushes is
+//!   enough, and it keeps fsyncs from piling up in parallel on a small machine.
+//!
+//! A waiter is completed only after a flush that *started after the waiter was queued*, and
+//! a waiter is queued only after its write was applied, so every completed waiter's write is
+//! covered by a successful fsync. After a flush fails, every later waiter fails too: the
+//! store is in an unknown state and the Raft node must stop rather than limp on.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::StoreError;
+
+/// What a waiter learns: whether the flush that covers its write succeeded.
+pub(crate) type FlushResult = Result<(), sled::Error>;
+
+type Waiter = Box<dyn FnOnce(FlushResult) + Send + 'static>;
+
+/// Handle on the writer thread. Dropping it stops the thread after it has completed every
+/// queued waiter, and waits for that, so that the sled files are released when the store is.
+pub(crate) struct Writer {
+    tx: Option<mpsc::Sender<Waiter>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the writer thread for `db`.
+    pub(crate) fn start(db: sled::Db) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let thread = std::thread::Builder::new()
+            .name("steward-storage-writer".to_string())
+            .spawn(move || run(db, rx))?;
+        Ok(Writer { tx: Some(tx), thread: Some(thread) })
+    }
+
+    /// Calls `done` after a flush that covers every write applied before this call.
+    ///
+    /// If the writer thread is gone, `done` is called at once with an error and
+    /// [`StoreError::WriterStopped`] is returned.
+    pub(crate) fn after_flush(
+        &self,
+        done: impl FnOnce(FlushResult) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let waiter: Waiter = Box::new(done);
+        let Some(tx) = &self.tx else {
+            waiter(Err(stopped()));
+            return Err(StoreError::WriterStopped);
+        };
+        if let Err(mpsc::SendError(waiter)) = tx.send(waiter) {
+            waiter(Err(stopped()));
+            return Err(StoreError::WriterStopped);
+        }
+        Ok(())
+    }
+
+    /// Waits until a flush covers every write applied before this call.
+    pub(crate) async fn flushed(&self) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.after_flush(move |res| {
+            // The receiver may be gone if the caller was cancelled; nothing to do then.
+            let _ = tx.send(res);
+        })?;
+        match rx.await {
+            Ok(res) => res.map_err(StoreError::Sled),
+            Err(_) => Err(StoreError::WriterStopped),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once the queue is empty.
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the storage writer thread panicked");
+            }
+        }
+    }
+}
+
+fn stopped() -> sled::Error {
+    sled::Error::ReportableBug("the storage writer thread has stopped".to_string())
+}
+
+fn run(db: sled::Db, rx: mpsc::Receiver<Waiter>) {
+    // Sticky: once a flush failed, nothing written afterwards may be acknowledged.
+    let mut failed: Option<sled::Error> = None;
+    while let Ok(first) = rx.recv() {
+        // Group commit: everything queued so far is covered by the one flush below, because
+        // each waiter was queued after its write had been applied.
+        let mut waiters = vec![first];
+        waiters.extend(rx.try_iter());
+
+        let res = match &failed {
+            Some(e) => Err(e.clone()),
+            None => db.flush().map(|_| ()),
+        };
+        if let Err(e) = &res {
+            if failed.is_none() {
+                tracing::error!(error = %e, "sled flush failed; the store stops acknowledging writes");
+                failed = Some(e.clone());
+            }
+        }
+        for waiter in waiters {
+            waiter(res.clone());
+        }
+    }
+}
