@@ -285,6 +285,7 @@ impl Config {
         r.election_timeout_max = c.election_timeout_max.as_millis() as u64;
         r.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(c.snapshot_every);
         r.max_in_snapshot_log_to_keep = c.snapshot_every.min(1000);
+        r.purge_batch_size = c.snapshot_every.min(256);
         r
     }
 

@@ -201,8 +201,8 @@ impl Server {
         let start_err = |e: steward_raft::ClusterError| ServeError::Start(e.to_string());
         let initialized = member.is_initialized().await.map_err(start_err)?;
         if initialized {
-            if config.join.is_some() {
-                tracing::info!("this member is already part of a cluster; --join is ignored");
+            if let Some(url) = &config.join {
+                Self::confirm_cluster(url, secret, member, identity).await?;
             }
             // A crash between creating the cluster and writing its id leaves the id to write.
             if identity.cluster_id.is_none() && member.cluster_id().map_err(start_err)?.is_none() {
@@ -217,7 +217,8 @@ impl Server {
         }
         match &config.join {
             Some(url) => {
-                let answer = join_through(url, secret, member, identity, config.cluster.request_timeout).await?;
+                let patience = config.cluster.request_timeout.max(Duration::from_secs(30));
+                let answer = join_through(url, secret, member, identity, patience).await?;
                 if let Some(mine) = &identity.cluster_id {
                     if *mine != answer.cluster_id {
                         return Err(ServeError::Join {
@@ -236,6 +237,30 @@ impl Server {
                 identity.cluster_id.as_deref().unwrap_or_default()
             ))),
             None => Self::create_cluster(config, data_dir, member, identity).await,
+        }
+    }
+
+    /// A member that already belongs to a cluster and is started with `--join URL` (a unit file
+    /// keeps its command line) checks that URL is its own cluster. A member of another cluster
+    /// is refused; an unreachable URL only warns, so a restart never depends on one peer.
+    async fn confirm_cluster(
+        url: &str,
+        secret: &str,
+        member: &Member,
+        identity: &Identity,
+    ) -> Result<(), ServeError> {
+        if identity.cluster_id.is_none() {
+            return Ok(());
+        }
+        match join_through(url, secret, member, identity, Duration::from_secs(3)).await {
+            Ok(_) => Ok(()),
+            Err(ServeError::Join { message, .. }) if message.contains("belongs to cluster") => {
+                Err(ServeError::Join { url: url.to_string(), message })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not confirm membership through --join; resuming from the data dir");
+                Ok(())
+            }
         }
     }
 
@@ -325,22 +350,26 @@ impl Server {
             }
         });
         let reason = self.stop.borrow().clone().unwrap_or(StopReason::Requested);
-        for t in self.tasks {
+        for mut t in self.tasks {
             // Bounded: a stuck HTTP connection must not keep the process alive.
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            if tokio::time::timeout(Duration::from_secs(5), &mut t).await.is_err() {
+                t.abort();
+                let _ = t.await;
+            }
         }
         self.member.shutdown().await;
         reason
     }
 }
 
-/// Asks the member at `url` to add this member, retrying while the cluster has no leader.
+/// Asks the member at `url` to add this member, retrying for up to `patience` while it cannot
+/// be reached or the cluster has no leader.
 async fn join_through(
     url: &str,
     secret: &str,
     member: &Member,
     identity: &Identity,
-    request_timeout: Duration,
+    patience: Duration,
 ) -> Result<JoinAnswer, ServeError> {
     let body = JoinBody {
         node_id: identity.node_id.to_string(),
@@ -356,7 +385,7 @@ async fn join_through(
         .map_err(|e| ServeError::Start(e.to_string()))?;
     let endpoint = format!("{}/internal/cluster/join", url.trim_end_matches('/'));
     let err = |message: String| ServeError::Join { url: url.to_string(), message };
-    let until = Instant::now() + request_timeout.max(Duration::from_secs(30));
+    let until = Instant::now() + patience;
     loop {
         let resp = client.post(&endpoint).header(SECRET_HEADER, secret).json(&body).send().await;
         let retry_msg = match resp {

@@ -61,7 +61,10 @@ pub(crate) fn log_index(key: &[u8]) -> Result<u64, StoreError> {
 pub fn encode<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![FORMAT_VERSION];
     let body = bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| {
-        StoreError::Corrupt { what: what.to_string(), detail: format!("cannot encode: {e}") }
+        StoreError::Corrupt {
+            what: what.to_string(),
+            detail: format!("cannot encode: {e}"),
+        }
     })?;
     out.extend_from_slice(&body);
     Ok(out)
@@ -76,7 +79,10 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreE
     check_version(what, version, FORMAT_VERSION)?;
     let (value, used) =
         bincode::serde::decode_from_slice::<T, _>(body, bincode::config::standard()).map_err(
-            |e| StoreError::Corrupt { what: what.to_string(), detail: e.to_string() },
+            |e| StoreError::Corrupt {
+                what: what.to_string(),
+                detail: e.to_string(),
+            },
         )?;
     if used != body.len() {
         return Err(StoreError::Corrupt {
@@ -92,7 +98,11 @@ pub(crate) fn check_version(what: &str, found: u8, supported: u8) -> Result<(), 
     if found == supported {
         Ok(())
     } else {
-        Err(StoreError::UnsupportedVersion { what: what.to_string(), found, supported })
+        Err(StoreError::UnsupportedVersion {
+            what: what.to_string(),
+            found,
+            supported,
+        })
     }
 }
 
@@ -102,7 +112,12 @@ mod tests {
     use crate::KeyValue;
 
     fn kv() -> KeyValue {
-        KeyValue { create_revision: 3, mod_revision: 7, version: 2, value: b"hello".to_vec() }
+        KeyValue {
+            create_revision: 3,
+            mod_revision: 7,
+            version: 2,
+            value: b"hello".to_vec(),
+        }
     }
 
     #[test]
@@ -117,7 +132,9 @@ mod tests {
         let mut bytes = encode("kv", &kv()).unwrap();
         bytes[0] = FORMAT_VERSION + 1;
         match decode::<KeyValue>("kv", &bytes) {
-            Err(StoreError::UnsupportedVersion { found, supported, .. }) => {
+            Err(StoreError::UnsupportedVersion {
+                found, supported, ..
+            }) => {
                 assert_eq!(found, FORMAT_VERSION + 1);
                 assert_eq!(supported, FORMAT_VERSION);
             }
@@ -127,16 +144,26 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt() {
-        for bytes in [&[][..], &[FORMAT_VERSION][..], &[FORMAT_VERSION, 0xff, 0xff, 0xff][..]] {
+        for bytes in [
+            &[][..],
+            &[FORMAT_VERSION][..],
+            &[FORMAT_VERSION, 0xff, 0xff, 0xff][..],
+        ] {
             assert!(
-                matches!(decode::<KeyValue>("kv", bytes), Err(StoreError::Corrupt { .. })),
+                matches!(
+                    decode::<KeyValue>("kv", bytes),
+                    Err(StoreError::Corrupt { .. })
+                ),
                 "{bytes:?}"
             );
         }
         // A valid value followed by junk is corrupt too, not silently accepted.
         let mut bytes = encode("kv", &kv()).unwrap();
         bytes.push(0);
-        assert!(matches!(decode::<KeyValue>("kv", &bytes), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            decode::<KeyValue>("kv", &bytes),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -3,14 +3,25 @@
 //! # Layout
 //! - [`kv`]: the data model — a versioned KV map changed by guarded transactions ([`Txn`]),
 //!   with a change feed ([`Event`]). This crate knows nothing of jobs.
-//! - [`log_store`]: openraft's `RaftLogStorage` on sled. One writer thread serialises every
-//!   write (vote, append, truncate, purge) and batches appends into one `flush()`.
+//! - [`log_store`]: openraft's `RaftLogStorage` on sled (vote, append, truncate, purge).
 //! - [`state_machine`]: openraft's `RaftStateMachine` on sled: applies transactions, builds and
 //!   installs snapshots, and publishes the change feed. [`KvReader`] is the read handle the
 //!   layers above use.
-//! - [`codec`]: versioned encodings; every persisted value starts with a format version byte.
+//! - [`codec`]: versioned encodings and the key layout; every persisted value starts with a
+//!   format version byte.
+//! - `writer` (private): the one thread that flushes sled and acknowledges durable writes,
+//!   batching many appends, votes and apply batches into one `flush()`.
+//! - `txn` (private): deterministic evaluation of transactions over one apply batch.
+//! - `snapshot` (private): snapshot data and the crash-safe snapshot file.
 //!
-//! The durability rules this crate follows are listed in `ARCHITECTURE.md` at the root.
+//! # Durability, in one paragraph
+//! Writes are applied to sled by the caller, in call order (openraft calls the storage
+//! traits one at a time), so they are readable at once; nothing is *acknowledged* (append
+//! callback, `save_vote` return, `apply` return, change feed) until the writer thread's next
+//! `flush()` covers it. Truncate, purge, apply and snapshot install each change their trees
+//! in one atomic sled batch, so a crash never leaves a hole in the log or data that disagrees
+//! with the applied index. Every error reaching openraft is a `StorageError`, which stops the
+//! node. The full list is in `README.md` and in `ARCHITECTURE.md` at the root.
 
 pub mod codec;
 pub mod kv;
@@ -65,8 +76,14 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt or unreadable stored value at {what}: {detail}")]
     Corrupt { what: String, detail: String },
-    #[error("stored value at {what} has format version {found}, this build reads up to {supported}")]
-    UnsupportedVersion { what: String, found: u8, supported: u8 },
+    #[error(
+        "stored value at {what} has format version {found}, this build reads up to {supported}"
+    )]
+    UnsupportedVersion {
+        what: String,
+        found: u8,
+        supported: u8,
+    },
     #[error("the storage writer has stopped")]
     WriterStopped,
 }
@@ -83,7 +100,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { cache_capacity: 128 * 1024 * 1024, feed_capacity: 4096 }
+        StoreOptions {
+            cache_capacity: 128 * 1024 * 1024,
+            feed_capacity: 4096,
+        }
     }
 }
 
@@ -113,7 +133,12 @@ pub fn open<C: KvTypeConfig>(
     check_store_format(&db, &log, &meta, &sm)?;
 
     let writer = writer::Writer::start(db.clone())?;
-    let shared = Arc::new(Shared { db, log, meta, writer });
+    let shared = Arc::new(Shared {
+        db,
+        log,
+        meta,
+        writer,
+    });
     let log_store = LogStore::open(shared.clone())?;
     let sm_store = StateMachineStore::open(shared.clone(), sm, &dir.join("snapshots"), &options)?;
     // Make the repairs done while opening durable before anyone builds on them.

@@ -39,6 +39,9 @@ pub(crate) struct SnapshotPayload<N: Node> {
     pub(crate) entries: Vec<(String, KeyValue)>,
 }
 
+/// A snapshot as kept in the file: its meta and its data.
+pub(crate) type StoredSnapshot<N> = (SnapshotMeta<u64, N>, Vec<u8>);
+
 /// Whether a save may replace a snapshot that covers more of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SaveMode {
@@ -76,12 +79,19 @@ impl<N: Node> SnapshotFiles<N> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        Ok(SnapshotFiles { dir: dir.to_path_buf(), current: Mutex::new(current), counter: AtomicU64::new(seed) })
+        Ok(SnapshotFiles {
+            dir: dir.to_path_buf(),
+            current: Mutex::new(current),
+            counter: AtomicU64::new(seed),
+        })
     }
 
     /// The meta of the current snapshot, if any.
     pub(crate) fn current_meta(&self) -> Option<SnapshotMeta<u64, N>> {
-        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A new snapshot id: `{last_log_index}-{term}-{counter}`.
@@ -104,7 +114,7 @@ impl<N: Node> SnapshotFiles<N> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if mode == SaveMode::IfNotOlder {
             if let Some(cur) = current.as_ref() {
-                if cur.last_log_id > meta.last_log_id {
+                if index_of(&cur.last_log_id) > index_of(&meta.last_log_id) {
                     return Ok(false);
                 }
             }
@@ -127,7 +137,7 @@ impl<N: Node> SnapshotFiles<N> {
     }
 
     /// The current snapshot's meta and data.
-    pub(crate) fn load(&self) -> Result<Option<(SnapshotMeta<u64, N>, Vec<u8>)>, StoreError> {
+    pub(crate) fn load(&self) -> Result<Option<StoredSnapshot<N>>, StoreError> {
         let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if current.is_none() {
             return Ok(None);
@@ -140,20 +150,32 @@ impl<N: Node> SnapshotFiles<N> {
     }
 }
 
+/// The index a snapshot covers up to; `None` (nothing applied) sorts first.
+pub(crate) fn index_of(id: &Option<LogId<u64>>) -> Option<u64> {
+    id.as_ref().map(|id| id.index)
+}
+
 fn read_meta<N: Node>(f: &mut File) -> Result<SnapshotMeta<u64, N>, StoreError> {
     const WHAT: &str = "snapshot file";
-    let corrupt = |detail: String| StoreError::Corrupt { what: WHAT.to_string(), detail };
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: WHAT.to_string(),
+        detail,
+    };
     let mut header = [0u8; 9];
-    f.read_exact(&mut header).map_err(|e| corrupt(format!("cannot read header: {e}")))?;
+    f.read_exact(&mut header)
+        .map_err(|e| corrupt(format!("cannot read header: {e}")))?;
     codec::check_version(WHAT, header[0], FILE_VERSION)?;
     let mut len = [0u8; 8];
     len.copy_from_slice(&header[1..]);
     let len = u64::from_be_bytes(len);
     let file_len = f.metadata()?.len();
     if len > file_len.saturating_sub(9) {
-        return Err(corrupt(format!("meta length {len} exceeds the file ({file_len} bytes)")));
+        return Err(corrupt(format!(
+            "meta length {len} exceeds the file ({file_len} bytes)"
+        )));
     }
     let mut meta = vec![0u8; len as usize];
-    f.read_exact(&mut meta).map_err(|e| corrupt(format!("cannot read meta: {e}")))?;
+    f.read_exact(&mut meta)
+        .map_err(|e| corrupt(format!("cannot read meta: {e}")))?;
     codec::decode("snapshot meta", &meta)
 }

@@ -41,7 +41,10 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("steward-storage-writer".to_string())
             .spawn(move || run(db, rx))?;
-        Ok(Writer { tx: Some(tx), thread: Some(thread) })
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Calls `done` after a flush that covers every write applied before this call.

@@ -19,7 +19,9 @@ impl StoreBuilder<TestConfig, Log, Sm, TempDir> for TempStoreBuilder {
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
+fn openraft_storage_suite() {
     // `Suite` runs each case on its own multi-thread tokio runtime.
-    Suite::test_all(TempStoreBuilder)
+    if let Err(e) = Suite::test_all(TempStoreBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
 }

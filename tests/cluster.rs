@@ -1,0 +1,257 @@
+//! Replication, failover, catch-up, membership: in-process members.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::fixture::{default_tune, wait_for, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_replicate_writes_sent_to_any_member() {
+    let c = TestCluster::start(3).await;
+    c.leader().await;
+    // Every member accepts writes: followers forward them to the leader inside the cluster.
+    for i in 0..3 {
+        assert_eq!(c.create_project(i, &format!("from-{i}")).await, 201, "write through member {i}");
+    }
+    let expected = vec!["from-0".to_string(), "from-1".into(), "from-2".into()];
+    for i in 0..3 {
+        assert_eq!(c.project_names(i).await, expected, "linearizable read on member {i}");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_elects_a_new_one_within_2s_and_loses_no_acknowledged_write() {
+    let mut c = TestCluster::start(3).await;
+    let old = c.leader().await;
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        let name = format!("p{n}");
+        assert_eq!(c.create_project((n % 3) as usize, &name).await, 201);
+        acked.push(name);
+    }
+    let killed_at = Instant::now();
+    c.stop(old).await;
+    let new = c.leader_within(Duration::from_secs(2)).await;
+    let took = killed_at.elapsed();
+    assert_ne!(new, old);
+    assert!(took <= Duration::from_secs(2), "new leader after {took:?}");
+    acked.sort();
+    for i in c.running().collect::<Vec<_>>() {
+        assert_eq!(c.project_names(i).await, acked, "member {i} after failover");
+    }
+    // The cluster keeps taking writes with two of three members.
+    assert_eq!(c.create_project(new, "after-failover").await, 201);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_catches_up_from_its_data_dir() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    assert_eq!(c.create_project(leader, "before").await, 201);
+    let uuid = c.server(follower).identity.uuid.clone();
+    c.stop(follower).await;
+    for n in 0..10 {
+        assert_eq!(c.create_project(leader, &format!("while-down-{n}")).await, 201);
+    }
+    c.restart(follower).await;
+    assert_eq!(c.server(follower).identity.uuid, uuid, "same member after restart");
+    let expected = c.project_names(leader).await;
+    assert_eq!(expected.len(), 11);
+    wait_for(Duration::from_secs(10), "restarted member has every project locally", || async {
+        (c.local_project_names(follower) == expected).then_some(())
+    })
+    .await;
+    c.shutdown().await;
+}
+
+fn snapshot_often(c: &mut steward::config::Config) {
+    default_tune(c);
+    c.cluster.snapshot_every = 20;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_a_purged_log_catches_up_by_snapshot() {
+    let mut c = TestCluster::start_with(3, snapshot_often).await;
+    let leader = c.leader().await;
+    let behind = (0..3).find(|&i| i != leader).unwrap();
+    let its_last = c.server(behind).member.kv().applied_index();
+    c.stop(behind).await;
+    for n in 0..120 {
+        assert_eq!(c.create_project(leader, &format!("q{n}")).await, 201);
+    }
+    // The leader has purged the entries the stopped member is missing.
+    let purged = wait_for(Duration::from_secs(10), "the leader purges its log", || async {
+        let m = c.server(leader).member.raft().metrics().borrow().clone();
+        m.purged.map(|p| p.index).filter(|&p| p > its_last)
+    })
+    .await;
+    c.restart(behind).await;
+    let expected = c.project_names(leader).await;
+    wait_for(Duration::from_secs(15), "the member that fell behind has every project", || async {
+        (c.local_project_names(behind) == expected).then_some(())
+    })
+    .await;
+    let snap = c.server(behind).member.raft().metrics().borrow().snapshot;
+    assert!(
+        snap.is_some_and(|s| s.index >= purged),
+        "member caught up through a snapshot covering the purged log (snapshot {snap:?}, purged {purged})"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_join_and_leave_while_writes_continue() {
+    let c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let c = Arc::new(tokio::sync::RwLock::new(c));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (c, acked, stop) = (c.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("w{n}");
+                let status = c.read().await.create_project(leader, &name).await;
+                if status == 201 {
+                    acked.lock().unwrap().push(name);
+                }
+                n += 1;
+            }
+        })
+    };
+    // Two members join, then a follower leaves, while the writer goes on.
+    let wait_some = |k: usize| {
+        let acked = acked.clone();
+        async move {
+            wait_for(Duration::from_secs(10), "writes acknowledged", || async {
+                (acked.lock().unwrap().len() >= k).then_some(())
+            })
+            .await
+        }
+    };
+    wait_some(5).await;
+    let a = c.write().await.add_member().await;
+    let b = c.write().await.add_member().await;
+    wait_some(30).await;
+    let leaver = (0..3).find(|&i| i != leader).unwrap();
+    {
+        let g = c.read().await;
+        let uuid = g.slots[leaver].uuid.clone();
+        let r = g.req(leader, reqwest::Method::DELETE, &format!("/api/45/cluster/members/{uuid}")).send().await.unwrap();
+        assert_eq!(r.status(), 204, "leave");
+    }
+    wait_some(60).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let mut g = c.write().await;
+    g.stop(leaver).await;
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    let voters: BTreeSet<u64> = {
+        let m = g.server(leader).member.raft().metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().collect()
+    };
+    let expected_voters: BTreeSet<u64> =
+        [leader, (0..3).find(|&i| i != leader && i != leaver).unwrap(), a, b].iter().map(|&i| g.server(i).member.id()).collect();
+    assert_eq!(voters, expected_voters, "the newcomers are voters and the leaver is gone");
+    for i in [leader, a, b] {
+        let names: BTreeSet<String> = g.project_names(i).await.into_iter().collect();
+        assert!(acked.is_subset(&names), "member {i} misses acknowledged writes");
+    }
+    let g = std::mem::replace(&mut *g, TestCluster::start(0).await);
+    g.shutdown().await;
+}
+
+fn two_voters_max(c: &mut steward::config::Config) {
+    default_tune(c);
+    c.cluster.max_voters = 3;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_voters_members_stay_learners_until_a_voter_leaves() {
+    let mut c = TestCluster::start_with(4, two_voters_max).await;
+    let leader = c.leader().await;
+    let voters = |c: &TestCluster| -> BTreeSet<u64> {
+        let m = c.server(leader).member.raft().metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().collect()
+    };
+    assert_eq!(voters(&c).len(), 3, "three voters at most");
+    let learner = (0..4).find(|&i| !voters(&c).contains(&c.server(i).member.id())).expect("one learner");
+    let leaver = (0..4).find(|&i| i != leader && i != learner).unwrap();
+    let uuid = c.slots[leaver].uuid.clone();
+    let r = c.req(leader, reqwest::Method::DELETE, &format!("/api/45/cluster/members/{uuid}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let learner_id = c.server(learner).member.id();
+    wait_for(Duration::from_secs(10), "the learner is promoted to voter", || async {
+        voters(&c).contains(&learner_id).then_some(())
+    })
+    .await;
+    assert_eq!(voters(&c).len(), 3);
+    c.stop(leaver).await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_the_wrong_secret_cannot_join_and_leaves_nothing_behind() {
+    let c = TestCluster::start(1).await;
+    let mut config = c.member_config(1);
+    config.cluster_secret = Some(steward::datadir::random_secret());
+    let dir = config.data_dir.clone();
+    let err = match steward::server::Server::start(config).await {
+        Ok(_) => panic!("a member with the wrong secret joined"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("secret"), "error names the secret: {err}");
+    assert!(!dir.exists(), "the failed member's data dir is removed");
+    // The cluster is unchanged.
+    let m = c.server(0).member.raft().metrics().borrow().clone();
+    assert_eq!(m.membership_config.membership().nodes().count(), 1);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_without_the_cluster_secret_are_refused() {
+    let c = TestCluster::start(1).await;
+    let addr = c.slots[0].raft.to_string();
+    // A peer set built with another secret: every call it makes carries the wrong one.
+    let wrong = steward_raft::network::Peers::new(&steward::datadir::random_secret()).unwrap();
+    let mut client = wrong.cluster_client(&addr).unwrap();
+    let status = client
+        .status(steward_raft::pb::Payload { data: steward_raft::wire::encode(&()) })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let mut raft = wrong.raft_client(&addr).unwrap();
+    let status = raft.vote(steward_raft::pb::Payload { data: Default::default() }).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_cluster_is_refused_when_told_to_join() {
+    let a = TestCluster::start(1).await;
+    let mut b = TestCluster::start(1).await;
+    b.stop(0).await;
+    // Member 0 of cluster b is restarted with a's secret and told to join a.
+    let mut config = b.slots[0].config.clone();
+    config.http = "127.0.0.1:0".parse().unwrap();
+    config.raft = "127.0.0.1:0".parse().unwrap();
+    config.cluster_secret = Some(a.secret.clone());
+    config.join = Some(a.url(0));
+    let dir = config.data_dir.clone();
+    let err = match steward::server::Server::start(config).await {
+        Ok(_) => panic!("a member of another cluster joined"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("belongs to cluster"), "clear error: {err}");
+    assert!(dir.join("member.json").exists(), "its own data is kept");
+    let m = a.server(0).member.raft().metrics().borrow().clone();
+    assert_eq!(m.membership_config.membership().nodes().count(), 1, "cluster a is unchanged");
+    a.shutdown().await;
+}

@@ -1,0 +1,186 @@
+//! Real `steward` processes: SIGKILL, SIGTERM, restarts, exit codes, files and the CLI.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::fixture::process::{free_addr, run_steward, ProcCluster, BIN};
+use crate::fixture::wait_for;
+
+async fn create(c: &ProcCluster, i: usize, name: &str) -> u16 {
+    c.req(i, Method::POST, "/api/45/projects")
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn names(c: &ProcCluster, i: usize) -> Option<Vec<String>> {
+    let r = c.req(i, Method::GET, "/api/45/projects").send().await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let v: serde_json::Value = r.json().await.ok()?;
+    let mut n: Vec<String> = v.as_array()?.iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect();
+    n.sort();
+    Some(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_survive_sigkill_of_the_leader_and_a_restart_catches_up() {
+    let mut c = ProcCluster::start(3).await;
+    let leader_uuid = wait_for(Duration::from_secs(10), "a leader", || c.leader_uuid(0)).await;
+    let mut uuids = Vec::new();
+    for i in 0..3 {
+        uuids.push(c.uuid(i).await);
+    }
+    let leader = uuids.iter().position(|u| *u == leader_uuid).unwrap();
+    let mut acked = Vec::new();
+    for n in 0..15 {
+        let name = format!("k{n}");
+        if create(&c, n % 3, &name).await == 201 {
+            acked.push(name);
+        }
+    }
+    assert_eq!(acked.len(), 15, "all writes acknowledged while healthy");
+    c.kill(leader);
+    let killed = Instant::now();
+    let other = (0..3).find(|&i| i != leader).unwrap();
+    let new_leader = wait_for(Duration::from_secs(5), "a new leader", || async {
+        c.leader_uuid(other).await.filter(|u| *u != leader_uuid)
+    })
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(5));
+    assert_ne!(new_leader, leader_uuid);
+    acked.sort();
+    for i in (0..3).filter(|&i| i != leader) {
+        assert_eq!(names(&c, i).await, Some(acked.clone()), "process {i} after SIGKILL of the leader");
+    }
+    assert_eq!(create(&c, other, "after").await, 201);
+    acked.push("after".into());
+    acked.sort();
+    c.spawn(leader);
+    c.wait_healthy(leader).await;
+    assert_eq!(c.uuid(leader).await, leader_uuid, "same member after restart");
+    wait_for(Duration::from_secs(10), "restarted process has every write", || async {
+        (names(&c, leader).await == Some(acked.clone())).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_a_restart_is_the_same_member_with_the_same_data() {
+    let mut c = ProcCluster::start(1).await;
+    let uuid = c.uuid(0).await;
+    assert_eq!(create(&c, 0, "kept").await, 201);
+    let status = c.terminate(0).await;
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    c.spawn(0);
+    c.wait_healthy(0).await;
+    assert_eq!(c.uuid(0).await, uuid);
+    assert_eq!(names(&c, 0).await, Some(vec!["kept".to_string()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_writes_secret_and_token_files_readable_only_by_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (http, raft) = (free_addr(), free_addr());
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--data-dir", data.to_str().unwrap()])
+        .args(["--http", &http.to_string(), "--raft", &raft.to_string()])
+        .env_remove("STEWARD_CLUSTER_SECRET")
+        .env_remove("STEWARD_ADMIN_TOKEN")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    wait_for(Duration::from_secs(15), "member healthy", || async {
+        let r = client.get(format!("http://{http}/health")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    for f in ["admin.token", "cluster.secret"] {
+        let mode = std::fs::metadata(data.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} mode");
+    }
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
+    let r = client.get(format!("http://{http}/api/45/projects")).header("X-Rundeck-Auth-Token", &token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the token in admin.token works");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let out = std::fs::read_to_string(&log).unwrap() + &std::fs::read_to_string(dir.path().join("err")).unwrap();
+    assert!(out.contains("admin.token"), "the log names the token file");
+    assert!(!out.contains(&token), "the log never shows the token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_or_a_busy_port_exits_non_zero_with_a_clear_message() {
+    let c = ProcCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("newcomer");
+    let (http, raft) = (free_addr().to_string(), free_addr().to_string());
+    let wrong = steward::datadir::random_secret();
+    let (status, out) = run_steward(
+        &[
+            "serve", "--data-dir", data.to_str().unwrap(), "--http", &http, "--raft", &raft,
+            "--join", &c.procs[0].url(), "--cluster-secret", &wrong,
+        ],
+        dir.path(),
+    );
+    assert!(!status.success());
+    assert!(out.contains("secret"), "message names the secret: {out}");
+    assert!(!data.exists(), "nothing half-made is left behind");
+    assert!(
+        c.procs[0].log_text().contains("wrong cluster secret"),
+        "the refusal is logged on the member"
+    );
+
+    let busy = c.procs[0].http.to_string();
+    let (status, out) =
+        run_steward(&["serve", "--data-dir", data.to_str().unwrap(), "--http", &busy, "--raft", &raft], dir.path());
+    assert!(!status.success());
+    assert!(out.contains("cannot listen on") && out.contains(&busy), "{out}");
+    assert!(!data.exists());
+
+    let (status, out) = run_steward(&["serve", "--data-dir", data.to_str().unwrap(), "--http", "nonsense"], dir.path());
+    assert!(!status.success());
+    assert!(out.contains("http"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_commands_show_status_and_make_a_member_leave() {
+    let mut c = ProcCluster::start(3).await;
+    let token = c.token.clone();
+    let dir = c.root.path().to_path_buf();
+    let url = c.procs[2].url();
+    let (status, out) = run_steward(&["cluster", "status", "--url", &url, "--token", &token], &dir);
+    assert!(status.success(), "{out}");
+    assert_eq!(out.matches("active").count(), 3, "three active members:\n{out}");
+    assert!(out.contains("leader"), "{out}");
+
+    let leaver_uuid = c.uuid(2).await;
+    let (status, out) = run_steward(&["cluster", "leave", "--url", &url, "--token", &token], &dir);
+    assert!(status.success(), "{out}");
+    // The member that left stops by itself.
+    let child = c.procs[2].child.as_mut().unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "the member that left is still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "clean exit after leaving: {exit}");
+    c.procs[2].child = None;
+    let (status, out) = run_steward(&["cluster", "status", "--url", &c.procs[0].url(), "--token", &token], &dir);
+    assert!(status.success(), "{out}");
+    assert!(!out.contains(&leaver_uuid), "the member is gone:\n{out}");
+    assert_eq!(create(&c, 0, "after-leave").await, 201);
+}
