@@ -172,9 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "steward bench: 3 members on loopback, {}-byte values, {} s per writer count, writes sent to the leader",
         args.value_size, args.seconds
     );
-    let mut run_id = 0u64;
-    for &w in &args.writers {
-        run_id += 1;
+    for (run_id, &w) in args.writers.iter().enumerate() {
         let (h, u, t, v) = (http.clone(), url.clone(), token.clone(), value.clone());
         let f = load(w, args.seconds, move |n| {
             h.post(&u)
@@ -184,7 +182,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await;
         print_row("steward", &f);
         if let Some(etcd) = &args.etcd {
-            let (h, u, v) = (http.clone(), format!("{}/v3/kv/put", etcd.trim_end_matches('/')), base64(value.as_bytes()));
+            let (h, u, v) =
+                (http.clone(), format!("{}/v3/kv/put", etcd.trim_end_matches('/')), base64(value.as_bytes()));
             let f = load(w, args.seconds, move |n| {
                 h.post(&u).json(&json!({ "key": base64(format!("bench/{run_id}/{n}").as_bytes()), "value": v }))
             })

@@ -145,9 +145,11 @@ impl ApiClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Option<Value>> {
-        let resp = req.header("X-Rundeck-Auth-Token", &self.token).send().await.with_context(|| {
-            format!("cannot reach {}", self.base)
-        })?;
+        let resp = req
+            .header("X-Rundeck-Auth-Token", &self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {

@@ -159,15 +159,12 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 fn parse_addr(setting: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
-    v.parse()
-        .map_err(|_| invalid(setting, format!("'{v}' is not a socket address like 127.0.0.1:4440")))
+    v.parse().map_err(|_| invalid(setting, format!("'{v}' is not a socket address like 127.0.0.1:4440")))
 }
 
 fn check_advertise(setting: &'static str, v: &str) -> Result<String, ConfigError> {
     match v.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
-            Ok(v.to_string())
-        }
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => Ok(v.to_string()),
         _ => Err(invalid(setting, format!("'{v}' is not HOST:PORT with a non-zero port"))),
     }
 }
@@ -178,8 +175,8 @@ impl Config {
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
                 toml::from_str::<FileConfig>(&text)
                     .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
             }
@@ -188,10 +185,12 @@ impl Config {
         let pick = |a: &Option<String>, f: &Option<String>| a.clone().or_else(|| f.clone());
         let http = parse_addr("http", &pick(&args.http, &file.http).unwrap_or_else(|| DEFAULT_HTTP.into()))?;
         let raft = parse_addr("raft", &pick(&args.raft, &file.raft).unwrap_or_else(|| DEFAULT_RAFT.into()))?;
-        let advertise_http =
-            pick(&args.advertise_http, &file.advertise_http).map(|v| check_advertise("advertise-http", &v)).transpose()?;
-        let advertise_raft =
-            pick(&args.advertise_raft, &file.advertise_raft).map(|v| check_advertise("advertise-raft", &v)).transpose()?;
+        let advertise_http = pick(&args.advertise_http, &file.advertise_http)
+            .map(|v| check_advertise("advertise-http", &v))
+            .transpose()?;
+        let advertise_raft = pick(&args.advertise_raft, &file.advertise_raft)
+            .map(|v| check_advertise("advertise-raft", &v))
+            .transpose()?;
         let cluster_secret = pick(&args.cluster_secret, &file.cluster_secret);
         if let Some(s) = &cluster_secret {
             steward_raft::network::validate_secret(s).map_err(|e| invalid("cluster-secret", e.to_string()))?;
@@ -303,5 +302,61 @@ impl Config {
             log: DEFAULT_LOG.into(),
             cluster: ClusterTuning::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("steward.example.toml")
+    }
+
+    #[test]
+    fn the_example_file_parses_and_states_the_defaults() {
+        let args = ServeArgs { config: Some(example()), ..Default::default() };
+        let from_file = Config::load(&args).expect("example config loads");
+        let defaults = Config::load(&ServeArgs::default()).expect("defaults load");
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+        assert_eq!(defaults.http.to_string(), DEFAULT_HTTP);
+        assert_eq!(defaults.raft.to_string(), DEFAULT_RAFT);
+        assert_eq!(defaults.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "http = \"127.0.0.1:5000\"\nraft = \"127.0.0.1:5001\"\n[cluster]\nmax-voters = 3\n")
+            .unwrap();
+        let args = ServeArgs { config: Some(file), http: Some("127.0.0.1:6000".into()), ..Default::default() };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.http.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.raft.to_string(), "127.0.0.1:5001");
+        assert_eq!(c.cluster.max_voters, 3);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("http = \"nope\"", "http"),
+            ("unknown-key = 1", "unknown-key"),
+            ("[cluster]\nelection-timeout-min-ms = 50\nheartbeat-ms = 100", "cluster.election-timeout-min-ms"),
+            ("[cluster]\nmax-voters = 0", "cluster.max-voters"),
+            ("cluster-secret = \"short\"", "cluster-secret"),
+            ("join = \"10.0.0.1:4440\"", "join"),
+            ("http = \"127.0.0.1:7000\"\nraft = \"127.0.0.1:7000\"", "raft"),
+        ];
+        for (text, setting) in cases {
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, text).unwrap();
+            let err =
+                Config::load(&ServeArgs { config: Some(file), ..Default::default() }).expect_err(text).to_string();
+            assert!(err.contains(setting), "{text:?} -> {err}");
+        }
+        let missing = ServeArgs { config: Some(dir.path().join("absent.toml")), ..Default::default() };
+        assert!(Config::load(&missing).unwrap_err().to_string().contains("absent.toml"));
     }
 }

@@ -98,7 +98,10 @@ impl DataDir {
         if id.version != IDENTITY_VERSION {
             return Err(DataDirError::Invalid {
                 path,
-                message: format!("format version {} is not supported (this build reads {IDENTITY_VERSION})", id.version),
+                message: format!(
+                    "format version {} is not supported (this build reads {IDENTITY_VERSION})",
+                    id.version
+                ),
             });
         }
         Ok(Some(id))

@@ -132,10 +132,9 @@ impl Server {
         mc.raft = config.raft_config();
         mc.request_timeout = config.cluster.request_timeout;
         mc.max_voters = config.cluster.max_voters;
-        mc.store = StoreOptions { cache_capacity: config.cluster.cache_capacity_mib * 1024 * 1024, ..Default::default() };
-        let member = Member::start(mc, &data_dir.path(datadir::STORE_DIR))
-            .await
-            .map_err(|e| ServeError::Start(format!("{e}")))?;
+        mc.store =
+            StoreOptions { cache_capacity: config.cluster.cache_capacity_mib * 1024 * 1024, ..Default::default() };
+        let member = open_member(mc, data_dir).await?;
 
         let (stop, _) = watch::channel(None);
         let mut tasks = Vec::new();
@@ -243,12 +242,7 @@ impl Server {
     /// A member that already belongs to a cluster and is started with `--join URL` (a unit file
     /// keeps its command line) checks that URL is its own cluster. A member of another cluster
     /// is refused; an unreachable URL only warns, so a restart never depends on one peer.
-    async fn confirm_cluster(
-        url: &str,
-        secret: &str,
-        member: &Member,
-        identity: &Identity,
-    ) -> Result<(), ServeError> {
+    async fn confirm_cluster(url: &str, secret: &str, member: &Member, identity: &Identity) -> Result<(), ServeError> {
         if identity.cluster_id.is_none() {
             return Ok(());
         }
@@ -359,6 +353,28 @@ impl Server {
         }
         self.member.shutdown().await;
         reason
+    }
+}
+
+/// Starts the Raft member on the data dir's store. The store is locked while open: by another
+/// process using the same data dir (an error after a short wait), or, in one process, by the
+/// background tasks of a member that was just stopped (gone within moments).
+async fn open_member(config: MemberConfig, data_dir: &DataDir) -> Result<Member, ServeError> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Member::start(config.clone(), &data_dir.path(datadir::STORE_DIR)).await {
+            Ok(m) => return Ok(m),
+            Err(e) if e.is_locked() && Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) if e.is_locked() => {
+                return Err(ServeError::Start(format!(
+                    "data dir {} is in use by another steward process",
+                    data_dir.root().display()
+                )))
+            }
+            Err(e) => return Err(ServeError::Start(e.to_string())),
+        }
     }
 }
 

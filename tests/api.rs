@@ -109,10 +109,8 @@ async fn projects_are_created_listed_read_and_deleted_in_rundecks_shapes() {
     assert_eq!(status, 200);
     assert_eq!(got["config"]["k"], json!("v"));
 
-    let (status, e) = body(
-        c.req(0, Method::POST, "/api/45/projects").json(&json!({ "name": "ops" })).send().await.unwrap(),
-    )
-    .await;
+    let (status, e) =
+        body(c.req(0, Method::POST, "/api/45/projects").json(&json!({ "name": "ops" })).send().await.unwrap()).await;
     assert_eq!(status, 409, "duplicate project");
     assert_envelope(&e, "api.error.item.alreadyexists");
 

@@ -143,7 +143,8 @@ async fn members_join_and_leave_while_writes_continue() {
     {
         let g = c.read().await;
         let uuid = g.slots[leaver].uuid.clone();
-        let r = g.req(leader, reqwest::Method::DELETE, &format!("/api/45/cluster/members/{uuid}")).send().await.unwrap();
+        let r =
+            g.req(leader, reqwest::Method::DELETE, &format!("/api/45/cluster/members/{uuid}")).send().await.unwrap();
         assert_eq!(r.status(), 204, "leave");
     }
     wait_some(60).await;
@@ -157,8 +158,10 @@ async fn members_join_and_leave_while_writes_continue() {
         let m = g.server(leader).member.raft().metrics().borrow().clone();
         m.membership_config.membership().voter_ids().collect()
     };
-    let expected_voters: BTreeSet<u64> =
-        [leader, (0..3).find(|&i| i != leader && i != leaver).unwrap(), a, b].iter().map(|&i| g.server(i).member.id()).collect();
+    let expected_voters: BTreeSet<u64> = [leader, (0..3).find(|&i| i != leader && i != leaver).unwrap(), a, b]
+        .iter()
+        .map(|&i| g.server(i).member.id())
+        .collect();
     assert_eq!(voters, expected_voters, "the newcomers are voters and the leaver is gone");
     for i in [leader, a, b] {
         let names: BTreeSet<String> = g.project_names(i).await.into_iter().collect();
@@ -222,10 +225,8 @@ async fn grpc_calls_without_the_cluster_secret_are_refused() {
     // A peer set built with another secret: every call it makes carries the wrong one.
     let wrong = steward_raft::network::Peers::new(&steward::datadir::random_secret()).unwrap();
     let mut client = wrong.cluster_client(&addr).unwrap();
-    let status = client
-        .status(steward_raft::pb::Payload { data: steward_raft::wire::encode(&()) })
-        .await
-        .expect_err("refused");
+    let status =
+        client.status(steward_raft::pb::Payload { data: steward_raft::wire::encode(&()) }).await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     let mut raft = wrong.raft_client(&addr).unwrap();
     let status = raft.vote(steward_raft::pb::Payload { data: Default::default() }).await.expect_err("refused");

@@ -110,7 +110,12 @@ async fn first_start_writes_secret_and_token_files_readable_only_by_the_owner() 
         assert_eq!(mode, 0o600, "{f} mode");
     }
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
-    let r = client.get(format!("http://{http}/api/45/projects")).header("X-Rundeck-Auth-Token", &token).send().await.unwrap();
+    let r = client
+        .get(format!("http://{http}/api/45/projects"))
+        .header("X-Rundeck-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "the token in admin.token works");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
@@ -128,18 +133,24 @@ async fn a_wrong_secret_or_a_busy_port_exits_non_zero_with_a_clear_message() {
     let wrong = steward::datadir::random_secret();
     let (status, out) = run_steward(
         &[
-            "serve", "--data-dir", data.to_str().unwrap(), "--http", &http, "--raft", &raft,
-            "--join", &c.procs[0].url(), "--cluster-secret", &wrong,
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--http",
+            &http,
+            "--raft",
+            &raft,
+            "--join",
+            &c.procs[0].url(),
+            "--cluster-secret",
+            &wrong,
         ],
         dir.path(),
     );
     assert!(!status.success());
     assert!(out.contains("secret"), "message names the secret: {out}");
     assert!(!data.exists(), "nothing half-made is left behind");
-    assert!(
-        c.procs[0].log_text().contains("wrong cluster secret"),
-        "the refusal is logged on the member"
-    );
+    assert!(c.procs[0].log_text().contains("wrong cluster secret"), "the refusal is logged on the member");
 
     let busy = c.procs[0].http.to_string();
     let (status, out) =

@@ -38,3 +38,10 @@ pub enum StartError {
     #[error("Raft failed to start: {0}")]
     Raft(String),
 }
+
+impl StartError {
+    /// True when the store is in use by another open instance.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StartError::Store(e) if e.is_locked())
+    }
+}

@@ -22,9 +22,7 @@ use steward_storage::{KeyValue, KvReader, StoreOptions, Txn, TxnResult};
 use tokio::sync::watch;
 
 use crate::error::{ClusterError, StartError};
-use crate::messages::{
-    ClusterStatus, JoinReply, JoinRequest, LeaveRequest, MemberStatus, RemoteError, Role,
-};
+use crate::messages::{ClusterStatus, JoinReply, JoinRequest, LeaveRequest, MemberStatus, RemoteError, Role};
 use crate::network::Peers;
 use crate::pb::Payload;
 use crate::types::{MemberNode, NodeId, Raft};
@@ -80,6 +78,9 @@ impl MemberConfig {
 /// plus the follower's fsync; the election timeout is several heartbeats so a busy member is
 /// not mistaken for a dead one, and short enough that a new leader is chosen within about a
 /// second of the old one dying.
+// Struct-update syntax (`..Default::default()`) would name openraft's deprecated
+// `send_snapshot_timeout` field and warn; assigning fields one by one does not.
+#[allow(clippy::field_reassign_with_default)]
 pub fn default_raft_config() -> openraft::Config {
     let mut c = openraft::Config::default();
     c.cluster_name = "steward".into();
@@ -135,8 +136,7 @@ impl Member {
     /// Opens the store in `dir` and starts the Raft node. The node joins no cluster by itself:
     /// call [`Member::bootstrap`] for a new cluster, or have the leader add it.
     pub async fn start(config: MemberConfig, dir: &Path) -> Result<Member, StartError> {
-        let raft_config =
-            Arc::new(config.raft.clone().validate().map_err(|e| StartError::Config(e.to_string()))?);
+        let raft_config = Arc::new(config.raft.clone().validate().map_err(|e| StartError::Config(e.to_string()))?);
         let peers = Peers::new(&config.cluster_secret)?;
         let (log, sm) = steward_storage::open(dir, config.store.clone())?;
         let kv = sm.reader();
@@ -213,11 +213,7 @@ impl Member {
 
     /// The id of the cluster this member belongs to, as replicated (local read).
     pub fn cluster_id(&self) -> Result<Option<String>, ClusterError> {
-        Ok(self
-            .inner
-            .kv
-            .get(CLUSTER_ID_KEY)?
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+        Ok(self.inner.kv.get(CLUSTER_ID_KEY)?.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
 
     /// The current leader as this member knows it.
@@ -265,12 +261,10 @@ impl Member {
             }
             let leader = self.leader();
             match leader {
-                Some(id) if id == self.inner.id => {
-                    match self.local_write(txn.clone(), until).await {
-                        Err(RemoteError::NotLeader { .. }) | Err(RemoteError::NoQuorum) => {}
-                        other => return other.map_err(remote_to_cluster),
-                    }
-                }
+                Some(id) if id == self.inner.id => match self.local_write(txn.clone(), until).await {
+                    Err(RemoteError::NotLeader { .. }) | Err(RemoteError::NoQuorum) => {}
+                    other => return other.map_err(remote_to_cluster),
+                },
                 Some(id) => {
                     if let Some(node) = self.node_of(id) {
                         let res: Result<Result<TxnResult, RemoteError>, ClusterError> =
@@ -299,9 +293,9 @@ impl Member {
         match tokio::time::timeout(budget, self.inner.raft.client_write(txn)).await {
             Err(_) => Err(RemoteError::Timeout),
             Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(RemoteError::NotLeader {
-                leader: f.leader_id.zip(f.leader_node),
-            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(RemoteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
+            }
             Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                 Err(RemoteError::Rejected(e.to_string()))
             }
@@ -357,9 +351,9 @@ impl Member {
         match tokio::time::timeout(budget, self.inner.raft.ensure_linearizable()).await {
             Err(_) => Err(RemoteError::NoQuorum),
             Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(RemoteError::NotLeader {
-                leader: f.leader_id.zip(f.leader_node),
-            }),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(RemoteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
+            }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(RemoteError::NoQuorum),
             Ok(Err(RaftError::Fatal(f))) => Err(RemoteError::Fatal(f.to_string())),
         }
@@ -368,9 +362,7 @@ impl Member {
     async fn wait_applied(&self, index: u64, until: Instant) -> Result<(), ClusterError> {
         let mut rx = self.inner.kv.watch_applied();
         let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-        let res = tokio::time::timeout(budget, rx.wait_for(|applied| *applied >= index))
-            .await
-            .map(|r| r.is_ok());
+        let res = tokio::time::timeout(budget, rx.wait_for(|applied| *applied >= index)).await.map(|r| r.is_ok());
         match res {
             Ok(true) => Ok(()),
             Ok(false) => Err(ClusterError::Fatal("the state machine stopped".into())),
@@ -387,11 +379,7 @@ impl Member {
     }
 
     /// Reads every key under `prefix`, in key order.
-    pub async fn range(
-        &self,
-        prefix: &str,
-        consistency: Consistency,
-    ) -> Result<Vec<(String, KeyValue)>, ClusterError> {
+    pub async fn range(&self, prefix: &str, consistency: Consistency) -> Result<Vec<(String, KeyValue)>, ClusterError> {
         if consistency == Consistency::Linearizable {
             self.read_barrier().await?;
         }
@@ -429,8 +417,7 @@ impl Member {
     pub async fn leave(&self, node_id: NodeId) -> Result<(), ClusterError> {
         let until = Instant::now() + self.inner.config.request_timeout.max(Duration::from_secs(30));
         let req = LeaveRequest { node_id };
-        self.on_leader(Rpc::Leave, &req, until, |m| async move { m.remove_member(node_id).await })
-            .await
+        self.on_leader(Rpc::Leave, &req, until, |m| async move { m.remove_member(node_id).await }).await
     }
 
     /// The leader's view of the members, from any member.
@@ -462,11 +449,13 @@ impl Member {
             let res = match leader {
                 Some(id) if id == self.inner.id => Some(local(self.clone()).await),
                 Some(id) => match self.node_of(id) {
-                    Some(node) => match self.call_leader::<Req, Result<Resp, RemoteError>>(&node, rpc, req, until).await {
-                        Ok(r) => Some(r),
-                        Err(ClusterError::Unreachable { .. }) => None,
-                        Err(e) => return Err(e),
-                    },
+                    Some(node) => {
+                        match self.call_leader::<Req, Result<Resp, RemoteError>>(&node, rpc, req, until).await {
+                            Ok(r) => Some(r),
+                            Err(ClusterError::Unreachable { .. }) => None,
+                            Err(e) => return Err(e),
+                        }
+                    }
                     None => None,
                 },
                 None => None,
@@ -615,11 +604,8 @@ impl Member {
                 } else {
                     self.inner.peers.last_contact(*id).map(|t| t.elapsed().as_millis() as u64)
                 };
-                let matched_index = if is_self {
-                    m.last_log_index
-                } else {
-                    matched.get(id).cloned().flatten().map(|l| l.index)
-                };
+                let matched_index =
+                    if is_self { m.last_log_index } else { matched.get(id).cloned().flatten().map(|l| l.index) };
                 MemberStatus { id: *id, node: node.clone(), role, last_contact_ms, matched_index }
             })
             .collect();
@@ -711,9 +697,7 @@ impl Member {
         // The most caught-up live learner is the one to promote.
         let candidate = membership
             .learner_ids()
-            .filter(|id| {
-                self.inner.peers.last_contact(*id).is_some_and(|t| t.elapsed() < Duration::from_secs(2))
-            })
+            .filter(|id| self.inner.peers.last_contact(*id).is_some_and(|t| t.elapsed() < Duration::from_secs(2)))
             .filter_map(|id| matched.get(&id).cloned().flatten().map(|l| (l.index, id)))
             .filter(|(idx, _)| last.saturating_sub(*idx) <= 64)
             .max();

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    StreamingError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, SnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, Snapshot, Vote};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -186,6 +186,8 @@ impl PeerClient {
     }
 
     /// Decodes a reply that carries openraft's `Result`, and records the contact.
+    // The error type is openraft's, returned as openraft's trait demands.
+    #[allow(clippy::result_large_err)]
     fn reply<T, E>(&self, payload: Payload) -> Result<T, RPCError<NodeId, MemberNode, E>>
     where
         T: serde::de::DeserializeOwned,
@@ -213,10 +215,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, MemberNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
         let mut client = self.peers.raft_client(&self.node.raft_addr).map_err(transport_error)?;
         let req = self.request(wire::encode(&rpc), option.hard_ttl());
         let resp = client.install_snapshot(req).await.map_err(rpc_error)?;

@@ -86,10 +86,7 @@ impl RaftRpc for RaftSvc {
 
     async fn stream_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<Payload>, Status> {
         let mut stream = req.into_inner();
-        let first = stream
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         let (vote, meta): (Vote<NodeId>, SnapshotMeta<NodeId, MemberNode>) = wire::decode(&first.header)?;
         let mut data = first.data.to_vec();
         while let Some(chunk) = stream.message().await? {

@@ -18,11 +18,9 @@ pub fn encode<T: Serialize>(value: &T) -> Bytes {
 
 pub fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, tonic::Status> {
     match data.split_first() {
-        Some((&WIRE_VERSION, rest)) => {
-            bincode::serde::decode_from_slice(rest, bincode::config::standard())
-                .map(|(v, _)| v)
-                .map_err(|e| tonic::Status::invalid_argument(format!("undecodable payload: {e}")))
-        }
+        Some((&WIRE_VERSION, rest)) => bincode::serde::decode_from_slice(rest, bincode::config::standard())
+            .map(|(v, _)| v)
+            .map_err(|e| tonic::Status::invalid_argument(format!("undecodable payload: {e}"))),
         Some((v, _)) => Err(tonic::Status::invalid_argument(format!(
             "payload format version {v} is not supported (this member speaks {WIRE_VERSION})"
         ))),

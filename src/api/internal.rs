@@ -38,11 +38,7 @@ pub fn check_secret(headers: &HeaderMap, secret: &str) -> ApiResult<()> {
     if given.is_some_and(|g| bool::from(g.ct_eq(secret.as_bytes()))) {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "api.error.cluster.secret",
-        "wrong or missing cluster secret",
-    ))
+    Err(ApiError::new(StatusCode::UNAUTHORIZED, "api.error.cluster.secret", "wrong or missing cluster secret"))
 }
 
 pub async fn join(

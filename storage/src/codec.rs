@@ -60,30 +60,20 @@ pub(crate) fn log_index(key: &[u8]) -> Result<u64, StoreError> {
 /// Encodes `value` as the version byte followed by its bincode encoding.
 pub fn encode<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![FORMAT_VERSION];
-    let body = bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| {
-        StoreError::Corrupt {
-            what: what.to_string(),
-            detail: format!("cannot encode: {e}"),
-        }
-    })?;
+    let body = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| StoreError::Corrupt { what: what.to_string(), detail: format!("cannot encode: {e}") })?;
     out.extend_from_slice(&body);
     Ok(out)
 }
 
 /// Decodes a value written by [`encode`]. `what` names the value in errors.
 pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    let (&version, body) = bytes.split_first().ok_or_else(|| StoreError::Corrupt {
-        what: what.to_string(),
-        detail: "empty value".to_string(),
-    })?;
+    let (&version, body) = bytes
+        .split_first()
+        .ok_or_else(|| StoreError::Corrupt { what: what.to_string(), detail: "empty value".to_string() })?;
     check_version(what, version, FORMAT_VERSION)?;
-    let (value, used) =
-        bincode::serde::decode_from_slice::<T, _>(body, bincode::config::standard()).map_err(
-            |e| StoreError::Corrupt {
-                what: what.to_string(),
-                detail: e.to_string(),
-            },
-        )?;
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(body, bincode::config::standard())
+        .map_err(|e| StoreError::Corrupt { what: what.to_string(), detail: e.to_string() })?;
     if used != body.len() {
         return Err(StoreError::Corrupt {
             what: what.to_string(),
@@ -98,11 +88,7 @@ pub(crate) fn check_version(what: &str, found: u8, supported: u8) -> Result<(), 
     if found == supported {
         Ok(())
     } else {
-        Err(StoreError::UnsupportedVersion {
-            what: what.to_string(),
-            found,
-            supported,
-        })
+        Err(StoreError::UnsupportedVersion { what: what.to_string(), found, supported })
     }
 }
 
@@ -112,12 +98,7 @@ mod tests {
     use crate::KeyValue;
 
     fn kv() -> KeyValue {
-        KeyValue {
-            create_revision: 3,
-            mod_revision: 7,
-            version: 2,
-            value: b"hello".to_vec(),
-        }
+        KeyValue { create_revision: 3, mod_revision: 7, version: 2, value: b"hello".to_vec() }
     }
 
     #[test]
@@ -132,9 +113,7 @@ mod tests {
         let mut bytes = encode("kv", &kv()).unwrap();
         bytes[0] = FORMAT_VERSION + 1;
         match decode::<KeyValue>("kv", &bytes) {
-            Err(StoreError::UnsupportedVersion {
-                found, supported, ..
-            }) => {
+            Err(StoreError::UnsupportedVersion { found, supported, .. }) => {
                 assert_eq!(found, FORMAT_VERSION + 1);
                 assert_eq!(supported, FORMAT_VERSION);
             }
@@ -144,26 +123,13 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt() {
-        for bytes in [
-            &[][..],
-            &[FORMAT_VERSION][..],
-            &[FORMAT_VERSION, 0xff, 0xff, 0xff][..],
-        ] {
-            assert!(
-                matches!(
-                    decode::<KeyValue>("kv", bytes),
-                    Err(StoreError::Corrupt { .. })
-                ),
-                "{bytes:?}"
-            );
+        for bytes in [&[][..], &[FORMAT_VERSION][..], &[FORMAT_VERSION, 0xff, 0xff, 0xff][..]] {
+            assert!(matches!(decode::<KeyValue>("kv", bytes), Err(StoreError::Corrupt { .. })), "{bytes:?}");
         }
         // A valid value followed by junk is corrupt too, not silently accepted.
         let mut bytes = encode("kv", &kv()).unwrap();
         bytes.push(0);
-        assert!(matches!(
-            decode::<KeyValue>("kv", &bytes),
-            Err(StoreError::Corrupt { .. })
-        ));
+        assert!(matches!(decode::<KeyValue>("kv", &bytes), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]

@@ -47,28 +47,17 @@ pub struct Txn {
 impl Txn {
     /// A transaction with no guards that applies `ops`.
     pub fn ops(ops: Vec<Op>) -> Self {
-        Txn {
-            guards: Vec::new(),
-            success: ops,
-            failure: Vec::new(),
-        }
+        Txn { guards: Vec::new(), success: ops, failure: Vec::new() }
     }
 
     /// A transaction that applies `ops` only if every guard holds.
     pub fn guarded(guards: Vec<Guard>, ops: Vec<Op>) -> Self {
-        Txn {
-            guards,
-            success: ops,
-            failure: Vec::new(),
-        }
+        Txn { guards, success: ops, failure: Vec::new() }
     }
 
     /// One unconditional put.
     pub fn put(key: impl Into<String>, value: Vec<u8>) -> Self {
-        Txn::ops(vec![Op::Put {
-            key: key.into(),
-            value,
-        }])
+        Txn::ops(vec![Op::Put { key: key.into(), value }])
     }
 
     /// True when no operation, in either branch, writes an invalid key (see

@@ -76,16 +76,24 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt or unreadable stored value at {what}: {detail}")]
     Corrupt { what: String, detail: String },
-    #[error(
-        "stored value at {what} has format version {found}, this build reads up to {supported}"
-    )]
-    UnsupportedVersion {
-        what: String,
-        found: u8,
-        supported: u8,
-    },
+    #[error("stored value at {what} has format version {found}, this build reads up to {supported}")]
+    UnsupportedVersion { what: String, found: u8, supported: u8 },
     #[error("the storage writer has stopped")]
     WriterStopped,
+}
+
+impl StoreError {
+    /// True when the store is locked by another open instance: another process, or, within one
+    /// process, background tasks of an instance that is still shutting down.
+    pub fn is_locked(&self) -> bool {
+        match self {
+            // sled reports a held file lock as an I/O error whose text says so.
+            StoreError::Sled(sled::Error::Io(e)) | StoreError::Io(e) => {
+                e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Tunables of the store.
@@ -100,10 +108,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            cache_capacity: 128 * 1024 * 1024,
-            feed_capacity: 4096,
-        }
+        StoreOptions { cache_capacity: 128 * 1024 * 1024, feed_capacity: 4096 }
     }
 }
 
@@ -123,22 +128,14 @@ pub fn open<C: KvTypeConfig>(
     std::fs::create_dir_all(dir)?;
     // sled's default mode (LowSpace) and its 500 ms background flush are kept; durability
     // never relies on the background flush, only on the writer thread's explicit flushes.
-    let db = sled::Config::new()
-        .path(dir.join("sled"))
-        .cache_capacity(options.cache_capacity)
-        .open()?;
+    let db = sled::Config::new().path(dir.join("sled")).cache_capacity(options.cache_capacity).open()?;
     let log = db.open_tree(codec::LOG_TREE)?;
     let meta = db.open_tree(codec::META_TREE)?;
     let sm = db.open_tree(codec::SM_TREE)?;
     check_store_format(&db, &log, &meta, &sm)?;
 
     let writer = writer::Writer::start(db.clone())?;
-    let shared = Arc::new(Shared {
-        db,
-        log,
-        meta,
-        writer,
-    });
+    let shared = Arc::new(Shared { db, log, meta, writer });
     let log_store = LogStore::open(shared.clone())?;
     let sm_store = StateMachineStore::open(shared.clone(), sm, &dir.join("snapshots"), &options)?;
     // Make the repairs done while opening durable before anyone builds on them.
@@ -155,12 +152,7 @@ pub(crate) struct Shared {
 }
 
 /// Writes the store format version into a new store, or checks it in an existing one.
-fn check_store_format(
-    db: &sled::Db,
-    log: &sled::Tree,
-    meta: &sled::Tree,
-    sm: &sled::Tree,
-) -> Result<(), StoreError> {
+fn check_store_format(db: &sled::Db, log: &sled::Tree, meta: &sled::Tree, sm: &sled::Tree) -> Result<(), StoreError> {
     const WHAT: &str = "store format marker";
     match meta.get(codec::META_FORMAT)? {
         Some(v) => match v.as_ref() {

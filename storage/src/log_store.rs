@@ -31,20 +31,14 @@ pub struct LogStore<C: KvTypeConfig> {
 
 impl<C: KvTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
-        LogStore {
-            shared: self.shared.clone(),
-            _c: PhantomData,
-        }
+        LogStore { shared: self.shared.clone(), _c: PhantomData }
     }
 }
 
 impl<C: KvTypeConfig> LogStore<C> {
     /// Wraps the shared database and finishes a purge that a crash interrupted.
     pub(crate) fn open(shared: Arc<Shared>) -> Result<Self, StoreError> {
-        let store = LogStore {
-            shared,
-            _c: PhantomData,
-        };
+        let store = LogStore { shared, _c: PhantomData };
         // `purge` persists `last_purged` before it removes entries; if the process died in
         // between, entries at or below it are still there. Remove them now so that the log
         // starts right after `last_purged`.
@@ -100,10 +94,7 @@ impl<C: KvTypeConfig> LogStore<C> {
             (Some(e), _) => Some(e),
             (None, p) => p,
         };
-        Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id })
     }
 
     /// Removes every entry with index `<= index` in one atomic batch.
@@ -123,10 +114,7 @@ impl<C: KvTypeConfig> LogStore<C> {
         // One batch: either all of these entries are in the log or none is, never a hole.
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(
-                &codec::log_key(entry.log_id.index),
-                codec::encode("log entry", &entry)?,
-            );
+            batch.insert(&codec::log_key(entry.log_id.index), codec::encode("log entry", &entry)?);
         }
         self.shared.log.apply_batch(batch)?;
         Ok(())
@@ -166,8 +154,7 @@ impl<C: KvTypeConfig> RaftLogReader<C> for LogStore<C> {
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, StorageError<u64>> {
-        self.read_range(&range)
-            .map_err(fatal(StorageIOError::read_logs))
+        self.read_range(&range).map_err(fatal(StorageIOError::read_logs))
     }
 }
 
@@ -184,9 +171,7 @@ impl<C: KvTypeConfig> RaftLogStorage<C> for LogStore<C> {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
         let res = async {
-            self.shared
-                .meta
-                .insert(META_VOTE, codec::encode("vote", vote)?)?;
+            self.shared.meta.insert(META_VOTE, codec::encode("vote", vote)?)?;
             // A vote that is not on disk may be forgotten by a crash, and then this node
             // could vote twice in one term. Return only once a flush covers it.
             self.shared.writer.flushed().await
@@ -203,11 +188,7 @@ impl<C: KvTypeConfig> RaftLogStorage<C> for LogStore<C> {
         res.map_err(fatal(StorageIOError::read_vote))
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<C>,
-    ) -> Result<(), StorageError<u64>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError<u64>>
     where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -222,9 +203,7 @@ impl<C: KvTypeConfig> RaftLogStorage<C> for LogStore<C> {
         // a quorum), so it runs only after the writer's next flush, which covers them.
         self.shared
             .writer
-            .after_flush(move |res| {
-                callback.log_io_completed(res.map_err(|e| std::io::Error::other(e.to_string())))
-            })
+            .after_flush(move |res| callback.log_io_completed(res.map_err(|e| std::io::Error::other(e.to_string()))))
             .map_err(fatal(StorageIOError::write_logs))
     }
 
@@ -236,8 +215,7 @@ impl<C: KvTypeConfig> RaftLogStorage<C> for LogStore<C> {
             // on how sled orders recovery of this removal and of the appends that follow.
             self.shared.writer.flushed().await
         };
-        res.await
-            .map_err(fatal(|e| StorageIOError::write_log_entry(log_id, e)))
+        res.await.map_err(fatal(|e| StorageIOError::write_log_entry(log_id, e)))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
@@ -249,16 +227,12 @@ impl<C: KvTypeConfig> RaftLogStorage<C> for LogStore<C> {
             // Persist `last_purged` before removing entries: after a crash the log then
             // either still holds the entries or says they were purged, never a silent hole
             // at its head. (`open` removes leftovers at or below `last_purged`.)
-            self.shared.meta.insert(
-                META_LAST_PURGED,
-                codec::encode("last purged log id", &log_id)?,
-            )?;
+            self.shared.meta.insert(META_LAST_PURGED, codec::encode("last purged log id", &log_id)?)?;
             self.shared.writer.flushed().await?;
             // The removal need not be flushed now: a later flush covers it, and if it is
             // lost `open` redoes it.
             self.remove_up_to(log_id.index)
         };
-        res.await
-            .map_err(fatal(|e| StorageIOError::write_log_entry(log_id, e)))
+        res.await.map_err(fatal(|e| StorageIOError::write_log_entry(log_id, e)))
     }
 }

@@ -76,22 +76,14 @@ impl<N: Node> SnapshotFiles<N> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Ok(SnapshotFiles {
-            dir: dir.to_path_buf(),
-            current: Mutex::new(current),
-            counter: AtomicU64::new(seed),
-        })
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Ok(SnapshotFiles { dir: dir.to_path_buf(), current: Mutex::new(current), counter: AtomicU64::new(seed) })
     }
 
     /// The meta of the current snapshot, if any.
     pub(crate) fn current_meta(&self) -> Option<SnapshotMeta<u64, N>> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// A new snapshot id: `{last_log_index}-{term}-{counter}`.
@@ -105,12 +97,7 @@ impl<N: Node> SnapshotFiles<N> {
 
     /// Makes `meta` + `data` the current snapshot, durably. Returns false when `mode` is
     /// [`SaveMode::IfNotOlder`] and the current snapshot covers more of the log.
-    pub(crate) fn save(
-        &self,
-        meta: &SnapshotMeta<u64, N>,
-        data: &[u8],
-        mode: SaveMode,
-    ) -> Result<bool, StoreError> {
+    pub(crate) fn save(&self, meta: &SnapshotMeta<u64, N>, data: &[u8], mode: SaveMode) -> Result<bool, StoreError> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if mode == SaveMode::IfNotOlder {
             if let Some(cur) = current.as_ref() {
@@ -157,25 +144,18 @@ pub(crate) fn index_of(id: &Option<LogId<u64>>) -> Option<u64> {
 
 fn read_meta<N: Node>(f: &mut File) -> Result<SnapshotMeta<u64, N>, StoreError> {
     const WHAT: &str = "snapshot file";
-    let corrupt = |detail: String| StoreError::Corrupt {
-        what: WHAT.to_string(),
-        detail,
-    };
+    let corrupt = |detail: String| StoreError::Corrupt { what: WHAT.to_string(), detail };
     let mut header = [0u8; 9];
-    f.read_exact(&mut header)
-        .map_err(|e| corrupt(format!("cannot read header: {e}")))?;
+    f.read_exact(&mut header).map_err(|e| corrupt(format!("cannot read header: {e}")))?;
     codec::check_version(WHAT, header[0], FILE_VERSION)?;
     let mut len = [0u8; 8];
     len.copy_from_slice(&header[1..]);
     let len = u64::from_be_bytes(len);
     let file_len = f.metadata()?.len();
     if len > file_len.saturating_sub(9) {
-        return Err(corrupt(format!(
-            "meta length {len} exceeds the file ({file_len} bytes)"
-        )));
+        return Err(corrupt(format!("meta length {len} exceeds the file ({file_len} bytes)")));
     }
     let mut meta = vec![0u8; len as usize];
-    f.read_exact(&mut meta)
-        .map_err(|e| corrupt(format!("cannot read meta: {e}")))?;
+    f.read_exact(&mut meta).map_err(|e| corrupt(format!("cannot read meta: {e}")))?;
     codec::decode("snapshot meta", &meta)
 }

@@ -18,9 +18,7 @@ use std::io::Cursor;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
-use openraft::{
-    EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
-};
+use openraft::{EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
 use tokio::sync::{broadcast, watch};
 
 use crate::codec::{self, SM_LAST_APPLIED, SM_MEMBERSHIP};
@@ -98,9 +96,7 @@ impl KvReader {
 impl<C: KvTypeConfig> StateMachineStore<C> {
     /// A read handle for the layers above.
     pub fn reader(&self) -> KvReader {
-        KvReader {
-            sm: self.sm.clone(),
-        }
+        KvReader { sm: self.sm.clone() }
     }
 
     /// Opens the state machine on `tree` and finishes an interrupted snapshot install.
@@ -114,12 +110,7 @@ impl<C: KvTypeConfig> StateMachineStore<C> {
         let (mut applied, _) = read_applied_state::<C>(&tree)?;
         let (feed, _) = broadcast::channel(options.feed_capacity.max(1));
         let (applied_tx, _) = watch::channel(0);
-        let sm = Arc::new(SmShared {
-            tree,
-            lock: RwLock::new(()),
-            applied: applied_tx,
-            feed,
-        });
+        let sm = Arc::new(SmShared { tree, lock: RwLock::new(()), applied: applied_tx, feed });
 
         // `install_snapshot` saves the snapshot file before it replaces the state: the file
         // is the commit point. If it is ahead of the state, the install was interrupted;
@@ -140,11 +131,7 @@ impl<C: KvTypeConfig> StateMachineStore<C> {
             }
         }
         sm.applied.send_replace(applied.map_or(0, |id| id.index));
-        Ok(StateMachineStore {
-            shared,
-            sm,
-            snapshots: Arc::new(snapshots),
-        })
+        Ok(StateMachineStore { shared, sm, snapshots: Arc::new(snapshots) })
     }
 }
 
@@ -152,9 +139,7 @@ impl<C: KvTypeConfig> StateMachineStore<C> {
 type AppliedState<N> = (Option<LogId<u64>>, StoredMembership<u64, N>);
 
 /// Reads last applied and membership from the reserved keys.
-fn read_applied_state<C: KvTypeConfig>(
-    tree: &sled::Tree,
-) -> Result<AppliedState<C::Node>, StoreError> {
+fn read_applied_state<C: KvTypeConfig>(tree: &sled::Tree) -> Result<AppliedState<C::Node>, StoreError> {
     let applied = match tree.get(SM_LAST_APPLIED)? {
         Some(v) => Some(codec::decode("last applied log id", &v)?),
         None => None,
@@ -175,10 +160,7 @@ struct Applied {
 
 /// Evaluates and writes one apply batch: one atomic `apply_batch` for data, last applied
 /// and membership. Runs on a blocking thread (sled calls may block on I/O).
-fn apply_entries<C: KvTypeConfig>(
-    sm: &SmShared,
-    entries: Vec<C::Entry>,
-) -> Result<Applied, StoreError> {
+fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Result<Applied, StoreError> {
     let mut overlay = Overlay::new(&sm.tree);
     let mut results = Vec::with_capacity(entries.len());
     let mut changes = Vec::new();
@@ -189,30 +171,16 @@ fn apply_entries<C: KvTypeConfig>(
         let revision = log_id.index;
         last_applied = Some(log_id);
         match entry.payload {
-            EntryPayload::Blank => results.push(TxnResult {
-                succeeded: true,
-                revision,
-                failed_guards: Vec::new(),
-            }),
-            EntryPayload::Normal(txn) => {
-                results.push(overlay.apply_txn(revision, &txn, &mut changes)?)
-            }
+            EntryPayload::Blank => results.push(TxnResult { succeeded: true, revision, failed_guards: Vec::new() }),
+            EntryPayload::Normal(txn) => results.push(overlay.apply_txn(revision, &txn, &mut changes)?),
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(log_id), m));
-                results.push(TxnResult {
-                    succeeded: true,
-                    revision,
-                    failed_guards: Vec::new(),
-                });
+                results.push(TxnResult { succeeded: true, revision, failed_guards: Vec::new() });
             }
         }
     }
     let Some(last_applied) = last_applied else {
-        return Ok(Applied {
-            last_index: 0,
-            results,
-            changes,
-        });
+        return Ok(Applied { last_index: 0, results, changes });
     };
 
     let mut batch = sled::Batch::default();
@@ -222,10 +190,7 @@ fn apply_entries<C: KvTypeConfig>(
             None => batch.remove(key.as_bytes()),
         }
     }
-    batch.insert(
-        SM_LAST_APPLIED,
-        codec::encode("last applied log id", &last_applied)?,
-    );
+    batch.insert(SM_LAST_APPLIED, codec::encode("last applied log id", &last_applied)?);
     if let Some(m) = &membership {
         batch.insert(SM_MEMBERSHIP, codec::encode("membership", m)?);
     }
@@ -233,11 +198,7 @@ fn apply_entries<C: KvTypeConfig>(
         let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
         sm.tree.apply_batch(batch)?;
     }
-    Ok(Applied {
-        last_index: last_applied.index,
-        results,
-        changes,
-    })
+    Ok(Applied { last_index: last_applied.index, results, changes })
 }
 
 /// Replaces the whole state with a snapshot's, in one atomic batch: every key the snapshot
@@ -267,10 +228,7 @@ fn install_state<C: KvTypeConfig>(
         Some(id) => batch.insert(SM_LAST_APPLIED, codec::encode("last applied log id", id)?),
         None => batch.remove(SM_LAST_APPLIED),
     }
-    batch.insert(
-        SM_MEMBERSHIP,
-        codec::encode("membership", &meta.last_membership)?,
-    );
+    batch.insert(SM_MEMBERSHIP, codec::encode("membership", &meta.last_membership)?);
     let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
     sm.tree.apply_batch(batch)?;
     Ok(())
@@ -282,10 +240,7 @@ fn decode_payload<C: KvTypeConfig>(
     data: &[u8],
 ) -> Result<SnapshotPayload<C::Node>, StoreError> {
     let payload: SnapshotPayload<C::Node> = codec::decode("snapshot", data)?;
-    let corrupt = |detail: String| StoreError::Corrupt {
-        what: format!("snapshot {}", meta.snapshot_id),
-        detail,
-    };
+    let corrupt = |detail: String| StoreError::Corrupt { what: format!("snapshot {}", meta.snapshot_id), detail };
     if payload.last_applied != meta.last_log_id || payload.membership != meta.last_membership {
         return Err(corrupt("its data does not match its meta".to_string()));
     }
@@ -301,9 +256,7 @@ async fn run_blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(res) => res,
-        Err(e) => Err(StoreError::Io(std::io::Error::other(format!(
-            "storage task failed: {e}"
-        )))),
+        Err(e) => Err(StoreError::Io(std::io::Error::other(format!("storage task failed: {e}")))),
     }
 }
 
@@ -340,21 +293,11 @@ impl<C: KvTypeConfig> SnapshotBuilder<C> {
             last_membership: membership.clone(),
             snapshot_id: snapshots.next_id(last_applied.as_ref()),
         };
-        let data = codec::encode(
-            "snapshot",
-            &SnapshotPayload::<C::Node> {
-                last_applied,
-                membership,
-                entries,
-            },
-        )?;
+        let data = codec::encode("snapshot", &SnapshotPayload::<C::Node> { last_applied, membership, entries })?;
         if !snapshots.save(&meta, &data, SaveMode::IfNotOlder)? {
             tracing::info!(snapshot = %meta.snapshot_id, "a newer snapshot was saved meanwhile; not replacing it");
         }
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
@@ -393,9 +336,7 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
             self.shared.writer.flushed().await?;
             Ok::<_, StoreError>(applied)
         };
-        let applied = applied
-            .await
-            .map_err(fatal(StorageIOError::write_state_machine))?;
+        let applied = applied.await.map_err(fatal(StorageIOError::write_state_machine))?;
         // The watch first, so that whoever hears of a change can already read it.
         self.sm.applied.send_replace(applied.last_index);
         for change in applied.changes {
@@ -406,15 +347,10 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            sm: self.sm.clone(),
-            snapshots: self.snapshots.clone(),
-        }
+        SnapshotBuilder { sm: self.sm.clone(), snapshots: self.snapshots.clone() }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -439,8 +375,7 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
             self.shared.writer.flushed().await
         };
         let signature = Some(meta.signature());
-        res.await
-            .map_err(fatal(|e| StorageIOError::write_snapshot(signature, e)))?;
+        res.await.map_err(fatal(|e| StorageIOError::write_snapshot(signature, e)))?;
 
         let revision = meta.last_log_id.map_or(0, |id| id.index);
         self.sm.applied.send_replace(revision);
@@ -450,12 +385,8 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<u64>> {
         let snapshots = self.snapshots.clone();
-        let loaded = run_blocking(move || snapshots.load())
-            .await
-            .map_err(fatal(|e| StorageIOError::read_snapshot(None, e)))?;
-        Ok(loaded.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        let loaded =
+            run_blocking(move || snapshots.load()).await.map_err(fatal(|e| StorageIOError::read_snapshot(None, e)))?;
+        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

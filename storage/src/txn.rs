@@ -24,10 +24,7 @@ pub(crate) struct Overlay<'a> {
 
 impl<'a> Overlay<'a> {
     pub(crate) fn new(base: &'a sled::Tree) -> Self {
-        Overlay {
-            base,
-            writes: BTreeMap::new(),
-        }
+        Overlay { base, writes: BTreeMap::new() }
     }
 
     /// The writes to persist, in key order.
@@ -98,23 +95,13 @@ impl<'a> Overlay<'a> {
         Ok(match guard {
             Guard::Absent(key) => self.get(key)?.is_none(),
             Guard::Exists(key) => self.get(key)?.is_some(),
-            Guard::ModRevision { key, rev } => {
-                self.get(key)?.map_or(0, |kv| kv.mod_revision) == *rev
-            }
-            Guard::ValueEquals { key, value } => {
-                self.get(key)?.is_some_and(|kv| kv.value == *value)
-            }
+            Guard::ModRevision { key, rev } => self.get(key)?.map_or(0, |kv| kv.mod_revision) == *rev,
+            Guard::ValueEquals { key, value } => self.get(key)?.is_some_and(|kv| kv.value == *value),
             Guard::PrefixEmpty(prefix) => self.prefix_empty(prefix)?,
         })
     }
 
-    fn put(
-        &mut self,
-        revision: u64,
-        key: &str,
-        value: &[u8],
-        changes: &mut Vec<Change>,
-    ) -> Result<(), StoreError> {
+    fn put(&mut self, revision: u64, key: &str, value: &[u8], changes: &mut Vec<Change>) -> Result<(), StoreError> {
         let old = self.get(key)?;
         // etcd semantics: create_revision and version survive updates; a key that did not
         // exist (never, or deleted since) starts again at version 1.
@@ -125,29 +112,14 @@ impl<'a> Overlay<'a> {
             value: value.to_vec(),
         };
         self.writes.insert(key.to_string(), Some(new.clone()));
-        changes.push(Change {
-            revision,
-            key: key.to_string(),
-            old,
-            new: Some(new),
-        });
+        changes.push(Change { revision, key: key.to_string(), old, new: Some(new) });
         Ok(())
     }
 
-    fn delete(
-        &mut self,
-        revision: u64,
-        key: &str,
-        changes: &mut Vec<Change>,
-    ) -> Result<(), StoreError> {
+    fn delete(&mut self, revision: u64, key: &str, changes: &mut Vec<Change>) -> Result<(), StoreError> {
         if let Some(old) = self.get(key)? {
             self.writes.insert(key.to_string(), None);
-            changes.push(Change {
-                revision,
-                key: key.to_string(),
-                old: Some(old),
-                new: None,
-            });
+            changes.push(Change { revision, key: key.to_string(), old: Some(old), new: None });
         }
         Ok(())
     }
@@ -167,15 +139,8 @@ impl<'a> Overlay<'a> {
         changes: &mut Vec<Change>,
     ) -> Result<TxnResult, StoreError> {
         if !txn.is_valid() {
-            tracing::warn!(
-                revision,
-                "rejecting a transaction that writes an invalid key"
-            );
-            return Ok(TxnResult {
-                succeeded: false,
-                revision,
-                failed_guards: Vec::new(),
-            });
+            tracing::warn!(revision, "rejecting a transaction that writes an invalid key");
+            return Ok(TxnResult { succeeded: false, revision, failed_guards: Vec::new() });
         }
         let mut failed_guards = Vec::new();
         for (i, guard) in txn.guards.iter().enumerate() {
@@ -184,11 +149,7 @@ impl<'a> Overlay<'a> {
             }
         }
         let succeeded = failed_guards.is_empty();
-        let ops = if succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        };
+        let ops = if succeeded { &txn.success } else { &txn.failure };
         for op in ops {
             match op {
                 Op::Put { key, value } => self.put(revision, key, value, changes)?,
@@ -200,11 +161,7 @@ impl<'a> Overlay<'a> {
                 }
             }
         }
-        Ok(TxnResult {
-            succeeded,
-            revision,
-            failed_guards,
-        })
+        Ok(TxnResult { succeeded, revision, failed_guards })
     }
 }
 
@@ -223,9 +180,6 @@ pub(crate) fn user_key(raw: &[u8]) -> Result<Option<String>, StoreError> {
     }
     match std::str::from_utf8(raw) {
         Ok(s) => Ok(Some(s.to_string())),
-        Err(e) => Err(StoreError::Corrupt {
-            what: format!("state machine key {raw:?}"),
-            detail: e.to_string(),
-        }),
+        Err(e) => Err(StoreError::Corrupt { what: format!("state machine key {raw:?}"), detail: e.to_string() }),
     }
 }

@@ -38,23 +38,16 @@ impl Writer {
     /// Starts the writer thread for `db`.
     pub(crate) fn start(db: sled::Db) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel::<Waiter>();
-        let thread = std::thread::Builder::new()
-            .name("steward-storage-writer".to_string())
-            .spawn(move || run(db, rx))?;
-        Ok(Writer {
-            tx: Some(tx),
-            thread: Some(thread),
-        })
+        let thread =
+            std::thread::Builder::new().name("steward-storage-writer".to_string()).spawn(move || run(db, rx))?;
+        Ok(Writer { tx: Some(tx), thread: Some(thread) })
     }
 
     /// Calls `done` after a flush that covers every write applied before this call.
     ///
     /// If the writer thread is gone, `done` is called at once with an error and
     /// [`StoreError::WriterStopped`] is returned.
-    pub(crate) fn after_flush(
-        &self,
-        done: impl FnOnce(FlushResult) + Send + 'static,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn after_flush(&self, done: impl FnOnce(FlushResult) + Send + 'static) -> Result<(), StoreError> {
         let waiter: Waiter = Box::new(done);
         let Some(tx) = &self.tx else {
             waiter(Err(stopped()));

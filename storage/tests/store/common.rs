@@ -6,9 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
-use steward_storage::{
-    open, LogStore, StateMachineStore, StoreError, StoreOptions, Txn, TxnResult,
-};
+use steward_storage::{open, LogStore, StateMachineStore, StoreError, StoreOptions, Txn, TxnResult};
 
 openraft::declare_raft_types!(
     pub TestConfig:
@@ -24,10 +22,7 @@ pub type Log = LogStore<TestConfig>;
 pub type Sm = StateMachineStore<TestConfig>;
 
 pub fn options() -> StoreOptions {
-    StoreOptions {
-        cache_capacity: 8 * 1024 * 1024,
-        feed_capacity: 1024,
-    }
+    StoreOptions { cache_capacity: 8 * 1024 * 1024, feed_capacity: 1024 }
 }
 
 /// Opens the store in `dir`.
@@ -40,10 +35,7 @@ pub fn open_store(dir: &Path) -> Result<(Log, Sm), StoreError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match open::<TestConfig>(dir, options()) {
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
+            Err(e) if e.to_string().contains("could not acquire lock") && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             res => return res,
@@ -56,10 +48,7 @@ pub fn log_id(term: u64, index: u64) -> LogId<u64> {
 }
 
 pub fn entry(index: u64, payload: EntryPayload<TestConfig>) -> Entry<TestConfig> {
-    Entry {
-        log_id: log_id(1, index),
-        payload,
-    }
+    Entry { log_id: log_id(1, index), payload }
 }
 
 pub fn txn_entry(index: u64, txn: Txn) -> Entry<TestConfig> {
@@ -72,8 +61,5 @@ pub fn blank(index: u64) -> Entry<TestConfig> {
 
 pub fn membership_entry(index: u64, voters: &[u64]) -> Entry<TestConfig> {
     let set: BTreeSet<u64> = voters.iter().copied().collect();
-    entry(
-        index,
-        EntryPayload::Membership(Membership::new(vec![set], None)),
-    )
+    entry(index, EntryPayload::Membership(Membership::new(vec![set], None)))
 }

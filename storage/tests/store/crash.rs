@@ -37,10 +37,7 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The entry the child writes at `index`; the parent checks the log holds exactly this.
 fn entry_for(index: u64) -> Entry<TestConfig> {
-    txn_entry(
-        index,
-        Txn::put(format!("k/{index:010}"), index.to_be_bytes().to_vec()),
-    )
+    txn_entry(index, Txn::put(format!("k/{index:010}"), index.to_be_bytes().to_vec()))
 }
 
 /// One acknowledgement printed by the child, printed only after the store confirmed it.
@@ -99,10 +96,7 @@ fn crash_child() {
     let seed: u64 = std::env::var(CHILD_SEED_ENV).unwrap().parse().unwrap();
     // libtest has printed "test crash::crash_child ... " without a newline: end that line.
     println!();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(child(PathBuf::from(dir), StdRng::seed_from_u64(seed)));
 }
 
@@ -110,11 +104,7 @@ async fn child(dir: PathBuf, mut rng: StdRng) {
     let started = Instant::now();
     let (mut log, mut sm) = open_store(&dir).unwrap();
     let reader = sm.reader();
-    let mut term = log
-        .read_vote()
-        .await
-        .unwrap()
-        .map_or(0, |v| v.leader_id.term);
+    let mut term = log.read_vote().await.unwrap().map_or(0, |v| v.leader_id.term);
     let state = log.get_log_state().await.unwrap();
     let mut next = state.last_log_id.map_or(1, |id| id.index + 1);
 
@@ -122,11 +112,7 @@ async fn child(dir: PathBuf, mut rng: StdRng) {
     let applied = reader.applied_index();
     if applied + 1 < next {
         let pending = log.try_get_log_entries(applied + 1..next).await.unwrap();
-        assert_eq!(
-            pending.len() as u64,
-            next - applied - 1,
-            "log entries to re-apply are missing"
-        );
+        assert_eq!(pending.len() as u64, next - applied - 1, "log entries to re-apply are missing");
         sm.apply(pending).await.unwrap();
         say(Ack::Applied(next - 1));
     }
@@ -235,12 +221,7 @@ fn crash_kill_reopen() {
         let stderr_path = tmp.path().join(format!("child-{round}.stderr"));
         let mut child = ChildGuard(
             Command::new(&exe)
-                .args([
-                    "--exact",
-                    "crash::crash_child",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+                .args(["--exact", "crash::crash_child", "--nocapture", "--test-threads=1"])
                 .env(CHILD_DIR_ENV, &store_dir)
                 .env(CHILD_SEED_ENV, rng.random::<u64>().to_string())
                 .stdout(Stdio::piped())
@@ -317,10 +298,7 @@ fn crash_kill_reopen() {
 
 /// Reopens the store and checks it against what was acknowledged; closes it again.
 fn verify(dir: &Path, acked: &Acked) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let (mut log, mut sm) = open_store(dir).map_err(|e| format!("reopen failed: {e}"))?;
         let reader = sm.reader();
@@ -328,23 +306,14 @@ fn verify(dir: &Path, acked: &Acked) -> Result<(), String> {
         let purged = state.last_purged_log_id.map_or(0, |id| id.index);
         let last = state.last_log_id.map_or(0, |id| id.index);
         if purged < acked.purged {
-            return Err(format!(
-                "purge up to {} was acknowledged, store says {purged}",
-                acked.purged
-            ));
+            return Err(format!("purge up to {} was acknowledged, store says {purged}", acked.purged));
         }
         if last < acked.log {
-            return Err(format!(
-                "entries up to {} were acknowledged, log ends at {last}",
-                acked.log
-            ));
+            return Err(format!("entries up to {} were acknowledged, log ends at {last}", acked.log));
         }
 
         // No hole: exactly the entries (purged, last], each the one that was written.
-        let entries = log
-            .try_get_log_entries(..)
-            .await
-            .map_err(|e| e.to_string())?;
+        let entries = log.try_get_log_entries(..).await.map_err(|e| e.to_string())?;
         let expected: Vec<u64> = (purged + 1..=last).collect();
         let found: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
         if found != expected {
@@ -357,25 +326,17 @@ fn verify(dir: &Path, acked: &Acked) -> Result<(), String> {
         let vote = log.read_vote().await.map_err(|e| e.to_string())?;
         let term = vote.map_or(0, |v| v.leader_id.term);
         if term < acked.vote {
-            return Err(format!(
-                "vote of term {} was acknowledged, store has {vote:?}",
-                acked.vote
-            ));
+            return Err(format!("vote of term {} was acknowledged, store has {vote:?}", acked.vote));
         }
 
         // Applied state: durable, never ahead of the log, and data consistent with it.
         let applied = reader.applied_index();
         let (applied_id, _) = sm.applied_state().await.map_err(|e| e.to_string())?;
         if applied_id.map_or(0, |id| id.index) != applied {
-            return Err(format!(
-                "applied watch {applied} disagrees with {applied_id:?}"
-            ));
+            return Err(format!("applied watch {applied} disagrees with {applied_id:?}"));
         }
         if applied < acked.applied || applied > last {
-            return Err(format!(
-                "applied {applied}, acknowledged {}, log ends at {last}",
-                acked.applied
-            ));
+            return Err(format!("applied {applied}, acknowledged {}, log ends at {last}", acked.applied));
         }
         let keys = reader.range("k/").map_err(|e| e.to_string())?;
         if keys.len() as u64 != applied {

@@ -3,9 +3,7 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 
-use openraft::storage::{
-    RaftLogReader, RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine,
-};
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{Entry, Membership, StoredMembership, Vote};
 use steward_storage::{Change, Event, Guard, KeyValue, KvReader, Op, StoreError, Txn, TxnResult};
 use tempfile::TempDir;
@@ -26,31 +24,16 @@ impl Store {
         let dir = tempfile::tempdir().unwrap();
         let (log, sm) = open_store(dir.path()).unwrap();
         let reader = sm.reader();
-        Store {
-            dir,
-            log,
-            sm,
-            reader,
-        }
+        Store { dir, log, sm, reader }
     }
 
     /// Drops every handle (releasing sled's files) and opens the store again.
     fn reopen(self) -> Store {
-        let Store {
-            dir,
-            log,
-            sm,
-            reader,
-        } = self;
+        let Store { dir, log, sm, reader } = self;
         drop((log, sm, reader));
         let (log, sm) = open_store(dir.path()).unwrap();
         let reader = sm.reader();
-        Store {
-            dir,
-            log,
-            sm,
-            reader,
-        }
+        Store { dir, log, sm, reader }
     }
 
     async fn apply(&mut self, entries: Vec<Entry<TestConfig>>) -> Vec<TxnResult> {
@@ -66,42 +49,24 @@ impl Store {
     }
 
     fn keys(&self, prefix: &str) -> Vec<String> {
-        self.reader
-            .range(prefix)
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
+        self.reader.range(prefix).unwrap().into_iter().map(|(k, _)| k).collect()
     }
 }
 
 fn put(key: &str, value: &str) -> Op {
-    Op::Put {
-        key: key.to_string(),
-        value: value.as_bytes().to_vec(),
-    }
+    Op::Put { key: key.to_string(), value: value.as_bytes().to_vec() }
 }
 
 fn del(key: &str) -> Op {
-    Op::Delete {
-        key: key.to_string(),
-    }
+    Op::Delete { key: key.to_string() }
 }
 
 fn ok(revision: u64) -> TxnResult {
-    TxnResult {
-        succeeded: true,
-        revision,
-        failed_guards: Vec::new(),
-    }
+    TxnResult { succeeded: true, revision, failed_guards: Vec::new() }
 }
 
 fn failed(revision: u64, guards: &[u32]) -> TxnResult {
-    TxnResult {
-        succeeded: false,
-        revision,
-        failed_guards: guards.to_vec(),
-    }
+    TxnResult { succeeded: false, revision, failed_guards: guards.to_vec() }
 }
 
 /// Everything the feed holds right now, without waiting.
@@ -123,96 +88,19 @@ async fn guards_see_earlier_entries_of_the_same_batch() {
             // Each guard below sees entry 1 although nothing is in sled yet.
             txn_entry(2, g(vec![Guard::Absent("a".into())], "r/absent")),
             txn_entry(3, g(vec![Guard::Exists("a".into())], "r/exists")),
-            txn_entry(
-                4,
-                g(
-                    vec![Guard::ModRevision {
-                        key: "a".into(),
-                        rev: 1,
-                    }],
-                    "r/modrev",
-                ),
-            ),
-            txn_entry(
-                5,
-                g(
-                    vec![Guard::ModRevision {
-                        key: "nope".into(),
-                        rev: 0,
-                    }],
-                    "r/modrev0",
-                ),
-            ),
-            txn_entry(
-                6,
-                g(
-                    vec![Guard::ModRevision {
-                        key: "a".into(),
-                        rev: 0,
-                    }],
-                    "r/modrev-wrong",
-                ),
-            ),
-            txn_entry(
-                7,
-                g(
-                    vec![Guard::ValueEquals {
-                        key: "a".into(),
-                        value: b"1".to_vec(),
-                    }],
-                    "r/eq",
-                ),
-            ),
-            txn_entry(
-                8,
-                g(
-                    vec![Guard::ValueEquals {
-                        key: "a".into(),
-                        value: b"2".to_vec(),
-                    }],
-                    "r/neq",
-                ),
-            ),
-            txn_entry(
-                9,
-                g(
-                    vec![Guard::ValueEquals {
-                        key: "nope".into(),
-                        value: Vec::new(),
-                    }],
-                    "r/eq-missing",
-                ),
-            ),
+            txn_entry(4, g(vec![Guard::ModRevision { key: "a".into(), rev: 1 }], "r/modrev")),
+            txn_entry(5, g(vec![Guard::ModRevision { key: "nope".into(), rev: 0 }], "r/modrev0")),
+            txn_entry(6, g(vec![Guard::ModRevision { key: "a".into(), rev: 0 }], "r/modrev-wrong")),
+            txn_entry(7, g(vec![Guard::ValueEquals { key: "a".into(), value: b"1".to_vec() }], "r/eq")),
+            txn_entry(8, g(vec![Guard::ValueEquals { key: "a".into(), value: b"2".to_vec() }], "r/neq")),
+            txn_entry(9, g(vec![Guard::ValueEquals { key: "nope".into(), value: Vec::new() }], "r/eq-missing")),
             txn_entry(10, Txn::put("d/1", b"1".to_vec())),
-            txn_entry(
-                11,
-                g(vec![Guard::PrefixEmpty("d/".into())], "r/empty-before"),
-            ),
-            txn_entry(
-                12,
-                Txn::ops(vec![Op::DeletePrefix {
-                    prefix: "d/".into(),
-                }]),
-            ),
-            txn_entry(
-                13,
-                g(vec![Guard::PrefixEmpty("d/".into())], "r/empty-after"),
-            ),
+            txn_entry(11, g(vec![Guard::PrefixEmpty("d/".into())], "r/empty-before")),
+            txn_entry(12, Txn::ops(vec![Op::DeletePrefix { prefix: "d/".into() }])),
+            txn_entry(13, g(vec![Guard::PrefixEmpty("d/".into())], "r/empty-after")),
             // A deleted key is absent again, and its mod revision reads as 0.
             txn_entry(14, Txn::ops(vec![del("a")])),
-            txn_entry(
-                15,
-                g(
-                    vec![
-                        Guard::Absent("a".into()),
-                        Guard::ModRevision {
-                            key: "a".into(),
-                            rev: 0,
-                        },
-                    ],
-                    "r/gone",
-                ),
-            ),
+            txn_entry(15, g(vec![Guard::Absent("a".into()), Guard::ModRevision { key: "a".into(), rev: 0 }], "r/gone")),
         ])
         .await;
     assert_eq!(
@@ -235,17 +123,7 @@ async fn guards_see_earlier_entries_of_the_same_batch() {
             ok(15),
         ]
     );
-    assert_eq!(
-        s.keys("r/"),
-        vec![
-            "r/empty-after",
-            "r/eq",
-            "r/exists",
-            "r/gone",
-            "r/modrev",
-            "r/modrev0"
-        ]
-    );
+    assert_eq!(s.keys("r/"), vec!["r/empty-after", "r/eq", "r/exists", "r/gone", "r/modrev", "r/modrev0"]);
     assert_eq!(s.get("a"), None);
     assert_eq!(s.reader.applied_index(), 15);
 
@@ -257,14 +135,8 @@ async fn guards_see_earlier_entries_of_the_same_batch() {
                 vec![
                     Guard::Absent("a".into()),
                     Guard::Exists("r/eq".into()),
-                    Guard::ModRevision {
-                        key: "r/eq".into(),
-                        rev: 7,
-                    },
-                    Guard::ValueEquals {
-                        key: "r/eq".into(),
-                        value: b"x".to_vec(),
-                    },
+                    Guard::ModRevision { key: "r/eq".into(), rev: 7 },
+                    Guard::ValueEquals { key: "r/eq".into(), value: b"x".to_vec() },
                     Guard::PrefixEmpty("d/".into()),
                     Guard::PrefixEmpty("r/".into()),
                 ],
@@ -279,16 +151,12 @@ async fn guards_see_earlier_entries_of_the_same_batch() {
 #[tokio::test]
 async fn failure_branch_applies_when_any_guard_fails() {
     let mut s = Store::new();
-    s.apply(vec![txn_entry(1, Txn::put("owner", b"m1".to_vec()))])
-        .await;
+    s.apply(vec![txn_entry(1, Txn::put("owner", b"m1".to_vec()))]).await;
     let txn = Txn {
         guards: vec![
             Guard::Exists("owner".into()),
             Guard::Exists("missing".into()),
-            Guard::ValueEquals {
-                key: "owner".into(),
-                value: b"m2".to_vec(),
-            },
+            Guard::ValueEquals { key: "owner".into(), value: b"m2".to_vec() },
         ],
         success: vec![put("won", "yes")],
         failure: vec![put("lost", "yes"), del("owner")],
@@ -300,10 +168,7 @@ async fn failure_branch_applies_when_any_guard_fails() {
     assert_eq!(s.get("owner"), None);
 
     // All guards hold: success only.
-    let txn = Txn {
-        guards: vec![Guard::Exists("lost".into())],
-        ..txn
-    };
+    let txn = Txn { guards: vec![Guard::Exists("lost".into())], ..txn };
     assert_eq!(s.apply(vec![txn_entry(3, txn)]).await, vec![ok(3)]);
     assert_eq!(s.value("won"), Some(b"yes".to_vec()));
 }
@@ -317,12 +182,10 @@ async fn revisions_and_versions_follow_etcd() {
         version,
         value: v.as_bytes().to_vec(),
     };
-    s.apply(vec![blank(1), txn_entry(2, Txn::put("k", b"a".to_vec()))])
-        .await;
+    s.apply(vec![blank(1), txn_entry(2, Txn::put("k", b"a".to_vec()))]).await;
     assert_eq!(s.get("k"), Some(kv(2, 2, 1, "a")));
 
-    s.apply(vec![txn_entry(3, Txn::put("k", b"b".to_vec()))])
-        .await;
+    s.apply(vec![txn_entry(3, Txn::put("k", b"b".to_vec()))]).await;
     assert_eq!(s.get("k"), Some(kv(2, 3, 2, "b")));
 
     // Delete and re-create in later entries of one batch: version restarts at 1.
@@ -335,41 +198,23 @@ async fn revisions_and_versions_follow_etcd() {
     assert_eq!(s.get("k"), Some(kv(5, 6, 2, "d")));
 
     // Delete and re-create inside one transaction: created at this revision.
-    s.apply(vec![txn_entry(7, Txn::ops(vec![del("k"), put("k", "e")]))])
-        .await;
+    s.apply(vec![txn_entry(7, Txn::ops(vec![del("k"), put("k", "e")]))]).await;
     assert_eq!(s.get("k"), Some(kv(7, 7, 1, "e")));
 
     // Two puts of one key in one transaction: both count.
-    s.apply(vec![txn_entry(
-        8,
-        Txn::ops(vec![put("k", "f"), put("k", "g")]),
-    )])
-    .await;
+    s.apply(vec![txn_entry(8, Txn::ops(vec![put("k", "f"), put("k", "g")]))]).await;
     assert_eq!(s.get("k"), Some(kv(7, 8, 3, "g")));
 }
 
 #[tokio::test]
 async fn delete_prefix_removes_keys_put_earlier_in_the_batch() {
     let mut s = Store::new();
-    s.apply(vec![txn_entry(
-        1,
-        Txn::ops(vec![
-            put("p/1", "1"),
-            put("p/2", "2"),
-            put("q/1", "1"),
-            put("p", "bare"),
-        ]),
-    )])
-    .await;
+    s.apply(vec![txn_entry(1, Txn::ops(vec![put("p/1", "1"), put("p/2", "2"), put("q/1", "1"), put("p", "bare")]))])
+        .await;
     let mut feed = s.reader.subscribe();
     s.apply(vec![
         txn_entry(2, Txn::ops(vec![put("p/3", "3"), del("p/2")])),
-        txn_entry(
-            3,
-            Txn::ops(vec![Op::DeletePrefix {
-                prefix: "p/".into(),
-            }]),
-        ),
+        txn_entry(3, Txn::ops(vec![Op::DeletePrefix { prefix: "p/".into() }])),
         txn_entry(4, Txn::ops(vec![put("p/4", "4")])),
     ])
     .await;
@@ -378,32 +223,14 @@ async fn delete_prefix_removes_keys_put_earlier_in_the_batch() {
     let deleted: Vec<(u64, String)> = drain(&mut feed)
         .into_iter()
         .filter_map(|ev| match ev {
-            Event::Change(Change {
-                revision,
-                key,
-                new: None,
-                ..
-            }) => Some((revision, key)),
+            Event::Change(Change { revision, key, new: None, .. }) => Some((revision, key)),
             _ => None,
         })
         .collect();
-    assert_eq!(
-        deleted,
-        vec![
-            (2, "p/2".to_string()),
-            (3, "p/1".to_string()),
-            (3, "p/3".to_string())
-        ]
-    );
+    assert_eq!(deleted, vec![(2, "p/2".to_string()), (3, "p/1".to_string()), (3, "p/3".to_string())]);
 
     // The empty prefix deletes every user key, and never the store's own bookkeeping.
-    s.apply(vec![txn_entry(
-        5,
-        Txn::ops(vec![Op::DeletePrefix {
-            prefix: String::new(),
-        }]),
-    )])
-    .await;
+    s.apply(vec![txn_entry(5, Txn::ops(vec![Op::DeletePrefix { prefix: String::new() }]))]).await;
     assert!(s.keys("").is_empty());
     let (applied, _) = s.sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(1, 5)));
@@ -416,56 +243,27 @@ async fn change_feed_and_applied_watch_follow_apply() {
     let mut applied = s.reader.watch_applied();
     assert_eq!(*applied.borrow_and_update(), 0);
 
-    s.apply(vec![txn_entry(1, Txn::put("a", b"1".to_vec()))])
-        .await;
+    s.apply(vec![txn_entry(1, Txn::put("a", b"1".to_vec()))]).await;
     assert!(applied.has_changed().unwrap());
     assert_eq!(*applied.borrow_and_update(), 1);
     s.apply(vec![
         txn_entry(2, Txn::ops(vec![put("a", "2"), del("missing")])),
         blank(3),
-        txn_entry(
-            4,
-            Txn::guarded(vec![Guard::Absent("a".into())], vec![put("b", "x")]),
-        ),
+        txn_entry(4, Txn::guarded(vec![Guard::Absent("a".into())], vec![put("b", "x")])),
         txn_entry(5, Txn::ops(vec![del("a")])),
     ])
     .await;
     assert_eq!(*applied.borrow_and_update(), 5);
 
-    let v1 = KeyValue {
-        create_revision: 1,
-        mod_revision: 1,
-        version: 1,
-        value: b"1".to_vec(),
-    };
-    let v2 = KeyValue {
-        create_revision: 1,
-        mod_revision: 2,
-        version: 2,
-        value: b"2".to_vec(),
-    };
+    let v1 = KeyValue { create_revision: 1, mod_revision: 1, version: 1, value: b"1".to_vec() };
+    let v2 = KeyValue { create_revision: 1, mod_revision: 2, version: 2, value: b"2".to_vec() };
     assert_eq!(
         drain(&mut feed),
         vec![
-            Event::Change(Change {
-                revision: 1,
-                key: "a".into(),
-                old: None,
-                new: Some(v1.clone())
-            }),
+            Event::Change(Change { revision: 1, key: "a".into(), old: None, new: Some(v1.clone()) }),
             // Deleting a missing key and a transaction whose guard failed publish nothing.
-            Event::Change(Change {
-                revision: 2,
-                key: "a".into(),
-                old: Some(v1),
-                new: Some(v2.clone())
-            }),
-            Event::Change(Change {
-                revision: 5,
-                key: "a".into(),
-                old: Some(v2),
-                new: None
-            }),
+            Event::Change(Change { revision: 2, key: "a".into(), old: Some(v1), new: Some(v2.clone()) }),
+            Event::Change(Change { revision: 5, key: "a".into(), old: Some(v2), new: None }),
         ]
     );
 }
@@ -473,31 +271,20 @@ async fn change_feed_and_applied_watch_follow_apply() {
 #[tokio::test]
 async fn invalid_keys_reject_the_whole_transaction() {
     let mut s = Store::new();
-    s.apply(vec![txn_entry(1, Txn::put("keep", b"1".to_vec()))])
-        .await;
+    s.apply(vec![txn_entry(1, Txn::put("keep", b"1".to_vec()))]).await;
     let mut feed = s.reader.subscribe();
     let invalid = vec![
         Txn::put("", b"x".to_vec()),
         Txn::put("\0last_applied", b"x".to_vec()),
         Txn::ops(vec![put("fine", "x"), del("\0membership")]),
-        Txn::ops(vec![Op::DeletePrefix {
-            prefix: "\0".into(),
-        }]),
+        Txn::ops(vec![Op::DeletePrefix { prefix: "\0".into() }]),
         // Invalid in the branch that would not even run: still rejected.
-        Txn {
-            guards: Vec::new(),
-            success: vec![put("fine", "x")],
-            failure: vec![put("", "x")],
-        },
+        Txn { guards: Vec::new(), success: vec![put("fine", "x")], failure: vec![put("", "x")] },
     ];
     for txn in &invalid {
         assert!(!txn.is_valid(), "{txn:?}");
     }
-    let entries = invalid
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| txn_entry(2 + i as u64, t))
-        .collect();
+    let entries = invalid.into_iter().enumerate().map(|(i, t)| txn_entry(2 + i as u64, t)).collect();
     let results = s.apply(entries).await;
     assert_eq!(results, (2..=6).map(|r| failed(r, &[])).collect::<Vec<_>>());
 
@@ -515,10 +302,7 @@ async fn invalid_keys_reject_the_whole_transaction() {
         .apply(vec![txn_entry(
             7,
             Txn::guarded(
-                vec![
-                    Guard::Absent("\0last_applied".into()),
-                    Guard::PrefixEmpty("\0".into()),
-                ],
+                vec![Guard::Absent("\0last_applied".into()), Guard::PrefixEmpty("\0".into())],
                 vec![put("ok", "1")],
             ),
         )])
@@ -529,17 +313,12 @@ async fn invalid_keys_reject_the_whole_transaction() {
 #[tokio::test]
 async fn blank_and_membership_entries_advance_applied() {
     let mut s = Store::new();
-    let results = s
-        .apply(vec![blank(1), membership_entry(2, &[1, 2, 3]), blank(3)])
-        .await;
+    let results = s.apply(vec![blank(1), membership_entry(2, &[1, 2, 3]), blank(3)]).await;
     assert_eq!(results, vec![ok(1), ok(2), ok(3)]);
     let (applied, membership) = s.sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(1, 3)));
     let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
-    assert_eq!(
-        membership,
-        StoredMembership::new(Some(log_id(1, 2)), Membership::new(vec![voters], None))
-    );
+    assert_eq!(membership, StoredMembership::new(Some(log_id(1, 2)), Membership::new(vec![voters], None)));
     assert_eq!(s.reader.applied_index(), 3);
     assert!(s.keys("").is_empty());
 }
@@ -555,50 +334,23 @@ async fn snapshot_install_replaces_state_and_survives_reopen() {
             txn_entry(3, Txn::put("b", b"again".to_vec())),
         ])
         .await;
-    let snap = leader
-        .sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let snap = leader.sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     assert_eq!(snap.meta.last_log_id, Some(log_id(1, 3)));
 
     // Follower: b and stale keys, further in its own (divergent) history.
     let mut follower = Store::new();
-    follower
-        .apply(vec![txn_entry(
-            1,
-            Txn::ops(vec![put("b", "stale"), put("stale/1", "x"), put("z", "x")]),
-        )])
-        .await;
+    follower.apply(vec![txn_entry(1, Txn::ops(vec![put("b", "stale"), put("stale/1", "x"), put("z", "x")]))]).await;
     let old_reader = follower.reader.clone();
     let mut feed = follower.reader.subscribe();
 
     let mut data = follower.sm.begin_receiving_snapshot().await.unwrap();
     *data = Cursor::new(snap.snapshot.into_inner());
-    follower
-        .sm
-        .install_snapshot(&snap.meta, data)
-        .await
-        .unwrap();
+    follower.sm.install_snapshot(&snap.meta, data).await.unwrap();
 
     let check = |s: &Store, reader: &KvReader| {
-        assert_eq!(
-            s.keys(""),
-            vec!["a", "b"],
-            "keys absent from the snapshot are gone"
-        );
+        assert_eq!(s.keys(""), vec!["a", "b"], "keys absent from the snapshot are gone");
         let b = reader.get("b").unwrap().unwrap();
-        assert_eq!(
-            (
-                b.value.as_slice(),
-                b.create_revision,
-                b.mod_revision,
-                b.version
-            ),
-            (&b"again"[..], 1, 3, 2)
-        );
+        assert_eq!((b.value.as_slice(), b.create_revision, b.mod_revision, b.version), (&b"again"[..], 1, 3, 2));
         assert_eq!(reader.get("stale/1").unwrap(), None);
         assert_eq!(reader.applied_index(), 3);
     };
@@ -607,62 +359,29 @@ async fn snapshot_install_replaces_state_and_survives_reopen() {
     let (applied, membership) = follower.sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(1, 3)));
     assert_eq!(membership, snap.meta.last_membership);
-    assert_eq!(
-        follower
-            .sm
-            .get_current_snapshot()
-            .await
-            .unwrap()
-            .unwrap()
-            .meta,
-        snap.meta
-    );
+    assert_eq!(follower.sm.get_current_snapshot().await.unwrap().unwrap().meta, snap.meta);
 
     // Apply continues on top of the installed state.
-    follower
-        .apply(vec![txn_entry(4, Txn::put("a", b"after".to_vec()))])
-        .await;
+    follower.apply(vec![txn_entry(4, Txn::put("a", b"after".to_vec()))]).await;
     assert_eq!(follower.get("a").unwrap().version, 2);
     drop(old_reader);
 
     let mut follower = follower.reopen();
     assert_eq!(follower.keys(""), vec!["a", "b"]);
     assert_eq!(follower.reader.applied_index(), 4);
-    let current = follower
-        .sm
-        .get_current_snapshot()
-        .await
-        .unwrap()
-        .expect("snapshot kept across reopen");
+    let current = follower.sm.get_current_snapshot().await.unwrap().expect("snapshot kept across reopen");
     assert_eq!(current.meta, snap.meta);
 }
 
 #[tokio::test]
 async fn snapshot_built_on_a_follower_round_trips() {
     let mut s = Store::new();
-    s.apply(vec![
-        txn_entry(1, Txn::ops(vec![put("x", "1"), put("y", "2")])),
-        membership_entry(2, &[7]),
-    ])
-    .await;
-    let first =
-        s.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+    s.apply(vec![txn_entry(1, Txn::ops(vec![put("x", "1"), put("y", "2")])), membership_entry(2, &[7])]).await;
+    let first = s.sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     s.apply(vec![txn_entry(3, Txn::ops(vec![del("x")]))]).await;
-    let second =
-        s.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+    let second = s.sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     assert_ne!(first.meta.snapshot_id, second.meta.snapshot_id);
-    assert_eq!(
-        s.sm.get_current_snapshot().await.unwrap().unwrap().meta,
-        second.meta
-    );
+    assert_eq!(s.sm.get_current_snapshot().await.unwrap().unwrap().meta, second.meta);
 
     // Installing the older snapshot rewinds the state to it entirely.
     let mut data = s.sm.begin_receiving_snapshot().await.unwrap();
@@ -675,14 +394,8 @@ async fn snapshot_built_on_a_follower_round_trips() {
 #[tokio::test]
 async fn corrupt_snapshot_is_refused_without_touching_state() {
     let mut s = Store::new();
-    s.apply(vec![txn_entry(1, Txn::put("x", b"1".to_vec()))])
-        .await;
-    let snap =
-        s.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+    s.apply(vec![txn_entry(1, Txn::put("x", b"1".to_vec()))]).await;
+    let snap = s.sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     let mut bytes = snap.snapshot.into_inner();
     bytes[0] = 99; // unknown format version
     let mut data = s.sm.begin_receiving_snapshot().await.unwrap();
@@ -697,46 +410,19 @@ async fn interrupted_snapshot_install_is_finished_on_open() {
     // this on disk: a snapshot file ahead of the state machine. Build that state by copying
     // another store's snapshot file in, and check that opening completes the install.
     let mut source = Store::new();
-    source
-        .apply(vec![txn_entry(1, Txn::put("new", b"1".to_vec())), blank(2)])
-        .await;
-    source
-        .sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    source.apply(vec![txn_entry(1, Txn::put("new", b"1".to_vec())), blank(2)]).await;
+    source.sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
 
     let mut target = Store::new();
-    target
-        .apply(vec![txn_entry(1, Txn::put("old", b"1".to_vec()))])
-        .await;
-    let Store {
-        dir,
-        log,
-        sm,
-        reader,
-    } = target;
+    target.apply(vec![txn_entry(1, Txn::put("old", b"1".to_vec()))]).await;
+    let Store { dir, log, sm, reader } = target;
     drop((log, sm, reader));
-    std::fs::copy(
-        source.dir.path().join("snapshots/snapshot.bin"),
-        dir.path().join("snapshots/snapshot.bin"),
-    )
-    .unwrap();
+    std::fs::copy(source.dir.path().join("snapshots/snapshot.bin"), dir.path().join("snapshots/snapshot.bin")).unwrap();
 
     let (_log, sm) = open_store(dir.path()).unwrap();
     let reader = sm.reader();
     assert_eq!(reader.applied_index(), 2);
-    assert_eq!(
-        reader
-            .range("")
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect::<Vec<_>>(),
-        vec!["new"]
-    );
+    assert_eq!(reader.range("").unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>(), vec!["new"]);
 }
 
 #[tokio::test]
@@ -744,9 +430,7 @@ async fn reopen_keeps_vote_log_applied_state_and_data() {
     let mut s = Store::new();
     let vote = Vote::new_committed(7, 3);
     s.log.save_vote(&vote).await.unwrap();
-    let mut entries: Vec<_> = (1..=10)
-        .map(|i| txn_entry(i, Txn::put(format!("k/{i:02}"), vec![i as u8])))
-        .collect();
+    let mut entries: Vec<_> = (1..=10).map(|i| txn_entry(i, Txn::put(format!("k/{i:02}"), vec![i as u8]))).collect();
     entries.push(membership_entry(11, &[3]));
     s.log.blocking_append(entries.clone()).await.unwrap();
     s.log.purge(log_id(1, 3)).await.unwrap();
@@ -770,10 +454,7 @@ async fn reopen_keeps_vote_log_applied_state_and_data() {
     // Truncation is durable too, and appending continues after it.
     s.log.truncate(log_id(1, 9)).await.unwrap();
     let mut s = s.reopen();
-    assert_eq!(
-        s.log.get_log_state().await.unwrap().last_log_id,
-        Some(log_id(1, 8))
-    );
+    assert_eq!(s.log.get_log_state().await.unwrap().last_log_id, Some(log_id(1, 8)));
     s.log.blocking_append(vec![blank(9)]).await.unwrap();
     assert_eq!(s.log.try_get_log_entries(4..).await.unwrap().len(), 6);
 }
@@ -786,18 +467,11 @@ async fn newer_store_format_is_refused() {
     {
         // Pretend a future version of this crate wrote the store.
         let db = open_sled(&dir.path().join("sled"));
-        db.open_tree("meta")
-            .unwrap()
-            .insert("format", &[2u8])
-            .unwrap();
+        db.open_tree("meta").unwrap().insert("format", &[2u8]).unwrap();
         db.flush().unwrap();
     }
     match open_store(dir.path()) {
-        Err(StoreError::UnsupportedVersion {
-            found: 2,
-            supported: 1,
-            ..
-        }) => {}
+        Err(StoreError::UnsupportedVersion { found: 2, supported: 1, .. }) => {}
         Err(e) => panic!("expected UnsupportedVersion, got {e}"),
         Ok(_) => panic!("expected UnsupportedVersion, got a store"),
     }
@@ -808,10 +482,7 @@ fn open_sled(path: &std::path::Path) -> sled::Db {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match sled::open(path) {
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             res => return res.unwrap(),
@@ -834,10 +505,7 @@ async fn snapshots_built_during_applies_are_consistent() {
         snaps
     });
     for i in 1..=200u64 {
-        let txn = Txn::ops(vec![
-            put(&format!("n/{i:04}"), "x"),
-            put("count", &i.to_string()),
-        ]);
+        let txn = Txn::ops(vec![put(&format!("n/{i:04}"), "x"), put("count", &i.to_string())]);
         s.apply(vec![txn_entry(i, txn)]).await;
     }
     let snaps = building.await.unwrap();
@@ -849,12 +517,7 @@ async fn snapshots_built_during_applies_are_consistent() {
         *data = Cursor::new(snap.snapshot.into_inner());
         check.sm.install_snapshot(&meta, data).await.unwrap();
         let n = meta.last_log_id.map_or(0, |id| id.index);
-        assert_eq!(
-            check.keys("n/").len() as u64,
-            n,
-            "snapshot {}",
-            meta.snapshot_id
-        );
+        assert_eq!(check.keys("n/").len() as u64, n, "snapshot {}", meta.snapshot_id);
         let count = check.value("count").map(|v| String::from_utf8(v).unwrap());
         assert_eq!(count, (n > 0).then(|| n.to_string()));
     }
