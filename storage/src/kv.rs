@@ -34,6 +34,44 @@ pub enum Op {
     Delete { key: String },
     /// Remove every key that starts with `prefix`.
     DeletePrefix { prefix: String },
+    /// A nested transaction, evaluated against the state as left by the operations before
+    /// it, with its own guards and branches; its result is appended to
+    /// [`TxnResult::nested`]. One log entry can so carry many independent guarded changes
+    /// (e.g. a scheduler's batch of fires) where one failing guard does not sink the others.
+    Txn(Txn),
+    /// Allocates the next number `n` of the counter at key `counter` (absent counts as 0;
+    /// stored with [`encode_seq`]), puts `value` under [`seq_key`]`(prefix, n)`, and, when
+    /// `index` is given, puts [`encode_seq`]`(n)` under `index`. `n` is appended to
+    /// [`TxnResult::allocated`]. Numbers come from the state machine, so they are unique and
+    /// increase in log order on every member.
+    PutSequenced { counter: String, prefix: String, value: Vec<u8>, index: Option<String> },
+}
+
+/// The key a [`Op::PutSequenced`] writes: `prefix` then `n` zero-padded to 20 digits, so that
+/// keys sort by number.
+pub fn seq_key(prefix: &str, n: u64) -> String {
+    format!("{prefix}{n:020}")
+}
+
+/// Parses the number back out of a [`seq_key`].
+pub fn parse_seq_key(prefix: &str, key: &str) -> Option<u64> {
+    key.strip_prefix(prefix)?.parse().ok()
+}
+
+/// Stored form of a sequence number (counters and indexes): a format version byte, then the
+/// number as 8 big-endian bytes.
+pub fn encode_seq(n: u64) -> Vec<u8> {
+    let mut v = vec![1u8];
+    v.extend_from_slice(&n.to_be_bytes());
+    v
+}
+
+/// Reads a value written by [`encode_seq`].
+pub fn decode_seq(value: &[u8]) -> Option<u64> {
+    match value {
+        [1, rest @ ..] if rest.len() == 8 => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// A transaction: if every guard holds, apply `success`, otherwise apply `failure`.
@@ -68,6 +106,12 @@ impl Txn {
             Op::Put { key, .. } | Op::Delete { key } => is_valid_key(key),
             // The empty prefix means "every user key"; reserved keys are never matched.
             Op::DeletePrefix { prefix } => !prefix.starts_with(RESERVED_PREFIX),
+            Op::Txn(t) => t.is_valid(),
+            Op::PutSequenced { counter, prefix, index, .. } => {
+                is_valid_key(counter)
+                    && !prefix.starts_with(RESERVED_PREFIX)
+                    && index.as_deref().is_none_or(is_valid_key)
+            }
         })
     }
 }
@@ -86,6 +130,19 @@ pub struct TxnResult {
     pub revision: u64,
     /// Indexes into `Txn::guards` of the guards that did not hold.
     pub failed_guards: Vec<u32>,
+    /// Results of the nested transactions ([`Op::Txn`]) that ran, in order.
+    #[serde(default)]
+    pub nested: Vec<TxnResult>,
+    /// Numbers allocated by [`Op::PutSequenced`] operations that ran, in order.
+    #[serde(default)]
+    pub allocated: Vec<u64>,
+}
+
+impl TxnResult {
+    /// The result of an entry that carries no transaction, or of a successful one.
+    pub fn ok(revision: u64) -> Self {
+        TxnResult { succeeded: true, revision, ..Default::default() }
+    }
 }
 
 /// A stored value with its versions.

@@ -171,11 +171,11 @@ fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Resu
         let revision = log_id.index;
         last_applied = Some(log_id);
         match entry.payload {
-            EntryPayload::Blank => results.push(TxnResult { succeeded: true, revision, failed_guards: Vec::new() }),
+            EntryPayload::Blank => results.push(TxnResult::ok(revision)),
             EntryPayload::Normal(txn) => results.push(overlay.apply_txn(revision, &txn, &mut changes)?),
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(log_id), m));
-                results.push(TxnResult { succeeded: true, revision, failed_guards: Vec::new() });
+                results.push(TxnResult::ok(revision));
             }
         }
     }

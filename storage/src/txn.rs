@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::codec;
-use crate::kv::{is_valid_key, Change, Guard, KeyValue, Op, Txn, TxnResult, RESERVED_PREFIX};
+use crate::kv::{
+    decode_seq, encode_seq, is_valid_key, seq_key, Change, Guard, KeyValue, Op, Txn, TxnResult, RESERVED_PREFIX,
+};
 use crate::StoreError;
 
 /// The state as seen by the entries of one apply batch.
@@ -140,7 +142,7 @@ impl<'a> Overlay<'a> {
     ) -> Result<TxnResult, StoreError> {
         if !txn.is_valid() {
             tracing::warn!(revision, "rejecting a transaction that writes an invalid key");
-            return Ok(TxnResult { succeeded: false, revision, failed_guards: Vec::new() });
+            return Ok(TxnResult { succeeded: false, revision, ..Default::default() });
         }
         let mut failed_guards = Vec::new();
         for (i, guard) in txn.guards.iter().enumerate() {
@@ -150,6 +152,7 @@ impl<'a> Overlay<'a> {
         }
         let succeeded = failed_guards.is_empty();
         let ops = if succeeded { &txn.success } else { &txn.failure };
+        let mut result = TxnResult { succeeded, revision, failed_guards, ..Default::default() };
         for op in ops {
             match op {
                 Op::Put { key, value } => self.put(revision, key, value, changes)?,
@@ -159,9 +162,37 @@ impl<'a> Overlay<'a> {
                         self.delete(revision, &key, changes)?;
                     }
                 }
+                Op::Txn(nested) => {
+                    // Already validated as part of the outer transaction.
+                    let r = self.apply_txn(revision, nested, changes)?;
+                    result.nested.push(r);
+                }
+                Op::PutSequenced { counter, prefix, value, index } => {
+                    let n = self.next_seq(revision, counter, changes)?;
+                    self.put(revision, &seq_key(prefix, n), value, changes)?;
+                    if let Some(index) = index {
+                        self.put(revision, index, &encode_seq(n), changes)?;
+                    }
+                    result.allocated.push(n);
+                }
             }
         }
-        Ok(TxnResult { succeeded, revision, failed_guards })
+        Ok(result)
+    }
+
+    /// Increments the counter at `counter` and returns its new value. A counter whose value is
+    /// unreadable is a corrupt store, not something to paper over.
+    fn next_seq(&mut self, revision: u64, counter: &str, changes: &mut Vec<Change>) -> Result<u64, StoreError> {
+        let current = match self.get(counter)? {
+            None => 0,
+            Some(kv) => decode_seq(&kv.value).ok_or_else(|| StoreError::Corrupt {
+                what: format!("sequence counter {counter}"),
+                detail: "not a sequence number".into(),
+            })?,
+        };
+        let n = current + 1;
+        self.put(revision, counter, &encode_seq(n), changes)?;
+        Ok(n)
     }
 }
 

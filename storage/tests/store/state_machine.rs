@@ -62,11 +62,11 @@ fn del(key: &str) -> Op {
 }
 
 fn ok(revision: u64) -> TxnResult {
-    TxnResult { succeeded: true, revision, failed_guards: Vec::new() }
+    TxnResult::ok(revision)
 }
 
 fn failed(revision: u64, guards: &[u32]) -> TxnResult {
-    TxnResult { succeeded: false, revision, failed_guards: guards.to_vec() }
+    TxnResult { succeeded: false, revision, failed_guards: guards.to_vec(), ..Default::default() }
 }
 
 /// Everything the feed holds right now, without waiting.
@@ -521,4 +521,71 @@ async fn snapshots_built_during_applies_are_consistent() {
         let count = check.value("count").map(|v| String::from_utf8(v).unwrap());
         assert_eq!(count, (n > 0).then(|| n.to_string()));
     }
+}
+
+#[tokio::test]
+async fn nested_transactions_succeed_or_fail_one_by_one_in_one_entry() {
+    let mut s = Store::new();
+    s.apply(vec![txn_entry(1, Txn::put("taken", b"x".to_vec()))]).await;
+    let claim = |key: &str| {
+        Op::Txn(Txn {
+            guards: vec![Guard::Absent(key.into())],
+            success: vec![put(key, "mine")],
+            failure: vec![put(&format!("lost/{key}"), "1")],
+        })
+    };
+    // One entry carries three claims; the second fails its own guard and takes its failure
+    // branch; the others are applied. A later nested claim sees an earlier one's write.
+    let results = s.apply(vec![txn_entry(2, Txn::ops(vec![claim("a"), claim("taken"), claim("b"), claim("a")]))]).await;
+    let r = &results[0];
+    assert!(r.succeeded);
+    let outcomes: Vec<bool> = r.nested.iter().map(|n| n.succeeded).collect();
+    assert_eq!(outcomes, vec![true, false, true, false]);
+    assert_eq!(s.value("a"), Some(b"mine".to_vec()));
+    assert_eq!(s.value("b"), Some(b"mine".to_vec()));
+    assert_eq!(s.value("taken"), Some(b"x".to_vec()));
+    assert_eq!(s.keys("lost/"), vec!["lost/a".to_string(), "lost/taken".into()]);
+    // A nested transaction that writes a reserved key makes the whole entry invalid.
+    let bad = Txn::ops(vec![Op::Txn(Txn::ops(vec![put("\u{0}x", "1")])), put("c", "1")]);
+    let r = s.apply(vec![txn_entry(3, bad)]).await;
+    assert!(!r[0].succeeded && r[0].failed_guards.is_empty());
+    assert_eq!(s.get("c"), None);
+}
+
+#[tokio::test]
+async fn sequenced_puts_allocate_increasing_numbers_in_log_order() {
+    use steward_storage::kv::{decode_seq, parse_seq_key, seq_key};
+    let mut s = Store::new();
+    let seq = |job: &str| Op::PutSequenced {
+        counter: "seq/exec".into(),
+        prefix: "exec/".into(),
+        value: job.as_bytes().to_vec(),
+        index: Some(format!("fires/{job}")),
+    };
+    let results = s
+        .apply(vec![
+            txn_entry(1, Txn::ops(vec![seq("a"), seq("b")])),
+            // Inside nested transactions too, and only in the branch that runs.
+            txn_entry(
+                2,
+                Txn::ops(vec![
+                    Op::Txn(Txn::guarded(vec![Guard::Absent("fires/a".into())], vec![seq("a2")])),
+                    Op::Txn(Txn::guarded(vec![Guard::Absent("fires/c".into())], vec![seq("c")])),
+                ]),
+            ),
+        ])
+        .await;
+    assert_eq!(results[0].allocated, vec![1, 2]);
+    assert_eq!(results[1].nested[0].allocated, Vec::<u64>::new());
+    assert_eq!(results[1].nested[1].allocated, vec![3]);
+    let keys = s.keys("exec/");
+    assert_eq!(keys, vec![seq_key("exec/", 1), seq_key("exec/", 2), seq_key("exec/", 3)]);
+    assert_eq!(parse_seq_key("exec/", &keys[2]), Some(3));
+    assert_eq!(s.value(&seq_key("exec/", 3)), Some(b"c".to_vec()));
+    assert_eq!(s.value("fires/c").and_then(|v| decode_seq(&v)), Some(3));
+    assert_eq!(s.value("seq/exec").and_then(|v| decode_seq(&v)), Some(3));
+    // The counter survives a reopen and keeps counting.
+    let mut s = s.reopen();
+    let r = s.apply(vec![txn_entry(3, Txn::ops(vec![seq("d")]))]).await;
+    assert_eq!(r[0].allocated, vec![4]);
 }
