@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::datadir::{self, DataDir, Identity};
 
 /// Why a running server stopped (other than a signal).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// Asked to stop (signal, test, embedding program).
     Requested,
@@ -31,6 +31,21 @@ pub enum StopReason {
     Removed,
     /// Raft stopped on a fatal (storage) error.
     Fatal(String),
+    /// This member, alone in its own cluster, is to join the cluster of the member at `peer`
+    /// (`steward cluster join`): it stops, drops its Raft state and starts again in join mode.
+    Rejoin { peer: String, secret: String },
+}
+
+impl std::fmt::Debug for StopReason {
+    // By hand, so that the secret of a `Rejoin` never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Requested => f.write_str("Requested"),
+            StopReason::Removed => f.write_str("Removed"),
+            StopReason::Fatal(e) => f.debug_tuple("Fatal").field(e).finish(),
+            StopReason::Rejoin { peer, .. } => f.debug_struct("Rejoin").field("peer", peer).finish_non_exhaustive(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -432,29 +447,61 @@ async fn join_through(
 
 /// Runs a member until SIGINT/SIGTERM or until it stops by itself. The error, if any, is what
 /// the process should report before exiting non-zero.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let server = Server::start(config).await?;
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stopper = server.stopper();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        reason = server.stopped() => tracing::info!(?reason, "stopping"),
-    }
-    let _ = stopper.send_if_modified(|r| {
-        if r.is_none() {
-            *r = Some(StopReason::Requested);
-            true
-        } else {
-            false
+    loop {
+        let server = Server::start(config.clone()).await?;
+        let stopper = server.stopper();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            reason = server.stopped() => tracing::info!(?reason, "stopping"),
         }
-    });
-    match server.shutdown().await {
-        StopReason::Fatal(e) => anyhow::bail!("Raft stopped on a fatal error: {e}"),
-        StopReason::Removed => {
-            tracing::info!("this member left the cluster; its data dir can be deleted");
-            Ok(())
+        let _ = stopper.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(StopReason::Requested);
+                true
+            } else {
+                false
+            }
+        });
+        let (http, raft, data_dir) = (server.http_addr, server.raft_addr, server.data_dir.clone());
+        match server.shutdown().await {
+            StopReason::Fatal(e) => anyhow::bail!("Raft stopped on a fatal error: {e}"),
+            StopReason::Removed => {
+                tracing::info!("this member left the cluster; its data dir can be deleted");
+                return Ok(());
+            }
+            StopReason::Requested => return Ok(()),
+            StopReason::Rejoin { peer, secret } => {
+                prepare_rejoin(&data_dir, &secret)?;
+                tracing::info!(%peer, "joining another cluster");
+                config.join = Some(peer);
+                config.cluster_secret = Some(secret);
+                config.admin_token = None;
+                // The same addresses: they are what the operator and the new cluster know.
+                config.http = http;
+                config.raft = raft;
+            }
         }
-        StopReason::Requested => Ok(()),
     }
+}
+
+/// Drops this member's Raft state and old-cluster files so that it can start again as a
+/// newcomer: a fresh Raft node id (the new cluster must never confuse it with an old member),
+/// the same public uuid, the new cluster's secret.
+fn prepare_rejoin(data_dir: &DataDir, secret: &str) -> Result<(), ServeError> {
+    let store = data_dir.path(datadir::STORE_DIR);
+    std::fs::remove_dir_all(&store).map_err(|source| datadir::DataDirError::Io { path: store, source })?;
+    let token = data_dir.path(datadir::TOKEN_FILE);
+    match std::fs::remove_file(&token) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(datadir::DataDirError::Io { path: token, source }.into()),
+    }
+    let old = data_dir.identity()?.unwrap_or_else(DataDir::new_identity);
+    let fresh = Identity { uuid: old.uuid, cluster_id: None, ..DataDir::new_identity() };
+    data_dir.save_identity(&fresh)?;
+    data_dir.write_secret_file(datadir::SECRET_FILE, secret)?;
+    Ok(())
 }

@@ -195,3 +195,49 @@ async fn the_cluster_commands_show_status_and_make_a_member_leave() {
     assert!(!out.contains(&leaver_uuid), "the member is gone:\n{out}");
     assert_eq!(create(&c, 0, "after-leave").await, 201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_standalone_member_joins_a_cluster_with_the_cluster_join_command() {
+    let mut c = ProcCluster::start(2).await;
+    assert_eq!(create(&c, 0, "shared").await, 201);
+    let s = c.add_standalone().await;
+    let own_token = std::fs::read_to_string(c.procs[s].data_dir.join("admin.token")).unwrap().trim().to_string();
+    let dir = c.root.path().to_path_buf();
+    let url = c.procs[s].url();
+    let peer = c.procs[1].url();
+
+    // A member that holds data is refused, and keeps its data.
+    let r = c
+        .http
+        .post(format!("{url}/api/45/projects"))
+        .header("X-Rundeck-Auth-Token", &own_token)
+        .json(&json!({ "name": "local-only" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, out) = run_steward(&["cluster", "join", "--url", &url, "--token", &own_token, "--peer", &peer], &dir);
+    assert!(!status.success() && out.contains("holds data"), "{out}");
+    let r = c
+        .http
+        .delete(format!("{url}/api/45/project/local-only"))
+        .header("X-Rundeck-Auth-Token", &own_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let (status, out) = run_steward(&["cluster", "join", "--url", &url, "--token", &own_token, "--peer", &peer], &dir);
+    assert!(status.success(), "{out}");
+    // It restarts itself into the cluster: the cluster's token now works on it and it serves
+    // the cluster's data.
+    wait_for(Duration::from_secs(20), "the member serves the cluster's projects", || async {
+        (names(&c, s).await == Some(vec!["shared".to_string()])).then_some(())
+    })
+    .await;
+    let r = c.req(0, Method::GET, "/api/45/cluster/members").send().await.unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    let uuid = c.uuid(s).await;
+    assert!(v["members"].as_array().unwrap().iter().any(|m| m["id"] == json!(uuid)), "{v}");
+    assert!(!c.procs[s].data_dir.join("admin.token").exists(), "the old cluster's token file is gone");
+}

@@ -4,10 +4,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use steward_raft::Consistency;
 
+use super::internal::SECRET_HEADER;
 use super::version::ApiVersion;
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiJson, ApiResult, AppState};
 use crate::server::StopReason;
 
 /// A member unheard of for longer than this is `inactive`.
@@ -70,4 +73,72 @@ pub async fn remove(
         let _ = state.stop.send(Some(StopReason::Removed));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/{v}/cluster/join`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinPeer {
+    /// HTTP URL of any member of the cluster to join.
+    pub peer: String,
+    /// The secret of the cluster to join; this member's own when absent.
+    pub cluster_secret: Option<String>,
+}
+
+/// Keys a member that was never used holds: its cluster's id and API tokens.
+fn is_bootstrap_key(key: &str) -> bool {
+    key == steward_raft::member::CLUSTER_ID_KEY || key.starts_with(crate::auth::TOKENS_PREFIX)
+}
+
+/// `POST /api/{v}/cluster/join`: this running member, alone in its own cluster and holding no
+/// data, joins the cluster of `peer`. It checks the peer and the secret first, answers 202, then
+/// restarts itself in join mode; its state is replaced by the cluster's.
+pub async fn join_peer(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    ApiJson(body): ApiJson<JoinPeer>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !(body.peer.starts_with("http://") || body.peer.starts_with("https://")) {
+        return Err(ApiError::bad_request(format!("peer '{}' is not an http:// URL of a member", body.peer)));
+    }
+    let secret = body.cluster_secret.clone().unwrap_or_else(|| state.cluster_secret.to_string());
+    steward_raft::network::validate_secret(&secret)
+        .map_err(|e| ApiError::bad_request(format!("clusterSecret: {e}")))?;
+    let status = state.member.cluster_status().await?;
+    if status.members.len() > 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "api.error.cluster.not-alone",
+            format!(
+                "this member already belongs to a cluster of {} members; `steward cluster leave` it first",
+                status.members.len()
+            ),
+        ));
+    }
+    let data = state.member.range("", Consistency::Linearizable).await?;
+    if let Some((key, _)) = data.iter().find(|(k, _)| !is_bootstrap_key(k)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "api.error.cluster.has-data",
+            format!("this member holds data ({key}); only a member without projects or jobs can join another cluster"),
+        ));
+    }
+    let url = format!("{}/internal/cluster/check", body.peer.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match client.post(&url).header(SECRET_HEADER, &secret).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+            return Err(ApiError::bad_request(format!("{} refused the cluster secret", body.peer)))
+        }
+        Ok(r) => {
+            return Err(ApiError::bad_request(format!("{} answered {} to the secret check", body.peer, r.status())))
+        }
+        Err(e) => return Err(ApiError::bad_request(format!("cannot reach {}: {e}", body.peer))),
+    }
+    tracing::info!(peer = %body.peer, "leaving this single-member cluster to join another");
+    let _ = state.stop.send(Some(StopReason::Rejoin { peer: body.peer.clone(), secret }));
+    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "joining", "peer": body.peer }))))
 }

@@ -63,3 +63,10 @@ pub async fn join(
     let JoinReply { cluster_id, leader_id, voter } = state.member.join(req).await?;
     Ok(Json(JoinAnswer { cluster_id, leader_id: leader_id.to_string(), voter }))
 }
+
+/// `POST /internal/cluster/check`: 204 when the caller holds the cluster secret. Lets a member
+/// that is about to drop its own state for this cluster check the secret first.
+pub async fn check(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<StatusCode> {
+    check_secret(&headers, &state.cluster_secret)?;
+    Ok(StatusCode::NO_CONTENT)
+}
