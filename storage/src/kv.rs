@@ -40,11 +40,11 @@ pub enum Op {
     /// (e.g. a scheduler's batch of fires) where one failing guard does not sink the others.
     Txn(Txn),
     /// Allocates the next number `n` of the counter at key `counter` (absent counts as 0;
-    /// stored with [`encode_seq`]), puts `value` under [`seq_key`]`(prefix, n)`, and, when
-    /// `index` is given, puts [`encode_seq`]`(n)` under `index`. `n` is appended to
+    /// stored with [`encode_seq`]), puts `value` under [`seq_key`]`(prefix, n)`, and puts
+    /// [`encode_seq`]`(n)` under each key of `indexes` (so other records can find `n`). `n` is appended to
     /// [`TxnResult::allocated`]. Numbers come from the state machine, so they are unique and
     /// increase in log order on every member.
-    PutSequenced { counter: String, prefix: String, value: Vec<u8>, index: Option<String> },
+    PutSequenced { counter: String, prefix: String, value: Vec<u8>, indexes: Vec<String> },
 }
 
 /// The key a [`Op::PutSequenced`] writes: `prefix` then `n` zero-padded to 20 digits, so that
@@ -107,10 +107,8 @@ impl Txn {
             // The empty prefix means "every user key"; reserved keys are never matched.
             Op::DeletePrefix { prefix } => !prefix.starts_with(RESERVED_PREFIX),
             Op::Txn(t) => t.is_valid(),
-            Op::PutSequenced { counter, prefix, index, .. } => {
-                is_valid_key(counter)
-                    && !prefix.starts_with(RESERVED_PREFIX)
-                    && index.as_deref().is_none_or(is_valid_key)
+            Op::PutSequenced { counter, prefix, indexes, .. } => {
+                is_valid_key(counter) && !prefix.starts_with(RESERVED_PREFIX) && indexes.iter().all(|k| is_valid_key(k))
             }
         })
     }

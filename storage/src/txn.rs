@@ -167,10 +167,10 @@ impl<'a> Overlay<'a> {
                     let r = self.apply_txn(revision, nested, changes)?;
                     result.nested.push(r);
                 }
-                Op::PutSequenced { counter, prefix, value, index } => {
+                Op::PutSequenced { counter, prefix, value, indexes } => {
                     let n = self.next_seq(revision, counter, changes)?;
                     self.put(revision, &seq_key(prefix, n), value, changes)?;
-                    if let Some(index) = index {
+                    for index in indexes {
                         self.put(revision, index, &encode_seq(n), changes)?;
                     }
                     result.allocated.push(n);

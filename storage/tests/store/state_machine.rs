@@ -560,7 +560,7 @@ async fn sequenced_puts_allocate_increasing_numbers_in_log_order() {
         counter: "seq/exec".into(),
         prefix: "exec/".into(),
         value: job.as_bytes().to_vec(),
-        index: Some(format!("fires/{job}")),
+        indexes: vec![format!("fires/{job}"), format!("running/{job}")],
     };
     let results = s
         .apply(vec![
@@ -583,6 +583,7 @@ async fn sequenced_puts_allocate_increasing_numbers_in_log_order() {
     assert_eq!(parse_seq_key("exec/", &keys[2]), Some(3));
     assert_eq!(s.value(&seq_key("exec/", 3)), Some(b"c".to_vec()));
     assert_eq!(s.value("fires/c").and_then(|v| decode_seq(&v)), Some(3));
+    assert_eq!(s.value("running/c").and_then(|v| decode_seq(&v)), Some(3));
     assert_eq!(s.value("seq/exec").and_then(|v| decode_seq(&v)), Some(3));
     // The counter survives a reopen and keeps counting.
     let mut s = s.reopen();
