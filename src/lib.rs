@@ -11,6 +11,7 @@
 //! - [`datadir`]: what a member keeps in its data dir besides the store.
 //! - [`cli`]: the `steward` command line (`serve`, `cluster join|leave|status`, `bench`).
 //! - [`bench`]: the write benchmark behind `steward bench`.
+//! - [`engine`]: the job engine's replicated core (fires, executions) and its member tasks.
 //! - [`codec`]: the versioned encoding of stored records.
 //!
 //! The replicated store is in the `steward-storage` crate and the Raft layer in `steward-raft`;
@@ -23,4 +24,5 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod datadir;
+pub mod engine;
 pub mod server;

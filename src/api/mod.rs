@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod executions;
 pub mod internal;
 pub mod projects;
 pub mod system;
@@ -53,6 +54,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{v}/cluster/members/{id}", delete(cluster::remove))
         .route("/api/{v}/cluster/join", post(cluster::join_peer))
         .route("/api/{v}/projects", get(projects::list).post(projects::create))
+        .route("/api/{v}/execution/{id}", get(executions::get))
+        .route("/api/{v}/execution/{id}/state", get(executions::state))
+        .route("/api/{v}/execution/{id}/abort", post(executions::abort))
+        .route("/api/{v}/project/{project}/executions/running", get(executions::running))
+        .route("/api/{v}/project/{project}/executions", get(executions::query))
+        .route("/api/{v}/job/{id}/executions", get(executions::job_history))
         .route("/api/{v}/project/{name}", get(projects::get).delete(projects::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -1,0 +1,223 @@
+//! Executions in Rundeck's paths and shapes: get, state, abort, running per project (and `*`),
+//! the project's and a job's execution history.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde_json::{json, Value};
+use steward_raft::Consistency;
+
+use super::version::ApiVersion;
+use super::{base_url, ApiError, ApiResult, AppState};
+use crate::auth::Principal;
+use crate::engine::executions::{self, ExecError};
+use crate::engine::records::{AbortRequest, ExecStatus, ExecutionRecord};
+use crate::engine::view::{execution_json, execution_state};
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Cluster(c) => c.into(),
+            ExecError::Decode(d) => d.into(),
+            ExecError::NotFound(id) => ApiError::not_found(format!("Execution ID does not exist: {id}")),
+            ExecError::Contended(_) => ApiError::unavailable("api.error.execution.contended", e.to_string()),
+        }
+    }
+}
+
+pub fn parse_id(raw: &str) -> ApiResult<u64> {
+    raw.parse().map_err(|_| ApiError::bad_request(format!("execution id '{raw}' is not a number")))
+}
+
+async fn load(state: &AppState, id: u64) -> ApiResult<ExecutionRecord> {
+    Ok(executions::load(&state.member, id, Consistency::Linearizable).await?.ok_or(ExecError::NotFound(id))?.0)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let rec = load(&state, id).await?;
+    Ok(Json(execution_json(&base_url(&state), v, id, &rec)))
+}
+
+pub async fn state(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let rec = load(&state, id).await?;
+    let date = |ms: Option<i64>| {
+        ms.and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    Ok(Json(json!({
+        "executionId": id,
+        "serverNode": rec.member,
+        "executionState": execution_state(rec.status),
+        "completed": rec.status.is_final(),
+        "startTime": date(rec.started_ms),
+        "endTime": date(rec.ended_ms),
+        "updateTime": date(rec.ended_ms.or(rec.started_ms)),
+        "targetNodes": [rec.member],
+        "allNodes": [rec.member],
+        "nodes": {},
+        "stepCount": 0,
+        "steps": [],
+    })))
+}
+
+/// `POST /api/{v}/execution/{id}/abort[?asUser=U&forceIncomplete=true]`: the request is
+/// recorded on the execution; its member stops the processes and records the end. An execution
+/// still waiting for its `runAtTime` ends at once.
+pub async fn abort(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    principal: Option<axum::Extension<Principal>>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let user = q.get("asUser").cloned().or(principal.map(|p| p.user.clone())).unwrap_or_else(|| "admin".into());
+    let force = q.get("forceIncomplete").is_some_and(|f| f == "true");
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut already = false;
+    let rec = executions::update(&state.member, id, |r| {
+        if r.status.is_final() {
+            already = true;
+            return false;
+        }
+        r.abort = Some(AbortRequest { user: user.clone(), force_incomplete: force });
+        if r.status == ExecStatus::Scheduled {
+            r.status = if force { ExecStatus::Incomplete } else { ExecStatus::Aborted };
+            r.ended_ms = Some(now);
+        }
+        true
+    })
+    .await?;
+    let status = if already {
+        "failed"
+    } else if rec.status.is_final() {
+        "aborted"
+    } else {
+        "pending"
+    };
+    let mut abort = json!({ "status": status });
+    if already {
+        abort["reason"] = json!(format!("execution {id} has already ended ({})", rec.status.as_str()));
+    }
+    Ok(Json(json!({
+        "abort": abort,
+        "execution": {
+            "id": id.to_string(),
+            "status": rec.status.as_str(),
+            "href": format!("{}/api/{v}/execution/{id}", base_url(&state)),
+        },
+    })))
+}
+
+fn paging(total: usize, offset: usize, max: usize, list: Vec<Value>) -> Value {
+    json!({
+        "paging": { "count": list.len(), "total": total, "offset": offset, "max": max },
+        "executions": list,
+    })
+}
+
+fn page_params(q: &HashMap<String, String>) -> ApiResult<(usize, usize)> {
+    let num = |k: &str, d: usize| -> ApiResult<usize> {
+        match q.get(k) {
+            None => Ok(d),
+            Some(s) => s.parse().map_err(|_| ApiError::bad_request(format!("{k} '{s}' is not a number"))),
+        }
+    };
+    Ok((num("offset", 0)?, num("max", 20)?))
+}
+
+/// `GET /api/{v}/project/{project}/executions/running` (`*` for every project).
+pub async fn running(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Path((_, project)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let (offset, max) = page_params(&q)?;
+    let scope = (project != "*").then_some(project.as_str());
+    if let Some(p) = scope {
+        super::projects::validate_name(p)?;
+    }
+    let all = executions::running(&state.member, scope).await?;
+    let base = base_url(&state);
+    let list: Vec<Value> = all.iter().skip(offset).take(max).map(|(id, r)| execution_json(&base, v, *id, r)).collect();
+    Ok(Json(paging(all.len(), offset, max, list)))
+}
+
+/// `GET /api/{v}/project/{project}/executions` with Rundeck's filters `jobIdListFilter`,
+/// `statusFilter`, `userFilter`, `groupPath`, `jobFilter`, `begin`/`end` (ms) and paging.
+pub async fn query(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Path((_, project)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
+    super::projects::validate_name(&project)?;
+    history(&state, v, Some(project), None, q).await
+}
+
+/// `GET /api/{v}/job/{id}/executions`.
+pub async fn job_history(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Path((_, job)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
+    history(&state, v, None, Some(job), q).await
+}
+
+async fn history(
+    state: &AppState,
+    v: u32,
+    project: Option<String>,
+    job: Option<String>,
+    q: Vec<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let single: HashMap<String, String> = q.iter().cloned().collect();
+    let (offset, max) = page_params(&single)?;
+    let mut jobs: Vec<String> =
+        q.iter().filter(|(k, _)| k == "jobIdListFilter" || k == "jobIdFilter").map(|(_, v)| v.clone()).collect();
+    jobs.extend(job);
+    let status = single.get("statusFilter").cloned();
+    let user = single.get("userFilter").cloned();
+    let group = single.get("groupPath").cloned();
+    let name = single.get("jobFilter").cloned();
+    let begin: Option<i64> = single.get("begin").and_then(|s| s.parse().ok());
+    let end: Option<i64> = single.get("end").and_then(|s| s.parse().ok());
+    let mut all = executions::all(&state.member).await?;
+    all.retain(|(_, r)| {
+        project.as_ref().is_none_or(|p| &r.project == p)
+            && (jobs.is_empty() || jobs.contains(&r.job_uuid))
+            && status.as_ref().is_none_or(|s| r.status.as_str() == s)
+            && user.as_ref().is_none_or(|u| &r.user == u)
+            && group.as_ref().is_none_or(|g| r.job_group == *g || r.job_group.starts_with(&format!("{g}/")))
+            && name.as_ref().is_none_or(|n| r.job_name.contains(n.as_str()))
+            && begin.is_none_or(|b| r.started_ms.or(r.scheduled_ms).unwrap_or(r.created_ms) >= b)
+            && end.is_none_or(|e| r.started_ms.or(r.scheduled_ms).unwrap_or(r.created_ms) <= e)
+    });
+    all.reverse(); // newest first, as Rundeck lists them
+    let base = base_url(state);
+    let list: Vec<Value> = all.iter().skip(offset).take(max).map(|(id, r)| execution_json(&base, v, *id, r)).collect();
+    Ok(Json(paging(all.len(), offset, max, list)))
+}
+
+/// 404 for a project that does not exist, as Rundeck answers.
+pub async fn require_project(state: &AppState, project: &str) -> ApiResult<()> {
+    super::projects::validate_name(project)?;
+    let key = format!("{}{project}", super::projects::PROJECTS_PREFIX);
+    if state.member.get(&key, Consistency::Linearizable).await?.is_none() {
+        return Err(ApiError::not_found(format!("Project does not exist: {project}")));
+    }
+    Ok(())
+}

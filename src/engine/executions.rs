@@ -1,0 +1,124 @@
+//! Reading and changing execution records.
+//!
+//! An execution record is changed by read-modify-write under a `ModRevision` guard, retried on
+//! conflict, so a concurrent change (an abort request arriving while the runner commits the
+//! end) is never lost. Ending an execution also removes its running index and, for a job that
+//! forbids concurrent runs, releases `jobrun/{uuid}` — but only if it still names this
+//! execution (a guard), never another one's.
+
+use steward_raft::{ClusterError, Consistency, Member};
+use steward_storage::kv::{decode_seq, encode_seq};
+use steward_storage::{Guard, Op, Txn};
+
+use super::records::{exec_id, exec_key, job_run_key, ExecStatus, ExecutionRecord, EXECS, RUNNING};
+use crate::codec::{self, DecodeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("execution {0} does not exist")]
+    NotFound(u64),
+    #[error("execution {0} kept changing; giving up after several attempts")]
+    Contended(u64),
+}
+
+/// Execution `id` and the revision it was read at.
+pub async fn load(
+    member: &Member,
+    id: u64,
+    consistency: Consistency,
+) -> Result<Option<(ExecutionRecord, u64)>, ExecError> {
+    match member.get(&exec_key(id), consistency).await? {
+        Some(kv) => Ok(Some((codec::decode(&kv.value)?, kv.mod_revision))),
+        None => Ok(None),
+    }
+}
+
+/// Applies `change` to execution `id` and commits it. `change` returns false to leave the
+/// record as it is (e.g. it already ended). Returns the record as committed (or as found).
+pub async fn update(
+    member: &Member,
+    id: u64,
+    mut change: impl FnMut(&mut ExecutionRecord) -> bool,
+) -> Result<ExecutionRecord, ExecError> {
+    for _ in 0..20 {
+        let (mut rec, rev) = load(member, id, Consistency::Linearizable).await?.ok_or(ExecError::NotFound(id))?;
+        let was_final = rec.status.is_final();
+        if !change(&mut rec) {
+            return Ok(rec);
+        }
+        let key = exec_key(id);
+        let mut ops = vec![Op::Put { key: key.clone(), value: codec::encode(&rec) }];
+        if rec.status.is_final() && !was_final {
+            ops.push(Op::Delete { key: rec.running_index.clone() });
+            if rec.exclusive {
+                let run = job_run_key(&rec.job_uuid);
+                ops.push(Op::Txn(Txn::guarded(
+                    vec![Guard::ValueEquals { key: run.clone(), value: encode_seq(id) }],
+                    vec![Op::Delete { key: run }],
+                )));
+            }
+        }
+        let res = member.write(Txn::guarded(vec![Guard::ModRevision { key, rev }], ops)).await?;
+        if res.succeeded {
+            return Ok(rec);
+        }
+    }
+    Err(ExecError::Contended(id))
+}
+
+/// Ends execution `id` with `status` (if it has not ended yet).
+pub async fn finish(
+    member: &Member,
+    id: u64,
+    status: ExecStatus,
+    message: Option<String>,
+) -> Result<ExecutionRecord, ExecError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    update(member, id, |r| {
+        if r.status.is_final() {
+            return false;
+        }
+        r.status = status;
+        r.ended_ms = Some(now);
+        if message.is_some() {
+            r.message = message.clone();
+        }
+        true
+    })
+    .await
+}
+
+/// The executions not yet finished, of one project or of all (`None`), newest first.
+pub async fn running(member: &Member, project: Option<&str>) -> Result<Vec<(u64, ExecutionRecord)>, ExecError> {
+    let prefix = match project {
+        Some(p) => format!("{RUNNING}{p}/"),
+        None => RUNNING.to_string(),
+    };
+    let rows = member.range(&prefix, Consistency::Linearizable).await?;
+    let mut ids: Vec<u64> = rows.iter().filter_map(|(_, kv)| decode_seq(&kv.value)).collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some((rec, _)) = load(member, id, Consistency::Local).await? {
+            out.push((id, rec));
+        }
+    }
+    Ok(out)
+}
+
+/// Every execution record, oldest first. A full scan: fine for the history sizes this version
+/// keeps; an index by project and job is the next step when histories grow.
+pub async fn all(member: &Member) -> Result<Vec<(u64, ExecutionRecord)>, ExecError> {
+    let rows = member.range(EXECS, Consistency::Linearizable).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, kv) in rows {
+        if let Some(id) = exec_id(&k) {
+            out.push((id, codec::decode(&kv.value)?));
+        }
+    }
+    Ok(out)
+}

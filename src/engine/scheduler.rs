@@ -1,0 +1,289 @@
+//! The scheduler of one member: it fires the slots of the jobs this member owns.
+//!
+//! It keeps, in memory, the jobs whose `owner/` record names this member, rebuilt from the
+//! replicated state at start and after a snapshot install, and kept current from the change
+//! feed. A timer wakes at the earliest due slot; every due slot of every job is decided in
+//! batches of guarded transactions (see [`super::fire`]). A slot that could not be decided
+//! (no leader, timeout) stays due and is tried again; slots overdue past the job's misfire
+//! window are recorded as missed, so every slot ends as a fire or a record.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use steward_raft::{Consistency, Member};
+use steward_storage::Event;
+use tokio::sync::{broadcast, watch};
+
+use super::catalog::{Catalog, JobEntry};
+use super::fire::{fire_batch, interpret, DueSlot, ScheduledJob, SlotAction, SlotResult};
+use super::records::{FIRES, JOBS, OWNERS};
+
+/// Slots decided per log entry.
+pub const BATCH: usize = 256;
+
+/// A job's schedule as the scheduler needs it.
+pub trait Slots: Send + Sync {
+    /// The first slot strictly after `t`.
+    fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>>;
+}
+
+/// What to do with slots that could not be fired on time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misfire {
+    /// Late slots younger than this still run (once each); older ones are recorded missed.
+    pub window: Duration,
+    /// False: every late slot is recorded missed instead of run.
+    pub run_late: bool,
+}
+
+impl Default for Misfire {
+    fn default() -> Self {
+        Misfire { window: Duration::from_secs(60), run_late: true }
+    }
+}
+
+/// A slot counts as late once it is this much overdue; a fire within it is on time.
+const LATE_AFTER: Duration = Duration::from_secs(1);
+
+/// Decides each due slot: fire it, or record it missed.
+pub fn plan(slot_ms: i64, now_ms: i64, misfire: Misfire) -> SlotAction {
+    let late_by = now_ms.saturating_sub(slot_ms);
+    if late_by <= LATE_AFTER.as_millis() as i64 {
+        return SlotAction::Fire;
+    }
+    if misfire.run_late && late_by <= misfire.window.as_millis() as i64 {
+        SlotAction::Fire
+    } else {
+        SlotAction::RecordMissed
+    }
+}
+
+/// One owned job in the scheduler.
+struct Owned {
+    job: Arc<ScheduledJob>,
+    slots: Arc<dyn Slots>,
+    misfire: Misfire,
+    /// The next slot to decide (ms), if the schedule has one.
+    next: Option<i64>,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
+}
+
+/// Fire statistics a benchmark or test can read.
+#[derive(Debug, Default, Clone)]
+pub struct FireStats {
+    /// Milliseconds from slot time to the commit of its fire record, per fired slot.
+    pub lateness_ms: Vec<i64>,
+    pub fired: u64,
+    pub missed: u64,
+    pub skipped: u64,
+}
+
+pub struct Scheduler {
+    member: Member,
+    catalog: Catalog,
+    me: String,
+    owned: HashMap<String, Owned>,
+    /// (next slot ms, job uuid), the timer's queue.
+    queue: BTreeSet<(i64, String)>,
+    stats: Arc<std::sync::Mutex<FireStats>>,
+}
+
+impl Scheduler {
+    pub fn new(member: Member, catalog: Catalog, stats: Arc<std::sync::Mutex<FireStats>>) -> Self {
+        let me = member.node().uuid.clone();
+        Scheduler { member, catalog, me, owned: HashMap::new(), queue: BTreeSet::new(), stats }
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut feed = self.member.kv().subscribe();
+        if let Err(e) = self.rebuild().await {
+            tracing::warn!(error = %e, "scheduler could not read the jobs yet; retrying");
+        }
+        loop {
+            let next_due = self.queue.first().map(|(t, _)| *t);
+            let sleep = match next_due {
+                Some(t) => Duration::from_millis(t.saturating_sub(Utc::now().timestamp_millis()).max(0) as u64),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                ev = feed.recv() => match ev {
+                    Ok(Event::Change(c)) => {
+                        if c.key.starts_with(JOBS) || c.key.starts_with(OWNERS) {
+                            self.refresh_key(&c.key);
+                        }
+                    }
+                    Ok(Event::Reset { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Err(e) = self.rebuild().await {
+                            tracing::warn!(error = %e, "scheduler rebuild failed");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(sleep) => {
+                    if !self.fire_due().await {
+                        // Nothing could be decided (no leader): try again shortly.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-reads every job and owner record and the last recorded slot of each owned job.
+    async fn rebuild(&mut self) -> Result<(), steward_raft::ClusterError> {
+        self.member.read_barrier().await?;
+        self.owned.clear();
+        self.queue.clear();
+        for entry in self.catalog.all_jobs()? {
+            self.track(entry);
+        }
+        Ok(())
+    }
+
+    fn refresh_key(&mut self, key: &str) {
+        let uuid = key.rsplit('/').next().unwrap_or_default().to_string();
+        match self.catalog.job_entry(&uuid) {
+            Ok(Some(entry)) => self.track(entry),
+            Ok(None) => self.untrack(&uuid),
+            Err(e) => tracing::warn!(error = %e, job = %uuid, "cannot read job"),
+        }
+    }
+
+    fn untrack(&mut self, uuid: &str) {
+        if let Some(o) = self.owned.remove(uuid) {
+            if let Some(n) = o.next {
+                self.queue.remove(&(n, uuid.to_string()));
+            }
+        }
+    }
+
+    /// Starts (or stops) scheduling a job as its records now say.
+    fn track(&mut self, entry: JobEntry) {
+        let uuid = entry.job.uuid.clone();
+        let keep = entry.owner.as_ref().is_some_and(|o| o.member == self.me) && entry.slots.is_some();
+        if !keep {
+            self.untrack(&uuid);
+            return;
+        }
+        let Some(slots) = entry.slots else { return };
+        // Resume after the last recorded slot (a restart or a takeover), else from now: a new
+        // or newly enabled job does not fire slots from before it existed.
+        let since = match self.owned.get(&uuid) {
+            Some(o) => o.next.map(|n| n - 1),
+            None => None,
+        };
+        let since = match since {
+            Some(s) => s,
+            None => self.last_recorded(&uuid).unwrap_or_else(|| Utc::now().timestamp_millis() - 1),
+        };
+        self.untrack(&uuid);
+        let next = slots.next_after(at(since)).map(ms);
+        if let Some(n) = next {
+            self.queue.insert((n, uuid.clone()));
+        }
+        self.owned.insert(uuid, Owned { job: Arc::new(entry.job), slots, misfire: entry.misfire, next });
+    }
+
+    /// The latest slot recorded for `uuid` (fired, skipped or missed), from the local state.
+    fn last_recorded(&self, uuid: &str) -> Option<i64> {
+        let prefix = format!("{FIRES}{uuid}/");
+        let rows = self.member.kv().range(&prefix).ok()?;
+        rows.iter().filter_map(|(k, _)| k.strip_prefix(&prefix)?.parse::<i64>().ok()).max()
+    }
+
+    /// Decides every due slot. Returns false when nothing could be written.
+    async fn fire_due(&mut self) -> bool {
+        let now = Utc::now().timestamp_millis();
+        let mut due: Vec<(String, i64, SlotAction)> = Vec::new();
+        for (t, uuid) in self.queue.iter() {
+            if *t > now {
+                break;
+            }
+            let Some(o) = self.owned.get(uuid) else { continue };
+            // Every slot from the queued one up to now, so a long pause is accounted for too.
+            let mut slot = *t;
+            loop {
+                due.push((uuid.clone(), slot, plan(slot, now, o.misfire)));
+                match o.slots.next_after(at(slot)).map(ms) {
+                    Some(n) if n <= now && due.len() < 100_000 => slot = n,
+                    _ => break,
+                }
+            }
+        }
+        if due.is_empty() {
+            return true;
+        }
+        let mut progressed = false;
+        let mut decided: BTreeMap<String, i64> = BTreeMap::new();
+        for chunk in due.chunks(BATCH) {
+            let slots: Vec<DueSlot<'_>> = chunk
+                .iter()
+                .filter_map(|(uuid, slot, action)| {
+                    self.owned.get(uuid).map(|o| DueSlot { job: &o.job, slot_ms: *slot, action: *action })
+                })
+                .collect();
+            let txn = fire_batch(&self.me, &slots, Utc::now().timestamp_millis());
+            match self.member.write(txn).await {
+                Ok(result) => {
+                    progressed = true;
+                    let committed = Utc::now().timestamp_millis();
+                    let outcomes = interpret(&slots, &result);
+                    let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+                    for (s, r) in slots.iter().zip(outcomes) {
+                        match r {
+                            SlotResult::Fired(id) => {
+                                stats.fired += 1;
+                                stats.lateness_ms.push(committed - s.slot_ms);
+                                tracing::debug!(job = %s.job.uuid, slot = s.slot_ms, execution = id, "fired");
+                            }
+                            SlotResult::Missed => {
+                                stats.missed += 1;
+                                tracing::warn!(job = %s.job.uuid, slot = s.slot_ms, "slot recorded as missed");
+                            }
+                            SlotResult::Skipped => {
+                                stats.skipped += 1;
+                                tracing::info!(job = %s.job.uuid, slot = s.slot_ms, "slot skipped: a run is still going");
+                            }
+                            SlotResult::AlreadyRecorded => {}
+                            SlotResult::NotOwner => {
+                                tracing::info!(job = %s.job.uuid, "no longer the owner; not firing");
+                            }
+                        }
+                        let e = decided.entry(s.job.uuid.clone()).or_insert(s.slot_ms);
+                        *e = (*e).max(s.slot_ms);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, slots = slots.len(), "could not record due slots; will retry");
+                    break;
+                }
+            }
+        }
+        // Advance each job past the slots that were decided.
+        for (uuid, last) in decided {
+            if let Some(o) = self.owned.get_mut(&uuid) {
+                if let Some(n) = o.next {
+                    self.queue.remove(&(n, uuid.clone()));
+                }
+                o.next = o.slots.next_after(at(last)).map(ms);
+                if let Some(n) = o.next {
+                    self.queue.insert((n, uuid.clone()));
+                }
+            }
+        }
+        // Read own writes before deciding again, so a NotOwner job is dropped from the index.
+        let _ = self.member.get(OWNERS, Consistency::Local).await;
+        progressed
+    }
+}
