@@ -217,3 +217,46 @@ async fn a_busy_port_is_a_clear_error_and_leaves_no_data_dir() {
     assert!(!dir.exists());
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_config_keys_are_read_written_and_deleted_from_any_member() {
+    let c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    assert_eq!(c.create_project(leader, "cfg").await, 201);
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let r = c
+        .req(follower, Method::PUT, "/api/45/project/cfg/config/color")
+        .json(&json!({ "value": "blue" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for i in 0..3 {
+        let (status, v) = body(c.req(i, Method::GET, "/api/45/project/cfg/config/color").send().await.unwrap()).await;
+        assert_eq!((status, v["value"].clone()), (200, json!("blue")), "member {i}");
+    }
+    let (status, all) = body(c.req(leader, Method::GET, "/api/45/project/cfg/config").send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["color"], json!("blue"));
+    assert_eq!(all["project.name"], json!("cfg"));
+    assert_eq!(c.req(leader, Method::DELETE, "/api/45/project/cfg/config/color").send().await.unwrap().status(), 204);
+    let (status, e) =
+        body(c.req(follower, Method::GET, "/api/45/project/cfg/config/color").send().await.unwrap()).await;
+    assert_eq!(status, 404);
+    assert_envelope(&e, "api.error.item.doesnotexist");
+    let (status, _) = body(
+        c.req(leader, Method::PUT, "/api/45/project/nope/config/color")
+            .json(&json!({ "value": "x" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "config of a missing project");
+    let (status, _) = body(
+        c.req(leader, Method::PUT, "/api/45/project/cfg/config/color").json(&json!({ "v": 1 })).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "malformed body");
+    c.shutdown().await;
+}

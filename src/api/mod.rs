@@ -61,6 +61,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{v}/project/{project}/executions", get(executions::query))
         .route("/api/{v}/job/{id}/executions", get(executions::job_history))
         .route("/api/{v}/project/{name}", get(projects::get).delete(projects::delete))
+        .route("/api/{v}/project/{name}/config", get(projects::get_config).put(projects::put_config))
+        .route(
+            "/api/{v}/project/{name}/config/{key}",
+            get(projects::get_config_key).put(projects::put_config_key).delete(projects::delete_config_key),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(system::health))

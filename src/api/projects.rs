@@ -159,3 +159,109 @@ pub async fn delete(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Rewrites project `name` with `change`, guarded on the revision it was read at, so a
+/// concurrent change is never lost (retried a few times, then 503).
+async fn modify(state: &AppState, name: &str, mut change: impl FnMut(&mut ProjectRecord)) -> ApiResult<ProjectRecord> {
+    validate_name(name)?;
+    for _ in 0..10 {
+        let kv = state
+            .member
+            .get(&key(name), Consistency::Linearizable)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Project does not exist: {name}")))?;
+        let mut p: ProjectRecord = codec::decode(&kv.value)?;
+        change(&mut p);
+        let txn = Txn::guarded(
+            vec![Guard::ModRevision { key: key(name), rev: kv.mod_revision }],
+            vec![Op::Put { key: key(name), value: codec::encode(&p) }],
+        );
+        if state.member.write(txn).await?.succeeded {
+            return Ok(p);
+        }
+    }
+    Err(ApiError::unavailable("api.error.project.contended", format!("project {name} kept changing; retry")))
+}
+
+fn validate_config_key(k: &str) -> ApiResult<()> {
+    if k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+        return Err(ApiError::bad_request(format!("config key '{k}' is invalid")));
+    }
+    Ok(())
+}
+
+/// `GET /api/{v}/project/{name}/config`: the whole configuration.
+pub async fn get_config(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<Json<BTreeMap<String, String>>> {
+    Ok(Json(load(&state, &name).await?.config))
+}
+
+/// `PUT /api/{v}/project/{name}/config`: replaces the whole configuration.
+pub async fn put_config(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, name)): Path<(String, String)>,
+    ApiJson(config): ApiJson<BTreeMap<String, String>>,
+) -> ApiResult<Json<BTreeMap<String, String>>> {
+    for k in config.keys() {
+        validate_config_key(k)?;
+    }
+    let p = modify(&state, &name, |p| {
+        p.config = config.clone();
+        p.config.insert("project.name".into(), p.name.clone());
+    })
+    .await?;
+    Ok(Json(p.config))
+}
+
+/// `GET /api/{v}/project/{name}/config/{key}` → `{"key":…,"value":…}`.
+pub async fn get_config_key(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, name, k)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    validate_config_key(&k)?;
+    let p = load(&state, &name).await?;
+    let value =
+        p.config.get(&k).ok_or_else(|| ApiError::not_found(format!("property {k} is not set in project {name}")))?;
+    Ok(Json(json!({ "key": k, "value": value })))
+}
+
+/// Body of `PUT /api/{v}/project/{name}/config/{key}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigValue {
+    pub value: String,
+}
+
+/// `PUT /api/{v}/project/{name}/config/{key}` with `{"value":…}`.
+pub async fn put_config_key(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, name, k)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<ConfigValue>,
+) -> ApiResult<Json<Value>> {
+    validate_config_key(&k)?;
+    modify(&state, &name, |p| {
+        p.config.insert(k.clone(), body.value.clone());
+    })
+    .await?;
+    Ok(Json(json!({ "key": k, "value": body.value })))
+}
+
+/// `DELETE /api/{v}/project/{name}/config/{key}` → 204.
+pub async fn delete_config_key(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, name, k)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    validate_config_key(&k)?;
+    modify(&state, &name, |p| {
+        p.config.remove(&k);
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
