@@ -80,7 +80,7 @@ pub fn scheduled_execution(job: &ScheduledJob, me: &str, slot_ms: i64, now_ms: i
         trigger: Trigger::Schedule,
         scheduled_ms: Some(slot_ms),
         created_ms: now_ms,
-        started_ms: Some(now_ms),
+        started_ms: None,
         ended_ms: None,
         options: job.options.clone(),
         arg_string: String::new(),
@@ -90,6 +90,7 @@ pub fn scheduled_execution(job: &ScheduledJob, me: &str, slot_ms: i64, now_ms: i
         exclusive: !job.multiple_executions,
         running_index: running_slot_key(&job.project, &job.uuid, slot_ms),
         abort: None,
+        runner: None,
         message: None,
     }
 }

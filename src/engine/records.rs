@@ -176,6 +176,10 @@ pub struct ExecutionRecord {
     /// Its key under `running/`, removed when it ends.
     pub running_index: String,
     pub abort: Option<AbortRequest>,
+    /// The member process (`{uuid}/{incarnation}`) that claimed it and may run it. Set through
+    /// Raft before any process starts, so a restarted member never runs it a second time.
+    #[serde(default)]
+    pub runner: Option<String>,
     /// Why it ended the way it did, for people (failed step, exit code, timeout…).
     pub message: Option<String>,
 }

@@ -1,0 +1,270 @@
+//! The runner of one member: it runs the executions assigned to this member.
+//!
+//! It follows the change feed for execution records naming this member. Before it starts any
+//! process it **claims** the execution through Raft, writing this process's incarnation id into
+//! the record under a revision guard: an execution is launched only by the incarnation whose
+//! claim committed. At start-up it first catches up with the leader (read barrier: everything
+//! committed, including what a crash made it re-apply, is applied), then looks at its
+//! unfinished executions: one claimed by an earlier incarnation was running when this member
+//! stopped and is recorded `incomplete` (its processes died with it or are orphans; it is
+//! never started twice); one never claimed is started now.
+//!
+//! While an execution runs, its output goes to the log store in segments (checkpointed at least
+//! once a second, so any member can serve it); an abort request on the record reaches the
+//! process group through the executor's abort handle. The end state is committed through
+//! Raft; a failed or timed-out run of a job with retries left becomes a new execution (Rundeck
+//! gives each attempt its own id) after the retry delay.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use steward_raft::{Consistency, Member};
+use steward_storage::{Event, Txn};
+use tokio::sync::{broadcast, watch};
+
+use super::catalog::{Catalog, RunPlan};
+use super::executions::{self, ExecError};
+use super::fire::create_execution_op;
+use super::records::{exec_id, running_request_key, ExecStatus, ExecutionRecord, Trigger, RUNNING};
+use crate::exec::{abort_pair, AbortHandle, AbortKind, Executor, Status};
+use crate::logs::{LogEntry, LogLevel, LogSink, LogStore};
+
+/// Runs the executions assigned to this member.
+pub struct Runner {
+    member: Member,
+    catalog: Catalog,
+    logs: LogStore,
+    executor: Executor,
+    me: String,
+    /// This process's id: a claim names the incarnation that may run the execution.
+    incarnation: String,
+    /// Executions this incarnation runs or waits to run, with their abort handles.
+    active: Mutex<HashMap<u64, Arc<AbortHandle>>>,
+}
+
+impl Runner {
+    pub fn new(member: Member, catalog: Catalog, logs: LogStore, executor: Executor) -> Arc<Runner> {
+        let me = member.node().uuid.clone();
+        let incarnation = format!("{me}/{}", uuid::Uuid::new_v4().simple());
+        Arc::new(Runner { member, catalog, logs, executor, me, incarnation, active: Mutex::new(HashMap::new()) })
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AbortHandle>>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut feed = self.member.kv().subscribe();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = self.member.read_barrier() => match r {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "runner waiting for the cluster");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        self.clone().sweep(true).await;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                ev = feed.recv() => match ev {
+                    Ok(Event::Change(c)) => {
+                        if let (Some(id), Some(new)) = (exec_id(&c.key), c.new.as_ref()) {
+                            match crate::codec::decode::<ExecutionRecord>(&new.value) {
+                                Ok(rec) => self.clone().consider(id, rec),
+                                Err(e) => tracing::warn!(error = %e, execution = id, "unreadable execution record"),
+                            }
+                        }
+                    }
+                    Ok(Event::Reset { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.clone().sweep(false).await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    /// Looks at every unfinished execution assigned to this member. At start-up, those claimed
+    /// by an earlier incarnation are recorded incomplete.
+    async fn sweep(self: Arc<Self>, startup: bool) {
+        let rows = match self.member.range(RUNNING, Consistency::Local).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "runner cannot list unfinished executions");
+                return;
+            }
+        };
+        for (_, kv) in rows {
+            let Some(id) = steward_storage::kv::decode_seq(&kv.value) else { continue };
+            let Ok(Some((rec, _))) = executions::load(&self.member, id, Consistency::Local).await else { continue };
+            if rec.member != self.me {
+                continue;
+            }
+            let orphan = rec.runner.as_deref().is_some_and(|r| r != self.incarnation);
+            if startup && orphan && !rec.status.is_final() {
+                let msg = "its member stopped while it ran".to_string();
+                match executions::finish(&self.member, id, ExecStatus::Incomplete, Some(msg)).await {
+                    Ok(_) => tracing::warn!(execution = id, "execution left running by an earlier run of this member: incomplete"),
+                    Err(e) => tracing::warn!(error = %e, execution = id, "could not record an orphaned execution"),
+                }
+                continue;
+            }
+            self.clone().consider(id, rec);
+        }
+    }
+
+    /// Acts on the current state of execution `id`.
+    fn consider(self: Arc<Self>, id: u64, rec: ExecutionRecord) {
+        if rec.member != self.me {
+            return;
+        }
+        if let Some(handle) = self.active().get(&id).cloned() {
+            if let Some(a) = &rec.abort {
+                handle.abort(if a.force_incomplete { AbortKind::ForceIncomplete } else { AbortKind::Abort });
+            }
+            return;
+        }
+        if rec.status.is_final() || rec.runner.is_some() || rec.abort.is_some() {
+            return;
+        }
+        let (handle, signal) = abort_pair();
+        self.active().insert(id, Arc::new(handle));
+        tokio::spawn(async move {
+            let wait = rec.scheduled_ms.filter(|_| rec.status == ExecStatus::Scheduled);
+            if let Some(at) = wait {
+                let delay = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0) as u64;
+                let mut s = signal.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                    _ = s.requested() => {
+                        self.active().remove(&id);
+                        return;
+                    }
+                }
+            }
+            if let Err(e) = self.clone().claim_and_run(id, signal).await {
+                tracing::warn!(error = %e, execution = id, "execution failed to run");
+            }
+            self.active().remove(&id);
+        });
+    }
+
+    /// Claims execution `id` for this incarnation; runs it if the claim committed.
+    async fn claim_and_run(self: Arc<Self>, id: u64, signal: crate::exec::AbortSignal) -> Result<(), ExecError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let inc = self.incarnation.clone();
+        let rec = executions::update(&self.member, id, |r| {
+            if r.status.is_final() || r.runner.is_some() || r.abort.is_some() {
+                return false;
+            }
+            r.runner = Some(inc.clone());
+            r.status = ExecStatus::Running;
+            r.started_ms = Some(now);
+            true
+        })
+        .await?;
+        if rec.runner.as_deref() != Some(self.incarnation.as_str()) {
+            return Ok(()); // someone else's, or it ended or was aborted meanwhile
+        }
+        let (status, message) = match self.catalog.run_plan(&rec, id) {
+            Ok(plan) => self.execute(id, &rec, plan, signal).await,
+            Err(e) => {
+                let msg = format!("cannot run: {e}");
+                self.note(id, LogLevel::Error, &msg).await;
+                (ExecStatus::Failed, Some(msg))
+            }
+        };
+        let ended = executions::finish(&self.member, id, status, message).await?;
+        self.retry_if_asked(id, &ended).await;
+        Ok(())
+    }
+
+    /// Writes one line to an execution's log (for failures before any process ran).
+    async fn note(&self, id: u64, level: LogLevel, text: &str) {
+        if let Ok(w) = self.logs.writer(id).await {
+            w.emit(LogEntry::now(level, text));
+            let _ = w.finish().await;
+        }
+    }
+
+    async fn execute(
+        &self,
+        id: u64,
+        rec: &ExecutionRecord,
+        plan: RunPlan,
+        signal: crate::exec::AbortSignal,
+    ) -> (ExecStatus, Option<String>) {
+        let writer = match self.logs.writer(id).await {
+            Ok(w) => w,
+            Err(e) => return (ExecStatus::Failed, Some(format!("the log store is unavailable: {e}"))),
+        };
+        tracing::info!(execution = id, job = %rec.job_uuid, "execution started");
+        let outcome = self.executor.run(&plan.execution, &writer, signal).await;
+        if let Err(e) = writer.finish().await {
+            tracing::warn!(error = %e, execution = id, "could not complete the execution log");
+        }
+        let status = match outcome.status {
+            Status::Succeeded => ExecStatus::Succeeded,
+            Status::Failed => ExecStatus::Failed,
+            Status::Aborted => ExecStatus::Aborted,
+            Status::TimedOut => ExecStatus::Timedout,
+            Status::Incomplete => ExecStatus::Incomplete,
+        };
+        let message = match status {
+            ExecStatus::Failed => outcome.failed_step().map(|s| {
+                let why = s.reason.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "failed".into());
+                format!("step {} failed: {why}", s.step_ctx)
+            }),
+            ExecStatus::Timedout => plan.execution.timeout.map(|t| format!("timed out after {t:?}")),
+            _ => None,
+        };
+        tracing::info!(execution = id, status = status.as_str(), "execution ended");
+        (status, message)
+    }
+
+    /// After a failed or timed-out attempt of a job with retries left: waits the retry delay
+    /// (an abort of the job meanwhile cancels it) and creates the next attempt, assigned to
+    /// this member.
+    async fn retry_if_asked(&self, id: u64, ended: &ExecutionRecord) {
+        if !matches!(ended.status, ExecStatus::Failed | ExecStatus::Timedout) {
+            return;
+        }
+        let Ok(Some(policy)) = self.catalog.retry_policy(&ended.job_uuid) else { return };
+        if ended.attempt > policy.count {
+            return;
+        }
+        tokio::time::sleep(policy.delay).await;
+        let now = chrono::Utc::now().timestamp_millis();
+        let next = ExecutionRecord {
+            status: ExecStatus::Running,
+            trigger: Trigger::Retry,
+            created_ms: now,
+            started_ms: None,
+            ended_ms: None,
+            attempt: ended.attempt + 1,
+            retry_of: Some(id),
+            runner: None,
+            abort: None,
+            message: None,
+            running_index: running_request_key(&ended.project, &ended.job_uuid),
+            ..ended.clone()
+        };
+        let mut guards = vec![steward_storage::Guard::Exists(super::records::job_index_key(&ended.job_uuid))];
+        if next.exclusive {
+            guards.push(steward_storage::Guard::Absent(super::records::job_run_key(&ended.job_uuid)));
+        }
+        let txn = Txn::guarded(guards, vec![create_execution_op(&next, Vec::new())]);
+        match self.member.write(txn).await {
+            Ok(r) if r.succeeded => tracing::info!(execution = id, retry = ?r.allocated.first(), attempt = next.attempt, "retrying"),
+            Ok(_) => tracing::info!(execution = id, "not retried: the job is gone or already running"),
+            Err(e) => tracing::warn!(error = %e, execution = id, "could not create the retry"),
+        }
+    }
+}
