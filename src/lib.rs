@@ -23,4 +23,6 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod datadir;
+pub mod exec;
+pub mod logs;
 pub mod server;
