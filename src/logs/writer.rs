@@ -262,7 +262,7 @@ async fn put_segment(
             Err(e) => e,
         };
         failures += 1;
-        if failures == 1 || failures % 10 == 0 {
+        if failures == 1 || failures.is_multiple_of(10) {
             tracing::warn!(exec_id, seq, failures, error = %err, "could not write a log segment; retrying");
         }
         if shared.closing() && failures >= FINAL_ATTEMPTS {
