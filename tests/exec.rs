@@ -287,7 +287,8 @@ async fn a_timeout_kills_the_whole_process_group_grandchildren_included() {
             })
             .await;
         }
-        assert!(sink.texts().iter().any(|l| l.starts_with("Execution timed out")));
+        let note = sink.entries().into_iter().find(|e| e.log.starts_with("Execution timed out")).expect("a note");
+        assert_eq!((note.level, note.step_ctx), (LogLevel::Error, None), "an execution-level message has no step");
     }
 }
 

@@ -91,7 +91,7 @@ async fn a_running_executions_output_is_readable_elsewhere_before_it_ends(s: &St
         context: Context { node: Some("m1".into()), user: Some("alice".into()), ..Default::default() },
         timeout: Some(Duration::from_secs(20)),
     };
-    let writer = s.writer.writer(id).await.expect("writer");
+    let writer = s.writer.writer(id);
     let executor = Executor::new();
     let started = std::time::Instant::now();
     let run = executor.run(&exec, &writer, AbortSignal::never());
@@ -119,7 +119,7 @@ async fn a_running_executions_output_is_readable_elsewhere_before_it_ends(s: &St
 /// Tailing with `maxlines` from each returned offset yields every line once, in order, across
 /// segments; an offset inside an entry moves on to the next entry.
 async fn offsets_resume_exactly(s: &Stores, id: u64) {
-    let writer = s.quick_writer.writer(id).await.unwrap();
+    let writer = s.quick_writer.writer(id);
     for batch in 0..3 {
         for i in batch * 10..(batch + 1) * 10 {
             writer.emit(line(i));
@@ -157,7 +157,7 @@ async fn offsets_resume_exactly(s: &Stores, id: u64) {
 /// `lastlines` gives the last N (across segments), `maxlines` the first N, and the node and
 /// step filters keep only their entries.
 async fn lastlines_maxlines_and_filters(s: &Stores, id: u64) {
-    let writer = s.quick_writer.writer(id).await.unwrap();
+    let writer = s.quick_writer.writer(id);
     for i in 0..12 {
         writer.emit(line(i));
     }
@@ -190,7 +190,7 @@ async fn lastlines_maxlines_and_filters(s: &Stores, id: u64) {
 /// A writer that goes away without finishing (its member crashed) leaves what it wrote
 /// readable, and the log incomplete until it is sealed or a new writer finishes it.
 async fn a_crashed_writer_leaves_readable_segments(s: &Stores, id: u64) {
-    let writer = s.quick_writer.writer(id).await.unwrap();
+    let writer = s.quick_writer.writer(id);
     writer.emit(line(0));
     writer.emit(line(1));
     wait_visible(&s.reader, id, 2).await;
@@ -200,18 +200,18 @@ async fn a_crashed_writer_leaves_readable_segments(s: &Stores, id: u64) {
     assert!(!c.finished && !c.completed());
 
     // The member comes back: a new writer continues after the existing segments.
-    let writer = s.quick_writer.writer(id).await.unwrap();
+    let writer = s.quick_writer.resume_writer(id).await.unwrap();
     writer.emit(line(2));
     let summary = writer.finish().await.unwrap();
     let c = read(&s.reader, id, OutputQuery::default()).await;
     assert_eq!(texts(&c), vec!["line 0", "line 1", "line 2"]);
     assert!(c.completed());
     assert_eq!(c.total_size, summary.size);
-    assert!(matches!(s.quick_writer.writer(id).await, Err(LogError::AlreadyComplete(x)) if x == id));
+    assert!(matches!(s.quick_writer.resume_writer(id).await, Err(LogError::AlreadyComplete(x)) if x == id));
 
     // The member never comes back: the log is sealed with what there is.
     let other = id + 1;
-    let writer = s.quick_writer.writer(other).await.unwrap();
+    let writer = s.quick_writer.writer(other);
     writer.emit(line(7));
     wait_visible(&s.reader, other, 1).await;
     drop(writer);
@@ -226,6 +226,23 @@ async fn a_crashed_writer_leaves_readable_segments(s: &Stores, id: u64) {
     assert!(c.entries.is_empty() && c.total_size == 0 && !c.finished);
 }
 
+/// Two writers of one execution (a member presumed dead comes back while another writes)
+/// never overwrite each other's segments: the second to write a number moves to the next.
+async fn two_writers_never_overwrite_each_other(s: &Stores, id: u64) {
+    let a = s.quick_writer.writer(id);
+    let b = s.quick_writer.writer(id);
+    a.emit(line(1));
+    wait_visible(&s.reader, id, 1).await;
+    b.emit(line(2));
+    wait_visible(&s.reader, id, 2).await;
+    a.emit(line(3));
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
+    let c = read(&s.reader, id, OutputQuery::default()).await;
+    assert_eq!(texts(&c), vec!["line 1", "line 2", "line 3"]);
+    assert!(c.completed());
+}
+
 /// An execution nobody wrote yet reads as empty, not as an error.
 async fn an_unknown_execution_reads_as_empty(s: &Stores, id: u64) {
     let c = read(&s.reader, id, OutputQuery::default()).await;
@@ -238,6 +255,7 @@ async fn every_scenario(s: &Stores) {
     offsets_resume_exactly(s, 20).await;
     lastlines_maxlines_and_filters(s, 30).await;
     a_crashed_writer_leaves_readable_segments(s, 40).await;
+    two_writers_never_overwrite_each_other(s, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,6 +268,9 @@ async fn log_store_on_the_local_filesystem() {
     // The objects are where the module doc says.
     assert!(dir.path().join("logs/executions/20/00000000.v1.jsonl").is_file());
     assert!(dir.path().join("logs/executions/20/complete.v1.json").is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("logs")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "job output is readable by the member's user only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,5 +283,39 @@ async fn log_store_on_an_s3_compatible_server() {
     // A bucket that does not exist is reported by the start-up check, not at the first run.
     let missing = LogStore::open(&s3_config(&moto, "no-such-bucket")).unwrap();
     assert!(missing.check().await.is_err());
+    drop(moto);
+}
+
+/// Output written while the store is unreachable is kept and written once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_survives_a_store_that_is_down_for_a_while() {
+    let addr = crate::fixture::process::free_addr();
+    let mut config = LogStoreConfig::local("/unused");
+    config.backend = LogBackend::S3(S3Config {
+        bucket: BUCKET.into(),
+        endpoint: Some(Moto::endpoint_at(addr)),
+        region: "us-east-1".into(),
+        access_key_id: Some("testing".into()),
+        secret_access_key: Some("testing".into()),
+        allow_http: true,
+        virtual_hosted_style: false,
+    });
+    config.checkpoint_interval = Duration::from_millis(100);
+    let store = LogStore::open(&config).unwrap();
+    // Nothing listens yet, and a new execution's writer starts all the same...
+    assert!(store.check().await.is_err());
+    let writer = store.writer(60);
+    writer.emit(line(0));
+    writer.emit(line(1));
+    // ...keeps the lines through a few failed checkpoints...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let moto = Moto::start_at(addr).await;
+    writer.emit(line(2));
+    // ...and writes them all once the store is back.
+    let summary = writer.finish().await.expect("finish once the store is back");
+    assert_eq!(summary.lines, 3);
+    let c = read(&store, 60, OutputQuery::default()).await;
+    assert_eq!(texts(&c), vec!["line 0", "line 1", "line 2"]);
+    assert!(c.completed());
     drop(moto);
 }

@@ -52,7 +52,8 @@ impl StepIo<'_> {
             time: Utc::now(),
             level,
             log,
-            step_ctx: Some(self.step_ctx.to_string()),
+            // Execution-level messages have no step.
+            step_ctx: (!self.step_ctx.is_empty()).then(|| self.step_ctx.to_string()),
             node: self.node.map(str::to_string),
             user: self.user.map(str::to_string),
         });

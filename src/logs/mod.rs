@@ -36,6 +36,7 @@ pub mod reader;
 pub mod writer;
 
 use std::fmt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -275,7 +276,12 @@ impl LogStore {
         config.validate().map_err(|(setting, message)| LogError::Config(format!("{setting}: {message}")))?;
         let (store, describe): (Arc<dyn ObjectStore>, String) = match &config.backend {
             LogBackend::Local { dir } => {
-                std::fs::create_dir_all(dir).map_err(|source| LogError::Dir { path: dir.clone(), source })?;
+                // Job output can be sensitive: only the member's user may read it.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| LogError::Dir { path: dir.clone(), source })?;
                 // fsync: a segment a reader has seen must survive a crash of this member.
                 let fs = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
                 (Arc::new(fs), format!("local:{}", dir.display()))
@@ -335,9 +341,16 @@ impl LogStore {
         Ok(())
     }
 
-    /// Starts writing execution `exec_id`'s log. Segments already present (written before a
-    /// restart) are kept and numbering continues after them.
-    pub async fn writer(&self, exec_id: u64) -> Result<LogWriter, LogError> {
+    /// Starts writing the log of a new execution, from segment 0. It asks nothing of the
+    /// store, so an execution starts even while the store is unreachable (its output is
+    /// buffered meanwhile). Must be called within a tokio runtime.
+    pub fn writer(&self, exec_id: u64) -> LogWriter {
+        LogWriter::start(self.clone(), exec_id, 0, 0)
+    }
+
+    /// Starts writing execution `exec_id`'s log after the segments already there (written
+    /// before this member restarted, say); fails if the log is complete.
+    pub async fn resume_writer(&self, exec_id: u64) -> Result<LogWriter, LogError> {
         let listing = self.list(exec_id).await?;
         if listing.marker.is_some() {
             return Err(LogError::AlreadyComplete(exec_id));

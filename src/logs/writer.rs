@@ -135,6 +135,7 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
+    /// Starts the writer task; `next_seq` and `size` say what the log already holds.
     pub(crate) fn start(store: LogStore, exec_id: u64, next_seq: u64, size: u64) -> LogWriter {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending { buf: Vec::new(), lines: 0, dropped: 0, close: Close::Open }),
