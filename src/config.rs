@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::logs::{LogBackend, LogStoreConfig, S3Config, DEFAULT_S3_REGION};
+
 /// Default HTTP API listen address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:4440";
 /// Default member-to-member gRPC listen address.
@@ -70,6 +72,8 @@ pub struct FileConfig {
     pub log: Option<String>,
     #[serde(default)]
     pub cluster: ClusterFile,
+    #[serde(default)]
+    pub logs: LogsFile,
 }
 
 /// `[cluster]` section: Raft timing and limits.
@@ -83,6 +87,46 @@ pub struct ClusterFile {
     pub max_voters: Option<usize>,
     pub snapshot_every: Option<u64>,
     pub cache_capacity_mib: Option<u64>,
+}
+
+/// `[logs]` section: where execution output is kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogsFile {
+    /// `local` or `s3`.
+    pub store: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub prefix: Option<String>,
+    pub checkpoint_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub s3: S3File,
+}
+
+/// `[logs.s3]` section.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct S3File {
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: Option<bool>,
+    pub virtual_hosted_style: Option<bool>,
+}
+
+impl std::fmt::Debug for S3File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3File")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .finish()
+    }
 }
 
 /// The validated configuration a member runs with.
@@ -108,6 +152,8 @@ pub struct Config {
     pub log: String,
     /// Raft timing and limits.
     pub cluster: ClusterTuning,
+    /// The execution log store.
+    pub logs: LogStoreConfig,
 }
 
 /// Raft timing and limits.
@@ -160,6 +206,42 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
 
 fn parse_addr(setting: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse().map_err(|_| invalid(setting, format!("'{v}' is not a socket address like 127.0.0.1:4440")))
+}
+
+/// The log store the `[logs]` section describes; the local store defaults to
+/// `<data-dir>/logs`.
+fn logs_config(f: &LogsFile, data_dir: &std::path::Path) -> Result<LogStoreConfig, ConfigError> {
+    let mut logs = LogStoreConfig::local(f.dir.clone().unwrap_or_else(|| data_dir.join(crate::datadir::LOGS_DIR)));
+    match f.store.as_deref().unwrap_or("local") {
+        "local" => {
+            if f.s3.bucket.is_some() {
+                return Err(invalid(
+                    "logs.store",
+                    "logs.s3.bucket is set but logs.store is \"local\"; set store = \"s3\"",
+                ));
+            }
+        }
+        "s3" => {
+            let s3 = &f.s3;
+            logs.backend = LogBackend::S3(S3Config {
+                bucket: s3.bucket.clone().unwrap_or_default(),
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone().unwrap_or_else(|| DEFAULT_S3_REGION.into()),
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: s3.secret_access_key.clone(),
+                allow_http: s3.allow_http.unwrap_or(false),
+                virtual_hosted_style: s3.virtual_hosted_style.unwrap_or(false),
+            });
+        }
+        other => return Err(invalid("logs.store", format!("'{other}' is not \"local\" or \"s3\""))),
+    }
+    if let Some(p) = &f.prefix {
+        logs.prefix = p.clone();
+    }
+    if let Some(ms) = f.checkpoint_interval_ms {
+        logs.checkpoint_interval = Duration::from_millis(ms);
+    }
+    Ok(logs)
 }
 
 fn check_advertise(setting: &'static str, v: &str) -> Result<String, ConfigError> {
@@ -228,12 +310,11 @@ impl Config {
         if let Some(v) = c.cache_capacity_mib {
             cluster.cache_capacity_mib = v;
         }
+        let data_dir =
+            args.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let logs = logs_config(&file.logs, &data_dir)?;
         let config = Config {
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir.clone())
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             http,
             raft,
             advertise_http,
@@ -243,6 +324,7 @@ impl Config {
             join,
             log: pick(&args.log, &file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
             cluster,
+            logs,
         };
         config.validate()?;
         Ok(config)
@@ -272,6 +354,7 @@ impl Config {
         if self.http == self.raft {
             return Err(invalid("raft", "must differ from the http address"));
         }
+        self.logs.validate().map_err(|(setting, message)| invalid(setting, message))?;
         Ok(())
     }
 
@@ -290,8 +373,10 @@ impl Config {
 
     /// A configuration with every default and the given data dir: for tests and embedding.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        let data_dir = data_dir.into();
         Config {
-            data_dir: data_dir.into(),
+            logs: LogStoreConfig::local(data_dir.join(crate::datadir::LOGS_DIR)),
+            data_dir,
             http: DEFAULT_HTTP.parse().expect("default http address"),
             raft: DEFAULT_RAFT.parse().expect("default raft address"),
             advertise_http: None,
@@ -322,6 +407,27 @@ mod tests {
         assert_eq!(defaults.http.to_string(), DEFAULT_HTTP);
         assert_eq!(defaults.raft.to_string(), DEFAULT_RAFT);
         assert_eq!(defaults.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(defaults.logs, LogStoreConfig::local(PathBuf::from(DEFAULT_DATA_DIR).join("logs")));
+    }
+
+    #[test]
+    fn the_logs_section_selects_an_s3_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "data-dir = \"/srv/st\"\n[logs]\nstore = \"s3\"\nprefix = \"prod\"\ncheckpoint-interval-ms = 500\n\
+             [logs.s3]\nbucket = \"logs\"\nendpoint = \"https://minio:9000\"\naccess-key-id = \"k\"\n\
+             secret-access-key = \"s3cr3t\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&ServeArgs { config: Some(file), ..Default::default() }).unwrap();
+        assert_eq!(c.logs.prefix, "prod");
+        assert_eq!(c.logs.checkpoint_interval, Duration::from_millis(500));
+        let LogBackend::S3(s3) = &c.logs.backend else { panic!("{:?}", c.logs) };
+        assert_eq!((s3.bucket.as_str(), s3.region.as_str()), ("logs", DEFAULT_S3_REGION));
+        assert_eq!(s3.endpoint.as_deref(), Some("https://minio:9000"));
+        assert!(!format!("{c:?}").contains("s3cr3t"), "the secret key is never printed");
     }
 
     #[test]
@@ -348,6 +454,15 @@ mod tests {
             ("cluster-secret = \"short\"", "cluster-secret"),
             ("join = \"10.0.0.1:4440\"", "join"),
             ("http = \"127.0.0.1:7000\"\nraft = \"127.0.0.1:7000\"", "raft"),
+            ("[logs]\nstore = \"nfs\"", "logs.store"),
+            ("[logs]\nstore = \"s3\"", "logs.s3.bucket"),
+            ("[logs.s3]\nbucket = \"b\"", "logs.store"),
+            (
+                "[logs]\nstore = \"s3\"\n[logs.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"",
+                "logs.s3.allow-http",
+            ),
+            ("[logs]\ncheckpoint-interval-ms = 0", "logs.checkpoint-interval-ms"),
+            ("[logs]\nprefix = \"a/../b\"", "logs.prefix"),
         ];
         for (text, setting) in cases {
             let file = dir.path().join("c.toml");

@@ -6,6 +6,7 @@
 //! <data-dir>/cluster.secret  the cluster secret, when this member generated it (mode 0600)
 //! <data-dir>/admin.token     the admin API token, when this member created it (mode 0600)
 //! <data-dir>/raft/           the sled store: Raft log, state machine, snapshots
+//! <data-dir>/logs/           execution output, when the log store is the local filesystem
 //! ```
 //!
 //! Small files are written atomically (temp file, fsync, rename, fsync of the directory), so a
@@ -25,6 +26,7 @@ pub const IDENTITY_FILE: &str = "member.json";
 pub const SECRET_FILE: &str = "cluster.secret";
 pub const TOKEN_FILE: &str = "admin.token";
 pub const STORE_DIR: &str = "raft";
+pub const LOGS_DIR: &str = "logs";
 
 /// Who this member is; fixed when the data dir is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

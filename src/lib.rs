@@ -9,6 +9,8 @@
 //! - [`auth`]: API tokens, stored hashed in the replicated state.
 //! - [`config`]: the typed configuration (flags, `STEWARD_*` variables, TOML file).
 //! - [`datadir`]: what a member keeps in its data dir besides the store.
+//! - [`exec`]: the executor: one execution's steps as local processes, independent of Raft.
+//! - [`logs`]: the execution log store (local directory or S3-compatible bucket), outside Raft.
 //! - [`cli`]: the `steward` command line (`serve`, `cluster join|leave|status`, `bench`).
 //! - [`bench`]: the write benchmark behind `steward bench`.
 //! - [`engine`]: the job engine's replicated core (fires, executions) and its member tasks.
@@ -25,4 +27,6 @@ pub mod codec;
 pub mod config;
 pub mod datadir;
 pub mod engine;
+pub mod exec;
+pub mod logs;
 pub mod server;

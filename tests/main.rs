@@ -1,7 +1,10 @@
 //! steward's integration tests, in one binary on the `TestCluster` fixture: in-process members
-//! (`cluster`, `api`) and real `steward` processes (`process`).
+//! (`cluster`, `api`) and real `steward` processes (`process`); the executor (`exec`) and the
+//! log store on the local filesystem and on an S3-compatible server (`logs`).
 
 mod api;
 mod cluster;
+mod exec;
 mod fixture;
+mod logs;
 mod process;
