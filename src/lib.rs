@@ -12,6 +12,7 @@
 //! - [`cli`]: the `steward` command line (`serve`, `cluster join|leave|status`, `bench`).
 //! - [`bench`]: the write benchmark behind `steward bench`.
 //! - [`codec`]: the versioned encoding of stored records.
+//! - [`jobs`]: the job definition format, run-time options and schedules (no cluster state).
 //!
 //! The replicated store is in the `steward-storage` crate and the Raft layer in `steward-raft`;
 //! `ARCHITECTURE.md` at the repository root says what goes where and why.
@@ -23,4 +24,5 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod datadir;
+pub mod jobs;
 pub mod server;
