@@ -7,6 +7,9 @@
 //!   import document job by job (a bad job does not stop the others), [`JobDefinition::validate`]
 //!   checks a job, [`export_jobs`] writes a document Rundeck can import. Fields steward does not
 //!   act on are kept and exported again.
+//! - [`options`]: a run request's `argString` and `options`, resolved against the job's options
+//!   (defaults, required, allowed values, regex, multivalued, secure values and key storage
+//!   markers), and the `RD_OPTION_*` variables.
 //! - [`schedule`]: Quartz cron in the job's time zone ([`JobSchedule`]) with its daylight-saving
 //!   rules, and [`plan_due_slots`], which decides for every due slot whether it fires or is
 //!   recorded as missed.
@@ -15,8 +18,10 @@
 
 pub mod definition;
 pub mod duration;
+pub mod options;
 pub mod schedule;
 mod yaml;
 
 pub use definition::{export_jobs, parse_jobs, DocumentError, FieldProblem, JobDefinition, JobError, JobFormat};
+pub use options::{collect_inputs, resolve_options, OptionErrors, ResolvedOptions};
 pub use schedule::{plan_due_slots, JobSchedule, MisfireKind, MisfirePolicy, SlotOutcome, SlotPlan};
