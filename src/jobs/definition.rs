@@ -1868,6 +1868,8 @@ mod tests {
         assert_eq!(opt.values.as_deref().unwrap(), ["a", "b", "c"]);
         assert!(opt.required);
         assert_eq!(job.log_level(), LogLevel::Debug);
+        let job = parse_one_ok(JobFormat::Yaml, &yaml_job("  options:\n  - {name: n, default: 5}\n"));
+        assert_eq!(job.option("n").unwrap().value.as_deref(), Some("5"), "`default` is read as `value`");
     }
 
     #[test]

@@ -797,6 +797,7 @@ mod tests {
             ("0 0 12 L-3 * ?", "'L-n'"),
             ("0 0 12 ? * 6#6", "day-of-week field '6#6'"),
             ("0 0 22-2 * * ?", "runs backwards"),
+            ("0 0 12 ? * FRI-MON", "day-of-week field 'FRI-MON'"),
             ("0 0 12 * * ? x", "year field 'X' has the character 'X'"),
             ("@daily", "6 or 7 fields"),
             ("0 0 12 * * +MON", "character '+'"),
