@@ -7,6 +7,7 @@
 //! <data-dir>/admin.token     the admin API token, when this member created it (mode 0600)
 //! <data-dir>/raft/           the sled store: Raft log, state machine, snapshots
 //! <data-dir>/logs/           execution output, when the log store is the local filesystem
+//! <data-dir>/tmp/            inline scripts of running steps
 //! ```
 //!
 //! Small files are written atomically (temp file, fsync, rename, fsync of the directory), so a
@@ -27,6 +28,8 @@ pub const SECRET_FILE: &str = "cluster.secret";
 pub const TOKEN_FILE: &str = "admin.token";
 pub const STORE_DIR: &str = "raft";
 pub const LOGS_DIR: &str = "logs";
+/// Where inline scripts of running steps are written.
+pub const SCRATCH_DIR: &str = "tmp";
 
 /// Who this member is; fixed when the data dir is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 //! - [`bench`]: the write benchmark behind `steward bench`.
 //! - [`engine`]: the job engine's replicated core (fires, executions) and its member tasks.
 //! - [`codec`]: the versioned encoding of stored records.
+//! - [`jobs`]: the job definition format, run-time options and schedules (no cluster state).
 //!
 //! The replicated store is in the `steward-storage` crate and the Raft layer in `steward-raft`;
 //! `ARCHITECTURE.md` at the repository root says what goes where and why.
@@ -28,5 +29,6 @@ pub mod config;
 pub mod datadir;
 pub mod engine;
 pub mod exec;
+pub mod jobs;
 pub mod logs;
 pub mod server;

@@ -21,6 +21,8 @@ use crate::api::{self, AppState};
 use crate::auth;
 use crate::config::Config;
 use crate::datadir::{self, DataDir, Identity};
+use crate::engine::Engine;
+use crate::logs::LogStore;
 
 /// Why a running server stopped (other than a signal).
 #[derive(Clone, PartialEq, Eq)]
@@ -69,6 +71,8 @@ pub struct Server {
     /// The gRPC address actually bound.
     pub raft_addr: SocketAddr,
     pub data_dir: DataDir,
+    /// The job engine's scheduler and runner on this member.
+    pub engine: Option<Engine>,
     stop: watch::Sender<Option<StopReason>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -176,7 +180,28 @@ impl Server {
             return Err(e);
         }
 
+        let logs = match LogStore::open(&config.logs) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = stop.send(Some(StopReason::Requested));
+                member.shutdown().await;
+                return Err(ServeError::Start(format!("log store: {e}")));
+            }
+        };
+        if let Err(e) = logs.check().await {
+            // A member must be able to write execution output; say so now rather than at the
+            // first run.
+            let _ = stop.send(Some(StopReason::Requested));
+            member.shutdown().await;
+            return Err(ServeError::Start(format!("log store {}: {e}", logs.describe())));
+        }
+        let scratch = data_dir.path(datadir::SCRATCH_DIR);
+        std::fs::create_dir_all(&scratch)
+            .map_err(|source| datadir::DataDirError::Io { path: scratch.clone(), source })?;
+        let engine = Engine::start(member.clone(), logs.clone(), scratch);
+
         let state = AppState {
+            logs,
             member: member.clone(),
             started: Instant::now(),
             started_at: chrono::Utc::now(),
@@ -201,7 +226,16 @@ impl Server {
             uuid = %identity.uuid, http = %node.http_addr, raft = %node.raft_addr,
             cluster = identity.cluster_id.as_deref().unwrap_or("?"), "steward member started"
         );
-        Ok(Server { member, identity, http_addr, raft_addr, data_dir: data_dir.clone(), stop, tasks })
+        Ok(Server {
+            member,
+            identity,
+            http_addr,
+            raft_addr,
+            data_dir: data_dir.clone(),
+            engine: Some(engine),
+            stop,
+            tasks,
+        })
     }
 
     /// Creates the cluster, joins one, or resumes membership, as the data dir and config say.
@@ -348,8 +382,11 @@ impl Server {
         self.stop.clone()
     }
 
-    /// Stops the HTTP and gRPC servers and Raft, and waits for them.
-    pub async fn shutdown(self) -> StopReason {
+    /// Stops the job engine, the HTTP and gRPC servers and Raft, and waits for them.
+    pub async fn shutdown(mut self) -> StopReason {
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown().await;
+        }
         let _ = self.stop.send_if_modified(|r| {
             if r.is_none() {
                 *r = Some(StopReason::Requested);

@@ -221,3 +221,108 @@ pub async fn require_project(state: &AppState, project: &str) -> ApiResult<()> {
     }
     Ok(())
 }
+
+/// Header set on an output request forwarded to the member that runs the execution, so that
+/// member never forwards it again.
+const FORWARDED: &str = "x-steward-forwarded";
+
+/// `GET /api/{v}/execution/{id}/output?offset=&lastlines=&maxlines=&lastmod=&nodename=&stepctx=`.
+///
+/// Any member answers, also while the execution runs: with a shared log store (S3) it reads
+/// the segments itself; with logs on the executing member's own disk it forwards the request
+/// to that member inside the cluster.
+pub async fn output(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id = parse_id(&id)?;
+    let rec = load(&state, id).await?;
+    let mine = rec.member == state.member.node().uuid;
+    if !mine && !state.logs.is_shared() && !headers.contains_key(FORWARDED) {
+        return forward_output(&state, &rec, &uri, &headers).await;
+    }
+    let num = |k: &str| -> ApiResult<Option<usize>> {
+        q.get(k).map(|s| s.parse().map_err(|_| ApiError::bad_request(format!("{k} '{s}' is not a number")))).transpose()
+    };
+    let query = crate::logs::OutputQuery {
+        offset: num("offset")?.unwrap_or(0) as u64,
+        lastlines: num("lastlines")?,
+        maxlines: num("maxlines")?,
+        lastmod: q
+            .get("lastmod")
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|_| ApiError::bad_request("lastmod is not a number"))?,
+        node: q.get("nodename").cloned(),
+        step_ctx: q.get("stepctx").cloned(),
+    };
+    let chunk = state.logs.read(id, &query).await.map_err(|e| ApiError::internal(format!("reading the log: {e}")))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let info = crate::logs::ExecInfo {
+        completed: rec.status.is_final(),
+        state: rec.status.as_str().to_string(),
+        has_failed_nodes: rec.status == ExecStatus::Failed,
+        duration_ms: rec.ended_ms.unwrap_or(now) - rec.started_ms.unwrap_or(rec.created_ms),
+        cluster_exec: Some(!mine),
+        server_node_uuid: Some(rec.member.clone()),
+    };
+    Ok(Json(crate::logs::OutputResponse::new(id, chunk, &info)).into_response())
+}
+
+/// Sends an output request on to the member that runs the execution.
+async fn forward_output(
+    state: &AppState,
+    rec: &ExecutionRecord,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let metrics = state.member.raft().metrics().borrow().clone();
+    let node =
+        metrics.membership_config.membership().nodes().find(|(_, n)| n.uuid == rec.member).map(|(_, n)| n.clone());
+    let Some(node) = node else {
+        return Err(ApiError::unavailable(
+            "api.error.execution.member-gone",
+            format!(
+                "the member {} that ran this execution is no longer in the cluster; its log is not reachable",
+                rec.member
+            ),
+        ));
+    };
+    let url = format!("http://{}{}", node.http_addr, uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path()));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut req = client.get(&url).header(FORWARDED, "1");
+    for h in ["x-rundeck-auth-token", "authorization", "accept", "cookie"] {
+        if let Some(v) = headers.get(h) {
+            req = req.header(h, v.clone());
+        }
+    }
+    let resp = req.send().await.map_err(|e| {
+        ApiError::unavailable(
+            "api.error.execution.member-unreachable",
+            format!("cannot reach member {}: {e}", rec.member),
+        )
+    })?;
+    let status =
+        axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    let ctype = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable("api.error.execution.member-unreachable", e.to_string()))?;
+    let mut out = (status, body).into_response();
+    if let Some(c) = ctype {
+        if let Ok(v) = axum::http::HeaderValue::from_bytes(c.as_bytes()) {
+            out.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+        }
+    }
+    Ok(out)
+}

@@ -19,7 +19,7 @@ use steward_storage::{Guard, Op, Txn};
 
 use super::executions::require_project;
 use super::version::ApiVersion;
-use super::{base_url, ApiError, ApiJson, ApiResult, AppState};
+use super::{base_url, ApiError, ApiResult, AppState};
 use crate::auth::Principal;
 use crate::codec;
 use crate::engine::catalog::{plain_options, JobRecord};
@@ -32,6 +32,14 @@ use crate::engine::view::execution_json;
 use crate::jobs::definition::{export_jobs, parse_jobs, JobDefinition, JobFormat};
 use crate::jobs::options::{collect_inputs, resolve_options};
 use crate::jobs::schedule::JobSchedule;
+
+/// A JSON body that may be absent (Rundeck's run and bulk delete accept an empty body).
+fn optional_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<Option<T>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
 
 fn user_of(p: &Option<axum::Extension<Principal>>) -> String {
     p.as_ref().map(|p| p.user.clone()).unwrap_or_else(|| "admin".into())
@@ -75,7 +83,8 @@ async fn store_job(
     user: &str,
 ) -> ApiResult<bool> {
     let now = chrono::Utc::now().timestamp_millis();
-    let record = JobRecord { definition: def, created_ms: created_ms.unwrap_or(now), updated_ms: now, updated_by: user.into() };
+    let record =
+        JobRecord { definition: def, created_ms: created_ms.unwrap_or(now), updated_ms: now, updated_by: user.into() };
     let (owner, owner_rev) = next_owner(state, uuid).await?;
     let mut guards = vec![
         Guard::ModRevision { key: job_key(project, uuid), rev: expect_rev },
@@ -96,7 +105,8 @@ async fn store_job(
     Ok(state.member.write(txn).await?.succeeded)
 }
 
-fn job_summary(base: &str, v: u32, project: &str, r: &JobRecord, owner: Option<&OwnerRecord>) -> Value {
+/// A job as Rundeck lists it. `serverOwner` says whether the member answering owns it.
+fn job_summary(base: &str, v: u32, project: &str, r: &JobRecord, owner: Option<&OwnerRecord>, me: &str) -> Value {
     let d = &r.definition;
     let uuid = d.uuid().unwrap_or_default();
     json!({
@@ -111,7 +121,7 @@ fn job_summary(base: &str, v: u32, project: &str, r: &JobRecord, owner: Option<&
         "scheduleEnabled": d.schedule_enabled,
         "enabled": d.execution_enabled,
         "serverNodeUUID": owner.map(|o| o.member.clone()),
-        "serverOwner": owner.is_some_and(|o| false || o.member.is_empty()),
+        "serverOwner": owner.is_some_and(|o| o.member == me),
     })
 }
 
@@ -126,7 +136,9 @@ pub struct ImportParams {
 
 fn format_of(param: Option<&str>, headers: &HeaderMap) -> ApiResult<JobFormat> {
     if let Some(f) = param {
-        return f.parse().map_err(|_| ApiError::bad_request(format!("format '{f}' is not supported: use yaml or json")));
+        return f
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("format '{f}' is not supported: use yaml or json")));
     }
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     JobFormat::from_media_type(ctype).ok_or_else(|| {
@@ -167,7 +179,9 @@ pub async fn import(
         let mut def = match item {
             Ok(d) => d,
             Err(e) => {
-                failed.push(json!({ "index": index, "name": e.name, "id": e.uuid, "error": e.to_string(), "field": e.field() }));
+                failed.push(
+                    json!({ "index": index, "name": e.name, "id": e.uuid, "error": e.to_string(), "field": e.field() }),
+                );
                 continue;
             }
         };
@@ -248,18 +262,20 @@ async fn import_one(
         None => find_by_name(state, project, def).await?,
     };
     let existing = match &existing_uuid {
-        Some(u) => match state.member.get(&job_index_key(u), Consistency::Linearizable).await.map_err(ApiError::from)? {
-            Some(idx) => {
-                let p: String = codec::decode(&idx.value).map_err(ApiError::from)?;
-                if p != project {
-                    return Err(ImportFailure::Job(format!(
+        Some(u) => {
+            match state.member.get(&job_index_key(u), Consistency::Linearizable).await.map_err(ApiError::from)? {
+                Some(idx) => {
+                    let p: String = codec::decode(&idx.value).map_err(ApiError::from)?;
+                    if p != project {
+                        return Err(ImportFailure::Job(format!(
                         "uuid: job uuid {u} is already used by a job of project {p}; give another uuid or use uuidOption=remove"
                     )));
+                    }
+                    Some(load_job(state, u).await?)
                 }
-                Some(load_job(state, u).await?)
+                None => None,
             }
-            None => None,
-        },
+        }
         None => None,
     };
     let (uuid, rev, created) = match (&existing, dupe) {
@@ -331,7 +347,9 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let base = base_url(&state);
     let jobs = select_jobs(&state, &project, &q).await?;
-    Ok(Json(Value::Array(jobs.iter().map(|(r, o)| job_summary(&base, v, &project, r, o.as_ref())).collect())))
+    Ok(Json(Value::Array(
+        jobs.iter().map(|(r, o)| job_summary(&base, v, &project, r, o.as_ref(), &state.member.node().uuid)).collect(),
+    )))
 }
 
 fn document(format: JobFormat, defs: &[JobDefinition]) -> Response {
@@ -346,7 +364,8 @@ pub async fn export(
     Path((_, project)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let format = q.get("format").map(|f| f.parse()).transpose().map_err(ApiError::bad_request)?.unwrap_or(JobFormat::Json);
+    let format =
+        q.get("format").map(|f| f.parse()).transpose().map_err(ApiError::bad_request)?.unwrap_or(JobFormat::Json);
     let jobs = select_jobs(&state, &project, &q).await?;
     let defs: Vec<JobDefinition> = jobs.into_iter().map(|(r, _)| r.definition).collect();
     Ok(document(format, &defs))
@@ -359,7 +378,8 @@ pub async fn get(
     Path((_, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let format = q.get("format").map(|f| f.parse()).transpose().map_err(ApiError::bad_request)?.unwrap_or(JobFormat::Json);
+    let format =
+        q.get("format").map(|f| f.parse()).transpose().map_err(ApiError::bad_request)?.unwrap_or(JobFormat::Json);
     let job = load_job(&state, &id).await?;
     Ok(document(format, &[job.record.definition]))
 }
@@ -375,7 +395,8 @@ pub async fn info(
         Some(kv) => Some(codec::decode::<OwnerRecord>(&kv.value)?),
         None => None,
     };
-    let mut out = job_summary(&base_url(&state), v, &job.project, &job.record, owner.as_ref());
+    let mut out =
+        job_summary(&base_url(&state), v, &job.project, &job.record, owner.as_ref(), &state.member.node().uuid);
     if let Ok(Some(s)) = JobSchedule::from_definition(&job.record.definition) {
         if job.record.definition.is_scheduled() {
             out["nextScheduledExecution"] =
@@ -426,10 +447,10 @@ pub async fn bulk_delete(
     State(state): State<AppState>,
     _v: ApiVersion,
     Query(q): Query<HashMap<String, String>>,
-    body: Option<ApiJson<BulkIds>>,
+    body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let mut ids: Vec<String> = Vec::new();
-    if let Some(ApiJson(b)) = body {
+    if let Some(b) = optional_json::<BulkIds>(&body)? {
         ids.extend(b.ids);
         ids.extend(b.idlist.iter().flat_map(|l| l.split(',').map(|s| s.trim().to_string())));
     }
@@ -508,9 +529,9 @@ pub async fn run(
     ApiVersion(v): ApiVersion,
     Path((_, id)): Path<(String, String)>,
     principal: Option<axum::Extension<Principal>>,
-    body: Option<ApiJson<RunRequest>>,
+    body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let req = body.map(|ApiJson(b)| b).unwrap_or_default();
+    let req: RunRequest = optional_json(&body)?.unwrap_or_default();
     let job = load_job(&state, &id).await?;
     let def = &job.record.definition;
     if !def.execution_enabled {

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod error;
 pub mod executions;
 pub mod internal;
+pub mod jobs;
 pub mod projects;
 pub mod system;
 pub mod version;
@@ -38,6 +39,8 @@ use crate::auth::{self, AuthError, Principal};
 #[derive(Clone)]
 pub struct AppState {
     pub member: Member,
+    /// Execution output (local directory or S3-compatible bucket).
+    pub logs: crate::logs::LogStore,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub data_dir: std::path::PathBuf,
@@ -54,12 +57,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{v}/cluster/members/{id}", delete(cluster::remove))
         .route("/api/{v}/cluster/join", post(cluster::join_peer))
         .route("/api/{v}/projects", get(projects::list).post(projects::create))
+        .route("/api/{v}/project/{project}/jobs", get(jobs::list))
+        .route("/api/{v}/project/{project}/jobs/import", post(jobs::import))
+        .route("/api/{v}/project/{project}/jobs/export", get(jobs::export))
+        .route("/api/{v}/jobs/delete", post(jobs::bulk_delete).delete(jobs::bulk_delete))
+        .route("/api/{v}/job/{id}", get(jobs::get).delete(jobs::delete))
+        .route("/api/{v}/job/{id}/info", get(jobs::info))
+        .route("/api/{v}/job/{id}/run", post(jobs::run))
+        .route("/api/{v}/job/{id}/execution/enable", post(jobs::enable_execution))
+        .route("/api/{v}/job/{id}/execution/disable", post(jobs::disable_execution))
+        .route("/api/{v}/job/{id}/schedule/enable", post(jobs::enable_schedule))
+        .route("/api/{v}/job/{id}/schedule/disable", post(jobs::disable_schedule))
         .route("/api/{v}/execution/{id}", get(executions::get))
+        .route("/api/{v}/execution/{id}/output", get(executions::output))
         .route("/api/{v}/execution/{id}/state", get(executions::state))
         .route("/api/{v}/execution/{id}/abort", post(executions::abort))
         .route("/api/{v}/project/{project}/executions/running", get(executions::running))
         .route("/api/{v}/project/{project}/executions", get(executions::query))
-        .route("/api/{v}/job/{id}/executions", get(executions::job_history))
+        .route("/api/{v}/job/{id}/executions", get(executions::job_history).post(jobs::run))
         .route("/api/{v}/project/{name}", get(projects::get).delete(projects::delete))
         .route("/api/{v}/project/{name}/config", get(projects::get_config).put(projects::put_config))
         .route(

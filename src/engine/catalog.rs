@@ -79,7 +79,10 @@ impl Catalog {
 
     /// The project of job `uuid`.
     pub fn project_of(&self, uuid: &str) -> Result<Option<String>, CatalogError> {
-        Ok(self.member.kv().get(&job_index_key(uuid))?.map(|kv| String::from_utf8_lossy(&kv.value[1..]).into_owned()))
+        match self.member.kv().get(&job_index_key(uuid))? {
+            Some(kv) => Ok(Some(codec::decode(&kv.value)?)),
+            None => Ok(None),
+        }
     }
 
     /// Job `uuid` with its project.
@@ -134,9 +137,7 @@ impl Catalog {
         };
         // Scheduled runs get the options' defaults; a required option without one makes the
         // run fail with a message in its log, as Rundeck does, rather than silently not fire.
-        let options = resolve_options(&def.options, &Default::default())
-            .map(|r| plain_options(&r))
-            .unwrap_or_default();
+        let options = resolve_options(&def.options, &Default::default()).map(|r| plain_options(&r)).unwrap_or_default();
         Ok(JobEntry {
             job: ScheduledJob {
                 uuid,
@@ -175,7 +176,9 @@ impl Catalog {
     pub fn run_plan(&self, rec: &ExecutionRecord, id: u64) -> Result<RunPlan, CatalogError> {
         let (_, record) = self.job(&rec.job_uuid)?.ok_or_else(|| CatalogError::NoJob(rec.job_uuid.clone()))?;
         let def = &record.definition;
-        let inputs = collect_inputs(None, &rec.options).map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        let given: serde_json::Map<String, serde_json::Value> =
+            rec.options.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let inputs = collect_inputs(None, Some(&given)).map_err(|e| CatalogError::Invalid(e.to_string()))?;
         let resolved = resolve_options(&def.options, &inputs).map_err(|e| CatalogError::Invalid(e.to_string()))?;
         let (env, secrets) = option_environment(&resolved)?;
         let vars = exec::JobVars {
@@ -230,7 +233,10 @@ impl Catalog {
                 return Ok(j);
             }
         }
-        Err(CatalogError::NoJob(format!("{project}:{}", if group.is_empty() { name } else { format!("{group}/{name}") })))
+        Err(CatalogError::NoJob(format!(
+            "{project}:{}",
+            if group.is_empty() { name } else { format!("{group}/{name}") }
+        )))
     }
 }
 
@@ -245,8 +251,11 @@ pub fn plain_options(r: &ResolvedOptions) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Environment variables, as `(name, value)`.
+type Env = Vec<(String, String)>;
+
 /// `RD_OPTION_*` variables and the values to mask in the output.
-fn option_environment(r: &ResolvedOptions) -> Result<(Vec<(String, String)>, Vec<String>), CatalogError> {
+fn option_environment(r: &ResolvedOptions) -> Result<(Env, Vec<String>), CatalogError> {
     let env = r.environment().map_err(|e| CatalogError::Invalid(e.to_string()))?;
     let secrets = r
         .values
@@ -329,8 +338,8 @@ impl JobRefRunner for CatalogJobRefs {
                 Err(e) => return StepOutcome::Failed(exec::FailureReason::JobRef(e.to_string())),
             };
             let prepared = (|| -> Result<(exec::Sequence, exec::Context), CatalogError> {
-                let inputs = collect_inputs(call.job.args.as_deref(), &BTreeMap::new())
-                    .map_err(|e| CatalogError::Invalid(e.to_string()))?;
+                let inputs =
+                    collect_inputs(call.job.args.as_deref(), None).map_err(|e| CatalogError::Invalid(e.to_string()))?;
                 let resolved = resolve_options(&job.definition.options, &inputs)
                     .map_err(|e| CatalogError::Invalid(e.to_string()))?;
                 let (env, secrets) = option_environment(&resolved)?;

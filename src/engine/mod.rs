@@ -6,8 +6,62 @@
 //! - [`fire`]: the scheduled fire — one guarded transaction per slot, batched per log entry.
 //! - [`executions`]: reading and changing execution records (guarded read-modify-write).
 //! - [`view`]: executions in Rundeck's JSON shapes.
+//! - [`catalog`]: job records read from the applied state, turned into schedules and run plans.
+//! - [`scheduler`]: the member task that fires the slots of the jobs this member owns.
+//! - [`runner`]: the member task that runs the executions assigned to this member.
 
+pub mod catalog;
 pub mod executions;
 pub mod fire;
 pub mod records;
+pub mod runner;
+pub mod scheduler;
 pub mod view;
+
+use std::sync::{Arc, Mutex};
+
+use steward_raft::Member;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::exec::Executor;
+use crate::logs::LogStore;
+
+/// Resolves once `stop` turns true (or its sender is gone). A function of its own so that the
+/// watch's read guard never lives across an await in the tasks' `select!`s.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The job engine's tasks on one member: its scheduler and its runner.
+pub struct Engine {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// What the scheduler fired, for benchmarks and tests.
+    pub stats: Arc<Mutex<scheduler::FireStats>>,
+}
+
+impl Engine {
+    /// Starts the scheduler and the runner. `scratch` is where inline scripts are written.
+    pub fn start(member: Member, logs: LogStore, scratch: std::path::PathBuf) -> Engine {
+        let (stop, _) = watch::channel(false);
+        let stats = Arc::new(Mutex::new(scheduler::FireStats::default()));
+        let catalog = catalog::Catalog::new(member.clone());
+        let executor = Executor::new()
+            .with_scratch_dir(scratch)
+            .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone() }));
+        let sched = scheduler::Scheduler::new(member.clone(), catalog.clone(), stats.clone());
+        let runner = runner::Runner::new(member, catalog, logs, executor);
+        let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.run(stop.subscribe()))];
+        Engine { stop, tasks, stats }
+    }
+
+    /// Stops the scheduler and the runner; the runner stops the executions it runs (they end
+    /// `incomplete`) before it returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

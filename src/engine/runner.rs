@@ -27,6 +27,7 @@ use super::catalog::{Catalog, RunPlan};
 use super::executions::{self, ExecError};
 use super::fire::create_execution_op;
 use super::records::{exec_id, running_request_key, ExecStatus, ExecutionRecord, Trigger, RUNNING};
+use super::stopped;
 use crate::exec::{abort_pair, AbortHandle, AbortKind, Executor, Status};
 use crate::logs::{LogEntry, LogLevel, LogSink, LogStore};
 
@@ -54,12 +55,34 @@ impl Runner {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Stops every execution this incarnation runs (as `forceIncomplete`: the member is going
+    /// away, the runs have no outcome) and waits up to `grace` for them to record their end.
+    pub async fn stop_all(&self, grace: Duration) {
+        let handles: Vec<Arc<AbortHandle>> = self.active().values().cloned().collect();
+        if handles.is_empty() {
+            return;
+        }
+        tracing::info!(executions = handles.len(), "stopping the executions of this member");
+        for h in handles {
+            h.abort(AbortKind::ForceIncomplete);
+        }
+        let until = tokio::time::Instant::now() + grace;
+        while !self.active().is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs until `stop` turns true; then stops the executions it runs.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        self.clone().follow(stop).await;
+        self.stop_all(Duration::from_secs(10)).await;
+    }
+
+    async fn follow(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut feed = self.member.kv().subscribe();
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stopped(&mut stop) => return,
                 r = self.member.read_barrier() => match r {
                     Ok(()) => break,
                     Err(e) => {
@@ -72,7 +95,7 @@ impl Runner {
         self.clone().sweep(true).await;
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stopped(&mut stop) => return,
                 ev = feed.recv() => match ev {
                     Ok(Event::Change(c)) => {
                         if let (Some(id), Some(new)) = (exec_id(&c.key), c.new.as_ref()) {
@@ -111,7 +134,10 @@ impl Runner {
             if startup && orphan && !rec.status.is_final() {
                 let msg = "its member stopped while it ran".to_string();
                 match executions::finish(&self.member, id, ExecStatus::Incomplete, Some(msg)).await {
-                    Ok(_) => tracing::warn!(execution = id, "execution left running by an earlier run of this member: incomplete"),
+                    Ok(_) => tracing::warn!(
+                        execution = id,
+                        "execution left running by an earlier run of this member: incomplete"
+                    ),
                     Err(e) => tracing::warn!(error = %e, execution = id, "could not record an orphaned execution"),
                 }
                 continue;
@@ -140,7 +166,7 @@ impl Runner {
             let wait = rec.scheduled_ms.filter(|_| rec.status == ExecStatus::Scheduled);
             if let Some(at) = wait {
                 let delay = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0) as u64;
-                let mut s = signal.clone();
+                let s = signal.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
                     _ = s.requested() => {
@@ -188,10 +214,9 @@ impl Runner {
 
     /// Writes one line to an execution's log (for failures before any process ran).
     async fn note(&self, id: u64, level: LogLevel, text: &str) {
-        if let Ok(w) = self.logs.writer(id).await {
-            w.emit(LogEntry::now(level, text));
-            let _ = w.finish().await;
-        }
+        let w = self.logs.writer(id);
+        w.emit(LogEntry::now(level, text));
+        let _ = w.finish().await;
     }
 
     async fn execute(
@@ -201,10 +226,9 @@ impl Runner {
         plan: RunPlan,
         signal: crate::exec::AbortSignal,
     ) -> (ExecStatus, Option<String>) {
-        let writer = match self.logs.writer(id).await {
-            Ok(w) => w,
-            Err(e) => return (ExecStatus::Failed, Some(format!("the log store is unavailable: {e}"))),
-        };
+        // Starting a writer needs no round trip to the store: a run starts while the store is
+        // down, and its output is buffered until the store answers.
+        let writer = self.logs.writer(id);
         tracing::info!(execution = id, job = %rec.job_uuid, "execution started");
         let outcome = self.executor.run(&plan.execution, &writer, signal).await;
         if let Err(e) = writer.finish().await {
@@ -262,7 +286,9 @@ impl Runner {
         }
         let txn = Txn::guarded(guards, vec![create_execution_op(&next, Vec::new())]);
         match self.member.write(txn).await {
-            Ok(r) if r.succeeded => tracing::info!(execution = id, retry = ?r.allocated.first(), attempt = next.attempt, "retrying"),
+            Ok(r) if r.succeeded => {
+                tracing::info!(execution = id, retry = ?r.allocated.first(), attempt = next.attempt, "retrying")
+            }
             Ok(_) => tracing::info!(execution = id, "not retried: the job is gone or already running"),
             Err(e) => tracing::warn!(error = %e, execution = id, "could not create the retry"),
         }

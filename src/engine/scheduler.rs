@@ -12,59 +12,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use steward_raft::{Consistency, Member};
+use steward_raft::Member;
 use steward_storage::Event;
 use tokio::sync::{broadcast, watch};
 
 use super::catalog::{Catalog, JobEntry};
 use super::fire::{fire_batch, interpret, DueSlot, ScheduledJob, SlotAction, SlotResult};
 use super::records::{FIRES, JOBS, OWNERS};
+use super::stopped;
+use crate::jobs::schedule::{plan_due_slots, JobSchedule, MisfirePolicy, SlotOutcome};
 
 /// Slots decided per log entry.
 pub const BATCH: usize = 256;
 
-/// A job's schedule as the scheduler needs it.
-pub trait Slots: Send + Sync {
-    /// The first slot strictly after `t`.
-    fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>>;
-}
-
-/// What to do with slots that could not be fired on time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Misfire {
-    /// Late slots younger than this still run (once each); older ones are recorded missed.
-    pub window: Duration,
-    /// False: every late slot is recorded missed instead of run.
-    pub run_late: bool,
-}
-
-impl Default for Misfire {
-    fn default() -> Self {
-        Misfire { window: Duration::from_secs(60), run_late: true }
-    }
-}
-
-/// A slot counts as late once it is this much overdue; a fire within it is on time.
-const LATE_AFTER: Duration = Duration::from_secs(1);
-
-/// Decides each due slot: fire it, or record it missed.
-pub fn plan(slot_ms: i64, now_ms: i64, misfire: Misfire) -> SlotAction {
-    let late_by = now_ms.saturating_sub(slot_ms);
-    if late_by <= LATE_AFTER.as_millis() as i64 {
-        return SlotAction::Fire;
-    }
-    if misfire.run_late && late_by <= misfire.window.as_millis() as i64 {
-        SlotAction::Fire
-    } else {
-        SlotAction::RecordMissed
-    }
-}
+/// Most slots of one job decided per wake-up (a long outage of a frequent job is worked off in
+/// bounded rounds).
+const PER_JOB: usize = 1000;
 
 /// One owned job in the scheduler.
 struct Owned {
     job: Arc<ScheduledJob>,
-    slots: Arc<dyn Slots>,
-    misfire: Misfire,
+    schedule: Arc<JobSchedule>,
+    misfire: MisfirePolicy,
+    /// The last slot decided (ms), or the moment scheduling started.
+    after: i64,
     /// The next slot to decide (ms), if the schedule has one.
     next: Option<i64>,
 }
@@ -116,7 +87,7 @@ impl Scheduler {
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stopped(&mut stop) => return,
                 ev = feed.recv() => match ev {
                     Ok(Event::Change(c)) => {
                         if c.key.starts_with(JOBS) || c.key.starts_with(OWNERS) {
@@ -141,11 +112,11 @@ impl Scheduler {
     }
 
     /// Re-reads every job and owner record and the last recorded slot of each owned job.
-    async fn rebuild(&mut self) -> Result<(), steward_raft::ClusterError> {
-        self.member.read_barrier().await?;
+    async fn rebuild(&mut self) -> Result<(), String> {
+        self.member.read_barrier().await.map_err(|e| e.to_string())?;
         self.owned.clear();
         self.queue.clear();
-        for entry in self.catalog.all_jobs()? {
+        for entry in self.catalog.all_jobs().map_err(|e| e.to_string())? {
             self.track(entry);
         }
         Ok(())
@@ -171,28 +142,24 @@ impl Scheduler {
     /// Starts (or stops) scheduling a job as its records now say.
     fn track(&mut self, entry: JobEntry) {
         let uuid = entry.job.uuid.clone();
-        let keep = entry.owner.as_ref().is_some_and(|o| o.member == self.me) && entry.slots.is_some();
-        if !keep {
+        let owned_by_me = entry.owner.as_ref().is_some_and(|o| o.member == self.me);
+        let Some(schedule) = entry.schedule.filter(|_| owned_by_me) else {
             self.untrack(&uuid);
             return;
-        }
-        let Some(slots) = entry.slots else { return };
-        // Resume after the last recorded slot (a restart or a takeover), else from now: a new
-        // or newly enabled job does not fire slots from before it existed.
-        let since = match self.owned.get(&uuid) {
-            Some(o) => o.next.map(|n| n - 1),
-            None => None,
         };
-        let since = match since {
-            Some(s) => s,
-            None => self.last_recorded(&uuid).unwrap_or_else(|| Utc::now().timestamp_millis() - 1),
+        // Resume after the last decided slot: this member's own progress, else the last slot
+        // recorded in the cluster (a restart or a takeover), else now — a new or newly enabled
+        // job does not fire slots from before it existed.
+        let after = match self.owned.get(&uuid) {
+            Some(o) => o.after,
+            None => self.last_recorded(&uuid).unwrap_or_else(|| Utc::now().timestamp_millis()),
         };
         self.untrack(&uuid);
-        let next = slots.next_after(at(since)).map(ms);
+        let next = schedule.next_after(at(after)).map(ms);
         if let Some(n) = next {
             self.queue.insert((n, uuid.clone()));
         }
-        self.owned.insert(uuid, Owned { job: Arc::new(entry.job), slots, misfire: entry.misfire, next });
+        self.owned.insert(uuid, Owned { job: Arc::new(entry.job), schedule, misfire: entry.misfire, after, next });
     }
 
     /// The latest slot recorded for `uuid` (fired, skipped or missed), from the local state.
@@ -204,21 +171,23 @@ impl Scheduler {
 
     /// Decides every due slot. Returns false when nothing could be written.
     async fn fire_due(&mut self) -> bool {
-        let now = Utc::now().timestamp_millis();
+        let now = Utc::now();
+        let now_ms = ms(now);
         let mut due: Vec<(String, i64, SlotAction)> = Vec::new();
         for (t, uuid) in self.queue.iter() {
-            if *t > now {
+            if *t > now_ms {
                 break;
             }
             let Some(o) = self.owned.get(uuid) else { continue };
-            // Every slot from the queued one up to now, so a long pause is accounted for too.
-            let mut slot = *t;
-            loop {
-                due.push((uuid.clone(), slot, plan(slot, now, o.misfire)));
-                match o.slots.next_after(at(slot)).map(ms) {
-                    Some(n) if n <= now && due.len() < 100_000 => slot = n,
-                    _ => break,
-                }
+            // Every slot from the last decided one up to now: on time, late (at most one, by
+            // the job's misfire policy), or missed — none is left without a record.
+            let plan = plan_due_slots(&o.schedule, &o.misfire, at(o.after), now, PER_JOB);
+            for d in plan.decisions {
+                let action = match d.outcome {
+                    SlotOutcome::Fire | SlotOutcome::FireLate => SlotAction::Fire,
+                    SlotOutcome::Missed => SlotAction::RecordMissed,
+                };
+                due.push((uuid.clone(), ms(d.slot), action));
             }
         }
         if due.is_empty() {
@@ -276,14 +245,13 @@ impl Scheduler {
                 if let Some(n) = o.next {
                     self.queue.remove(&(n, uuid.clone()));
                 }
-                o.next = o.slots.next_after(at(last)).map(ms);
+                o.after = last;
+                o.next = o.schedule.next_after(at(last)).map(ms);
                 if let Some(n) = o.next {
                     self.queue.insert((n, uuid.clone()));
                 }
             }
         }
-        // Read own writes before deciding again, so a NotOwner job is dropped from the index.
-        let _ = self.member.get(OWNERS, Consistency::Local).await;
         progressed
     }
 }

@@ -261,6 +261,8 @@ struct Inner {
     segment_bytes: usize,
     max_pending_bytes: usize,
     describe: String,
+    /// The store is this member's own directory.
+    local: bool,
 }
 
 impl fmt::Debug for LogStore {
@@ -328,6 +330,7 @@ impl LogStore {
                 checkpoint_interval: config.checkpoint_interval,
                 segment_bytes: config.segment_bytes,
                 max_pending_bytes: config.max_pending_bytes,
+                local: matches!(config.backend, LogBackend::Local { .. }),
                 describe,
             }),
         }
@@ -335,6 +338,17 @@ impl LogStore {
 
     /// Lists the store's root: fails when the bucket is missing or the credentials are wrong,
     /// so a member can say so at start-up rather than at the first execution.
+    /// Where the logs are, for messages (`local directory …` / `S3 bucket …`).
+    pub fn describe(&self) -> &str {
+        &self.inner.describe
+    }
+
+    /// True when every member reads the same logs (an object store rather than a member's own
+    /// directory), so any member can serve any execution's output itself.
+    pub fn is_shared(&self) -> bool {
+        !self.inner.local
+    }
+
     pub async fn check(&self) -> Result<(), LogError> {
         let dir = self.inner.root.clone().join("executions");
         self.inner.store.list_with_delimiter(Some(&dir)).await?;
