@@ -6,5 +6,6 @@ mod api;
 mod cluster;
 mod exec;
 mod fixture;
+mod jobs;
 mod logs;
 mod process;

@@ -1,0 +1,355 @@
+//! The job engine as a user sees it: imports, runs, schedules fired exactly once, output from
+//! any member, timeouts, aborts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use steward::engine::catalog::Catalog;
+use steward::engine::fire::{fire_batch, interpret, DueSlot, SlotAction, SlotResult};
+
+use crate::fixture::{wait_for, TestCluster};
+
+async fn body(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Imports a YAML document into `project` through member `i`; returns Rundeck's answer.
+async fn import(c: &TestCluster, i: usize, project: &str, yaml: &str) -> Value {
+    let r = c
+        .req(i, Method::POST, &format!("/api/45/project/{project}/jobs/import?dupeOption=update"))
+        .header("content-type", "application/yaml")
+        .body(yaml.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = body(r).await;
+    assert_eq!(status, 200, "import: {v}");
+    v
+}
+
+async fn execution(c: &TestCluster, i: usize, id: u64) -> Value {
+    let (status, v) = body(c.req(i, Method::GET, &format!("/api/45/execution/{id}")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+async fn run_job(c: &TestCluster, i: usize, job: &str, req: Value) -> (u16, Value) {
+    body(c.req(i, Method::POST, &format!("/api/45/job/{job}/run")).json(&req).send().await.unwrap()).await
+}
+
+/// Waits until execution `id` has ended; returns its record.
+async fn ended(c: &TestCluster, i: usize, id: u64, within: Duration) -> Value {
+    wait_for(within, &format!("execution {id} ends"), || async {
+        let v = execution(c, i, id).await;
+        (!["running", "scheduled"].contains(&v["status"].as_str().unwrap_or(""))).then_some(v)
+    })
+    .await
+}
+
+async fn all_executions(c: &TestCluster, i: usize, project: &str) -> Vec<Value> {
+    let (status, v) =
+        body(c.req(i, Method::GET, &format!("/api/45/project/{project}/executions?max=100000")).send().await.unwrap())
+            .await;
+    assert_eq!(status, 200, "{v}");
+    v["executions"].as_array().unwrap().clone()
+}
+
+async fn output_lines(c: &TestCluster, i: usize, id: u64) -> (Vec<String>, Value) {
+    let (status, v) =
+        body(c.req(i, Method::GET, &format!("/api/45/execution/{id}/output")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    let lines = v["entries"].as_array().unwrap().iter().map(|e| e["log"].as_str().unwrap_or("").to_string()).collect();
+    (lines, v)
+}
+
+fn job_id(answer: &Value, name: &str) -> String {
+    answer["succeeded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == json!(name))
+        .unwrap_or_else(|| panic!("job {name} not imported: {answer}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_second_schedule_fires_every_slot_exactly_once_while_the_leader_is_killed_and_restarted() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    // The job's owner is a follower: killing the leader must not stop or double its fires.
+    let owner = (0..3).find(|&i| i != leader).unwrap();
+    assert_eq!(c.create_project(owner, "sched").await, 201);
+    let answer = import(
+        &c,
+        owner,
+        "sched",
+        "- name: tick\n  schedule:\n    crontab: '* * * * * ? *'\n  multipleExecutions: true\n  sequence:\n    commands:\n      - exec: 'true'\n",
+    )
+    .await;
+    let job = job_id(&answer, "tick");
+    let started = Instant::now();
+    let at = |s: u64| started + Duration::from_secs(s);
+    tokio::time::sleep_until(at(8).into()).await;
+    c.stop(leader).await;
+    let new_leader = c.leader_within(Duration::from_secs(5)).await;
+    assert_ne!(new_leader, leader);
+    tokio::time::sleep_until(at(16).into()).await;
+    c.restart(leader).await;
+    tokio::time::sleep_until(at(30).into()).await;
+    let r = c.req(owner, Method::POST, &format!("/api/45/job/{job}/schedule/disable")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Every slot from the first to the last fire is recorded once, as a fire.
+    let m = &c.server(owner).member;
+    m.read_barrier().await.unwrap();
+    let fires = m.kv().range(&format!("fires/{job}/")).unwrap();
+    let slots: Vec<i64> = fires.iter().map(|(k, _)| k.rsplit('/').next().unwrap().parse().unwrap()).collect();
+    let (first, last) = (*slots.iter().min().unwrap(), *slots.iter().max().unwrap());
+    assert!(last - first >= 27_000, "fired for about 30 s: {first}..{last}");
+    let expected: BTreeSet<i64> = (0..=(last - first) / 1000).map(|k| first + k * 1000).collect();
+    let got: BTreeSet<i64> = slots.iter().copied().collect();
+    assert_eq!(got, expected, "a slot is missing");
+    for (k, kv) in &fires {
+        let rec: Value = serde_json::from_slice(&kv.value[1..]).unwrap();
+        assert_eq!(rec["outcome"], json!("fired"), "{k}: {rec}");
+    }
+    // …and has exactly one execution.
+    let execs = all_executions(&c, owner, "sched").await;
+    let mut per_slot: BTreeMap<i64, usize> = BTreeMap::new();
+    for e in &execs {
+        *per_slot.entry(e["dateScheduled"]["unixtime"].as_i64().unwrap()).or_default() += 1;
+    }
+    let doubled: Vec<_> = per_slot.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "slots run twice: {doubled:?}");
+    assert_eq!(per_slot.keys().copied().collect::<BTreeSet<_>>(), expected, "one execution per slot");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_firing_the_same_slot_commit_it_once_and_a_stale_owner_not_at_all() {
+    let c = TestCluster::start(3).await;
+    assert_eq!(c.create_project(0, "race").await, 201);
+    let answer = import(
+        &c,
+        0,
+        "race",
+        "- name: yearly\n  schedule:\n    crontab: '0 0 0 1 1 ? *'\n  sequence:\n    commands:\n      - exec: 'true'\n",
+    )
+    .await;
+    let job = job_id(&answer, "yearly");
+    c.wait_applied(c.server(0).member.kv().applied_index()).await;
+    let entry = |i: usize| Catalog::new(c.server(i).member.clone()).job_entry(&job).unwrap().unwrap();
+    let (e0, e1) = (entry(0), entry(1));
+    let slot = 1_700_000_000_000;
+    // Member 1 believes it owns the job too (the same owner record): only the slot guard stands
+    // between the two.
+    let slots0 = [DueSlot { job: &e0.job, slot_ms: slot, action: SlotAction::Fire }];
+    let slots1 = [DueSlot { job: &e1.job, slot_ms: slot, action: SlotAction::Fire }];
+    let (m0, m1) = (c.server(0).member.clone(), c.server(1).member.clone());
+    let (t0, t1) = (fire_batch("m0", &slots0, slot), fire_batch("m1", &slots1, slot));
+    let (r0, r1) = tokio::join!(m0.write(t0), m1.write(t1));
+    let outcomes = [interpret(&slots0, &r0.unwrap())[0], interpret(&slots1, &r1.unwrap())[0]];
+    let fired = outcomes.iter().filter(|o| matches!(o, SlotResult::Fired(_))).count();
+    assert_eq!(fired, 1, "{outcomes:?}");
+    assert!(outcomes.contains(&SlotResult::AlreadyRecorded), "{outcomes:?}");
+
+    // A member holding an older owner record fires nothing.
+    let mut stale = e1.job.clone();
+    stale.owner_record = br#"{"member":"someone-else","epoch":0}"#.to_vec();
+    let other = [DueSlot { job: &stale, slot_ms: slot + 1000, action: SlotAction::Fire }];
+    let r = m1.write(fire_batch("m1", &other, slot)).await.unwrap();
+    assert_eq!(interpret(&other, &r), vec![SlotResult::NotOwner]);
+    assert!(m1.kv().get(&format!("fires/{job}/{}", slot + 1000)).unwrap().is_none());
+    let execs = all_executions(&c, 2, "race").await;
+    assert_eq!(execs.len(), 1, "one execution for the slot");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_jobs_output_is_readable_on_another_member_before_it_ends() {
+    let c = TestCluster::start(2).await;
+    assert_eq!(c.create_project(0, "out").await, 201);
+    let gate = c.root.path().join("gate");
+    let yaml = "- name: slow\n  options:\n    - name: gate\n  sequence:\n    commands:\n      - script: |\n          echo first line\n          \
+                while [ ! -e \"$RD_OPTION_GATE\" ]; do sleep 0.05; done\n          echo last line\n";
+    let job = job_id(&import(&c, 0, "out", yaml).await, "slow");
+    let (status, e) = run_job(&c, 0, &job, json!({ "options": { "gate": gate.to_str().unwrap() } })).await;
+    assert_eq!(status, 200, "{e}");
+    let id = e["id"].as_u64().unwrap();
+    // Member 1 serves the output of the execution member 0 runs, while it runs.
+    let v = wait_for(Duration::from_secs(10), "the first line on the other member", || async {
+        let (lines, v) = output_lines(&c, 1, id).await;
+        lines.contains(&"first line".to_string()).then_some(v)
+    })
+    .await;
+    assert_eq!(v["execCompleted"], json!(false), "read before the end: {v}");
+    assert_eq!(v["completed"], json!(false));
+    std::fs::write(&gate, b"").unwrap();
+    let done = ended(&c, 1, id, Duration::from_secs(10)).await;
+    assert_eq!(done["status"], json!("succeeded"));
+    let (lines, v) = output_lines(&c, 1, id).await;
+    assert_eq!(lines, vec!["first line", "last line"]);
+    assert_eq!(v["completed"], json!(true));
+    c.shutdown().await;
+}
+
+fn alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_kills_the_whole_process_group_grandchildren_too() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "to").await, 201);
+    let yaml = "- name: hang\n  timeout: 1s\n  sequence:\n    commands:\n      - script: |\n          \
+                sh -c 'sleep 1000 & echo grandchild $!; wait' &\n          wait\n";
+    let job = job_id(&import(&c, 0, "to", yaml).await, "hang");
+    let (_, e) = run_job(&c, 0, &job, json!({})).await;
+    let id = e["id"].as_u64().unwrap();
+    let pid: i32 = wait_for(Duration::from_secs(10), "the grandchild's pid in the output", || async {
+        let (lines, _) = output_lines(&c, 0, id).await;
+        lines.iter().find_map(|l| l.strip_prefix("grandchild ").and_then(|p| p.trim().parse().ok()))
+    })
+    .await;
+    let done = ended(&c, 0, id, Duration::from_secs(15)).await;
+    assert_eq!(done["status"], json!("timedout"), "{done}");
+    wait_for(Duration::from_secs(10), "the grandchild is gone", || async { (!alive(pid)).then_some(()) }).await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_stops_a_running_execution() {
+    let c = TestCluster::start(2).await;
+    assert_eq!(c.create_project(0, "ab").await, 201);
+    let job = job_id(
+        &import(&c, 0, "ab", "- name: long\n  sequence:\n    commands:\n      - exec: 'echo started; sleep 1000'\n")
+            .await,
+        "long",
+    );
+    let (_, e) = run_job(&c, 0, &job, json!({})).await;
+    let id = e["id"].as_u64().unwrap();
+    wait_for(Duration::from_secs(10), "the job started", || async {
+        output_lines(&c, 0, id).await.0.contains(&"started".to_string()).then_some(())
+    })
+    .await;
+    // Asked on the other member; the member that runs it stops it.
+    let (status, a) =
+        body(c.req(1, Method::POST, &format!("/api/45/execution/{id}/abort")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["abort"]["status"], json!("pending"));
+    let done = ended(&c, 1, id, Duration::from_secs(15)).await;
+    assert_eq!(done["status"], json!("aborted"));
+    let (running_status, running) =
+        body(c.req(1, Method::GET, "/api/45/project/ab/executions/running").send().await.unwrap()).await;
+    assert_eq!(running_status, 200);
+    assert_eq!(running["paging"]["total"], json!(0), "{running}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_with_malformed_jobs_names_each_bad_job_and_field_and_keeps_the_good_ones() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "imp").await, 201);
+    assert_eq!(c.create_project(0, "other").await, 201);
+    let taken = job_id(
+        &import(&c, 0, "other", "- name: owner\n  uuid: 0a0a0a0a-0000-0000-0000-000000000001\n  sequence:\n    commands:\n      - exec: 'true'\n")
+            .await,
+        "owner",
+    );
+    let doc = format!(
+        "- name: good\n  sequence:\n    commands:\n      - exec: echo ok\n\
+         - name: bad-cron\n  schedule:\n    crontab: '0 0 25 * * ? *'\n  sequence:\n    commands:\n      - exec: 'true'\n\
+         - name: bad-zone\n  timeZone: Mars/Olympus\n  schedule:\n    crontab: '0 0 1 * * ? *'\n  sequence:\n    commands:\n      - exec: 'true'\n\
+         - name: bad-type\n  multipleExecutions: [1, 2]\n  sequence:\n    commands:\n      - exec: 'true'\n\
+         - name: bad-default\n  options:\n    - name: env\n      value: moon\n      values: [dev, prod]\n      enforced: true\n  sequence:\n    commands:\n      - exec: 'true'\n\
+         - name: dup-uuid\n  uuid: {taken}\n  sequence:\n    commands:\n      - exec: 'true'\n\
+         - name: also-good\n  sequence:\n    commands:\n      - exec: echo ok\n"
+    );
+    let v = import(&c, 0, "imp", &doc).await;
+    let ok: Vec<&str> = v["succeeded"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(ok, vec!["good", "also-good"], "{v}");
+    let failed = v["failed"].as_array().unwrap();
+    let by_name =
+        |n: &str| failed.iter().find(|f| f["name"] == json!(n)).unwrap_or_else(|| panic!("{n} not failed: {v}"));
+    for (name, field) in [
+        ("bad-cron", "schedule.crontab"),
+        ("bad-zone", "timeZone"),
+        ("bad-type", "multipleExecutions"),
+        ("bad-default", "options[0]"),
+        ("dup-uuid", "uuid"),
+    ] {
+        let f = by_name(name);
+        assert!(f["error"].as_str().unwrap().contains(field), "{name}: error names {field}: {f}");
+    }
+    let (_, list) = body(c.req(0, Method::GET, "/api/45/project/imp/jobs").send().await.unwrap()).await;
+    let names: BTreeSet<&str> = list.as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, BTreeSet::from(["good", "also-good"]));
+    // A document that is not a list of jobs is refused whole, with the envelope.
+    let r = c
+        .req(0, Method::POST, "/api/45/project/imp/jobs/import")
+        .header("content-type", "application/yaml")
+        .body("name: [unclosed")
+        .send()
+        .await
+        .unwrap();
+    let (status, e) = body(r).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"], json!(true));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_bad_options_is_refused_and_starts_nothing() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "opt").await, 201);
+    let yaml = "- name: deploy\n  options:\n    - name: env\n      required: true\n      values: [dev, prod]\n      enforced: true\n  \
+                sequence:\n    commands:\n      - exec: echo $RD_OPTION_ENV\n";
+    let job = job_id(&import(&c, 0, "opt", yaml).await, "deploy");
+    for req in [json!({}), json!({ "options": { "env": "moon" } }), json!({ "argString": "-env" })] {
+        let (status, e) = run_job(&c, 0, &job, req.clone()).await;
+        assert_eq!(status, 400, "{req}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("env"), "{e}");
+    }
+    assert!(all_executions(&c, 0, "opt").await.is_empty(), "nothing started");
+    let (status, e) = run_job(&c, 0, &job, json!({ "argString": "-env prod" })).await;
+    assert_eq!(status, 200, "{e}");
+    let done = ended(&c, 0, e["id"].as_u64().unwrap(), Duration::from_secs(10)).await;
+    assert_eq!(done["status"], json!("succeeded"));
+    assert_eq!(output_lines(&c, 0, e["id"].as_u64().unwrap()).await.0, vec!["prod"]);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_multiple_executions_a_slot_during_a_run_is_skipped_never_run_beside_it() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "solo").await, 201);
+    let yaml = "- name: slowtick\n  schedule:\n    crontab: '* * * * * ? *'\n  sequence:\n    commands:\n      - exec: sleep 2.2\n";
+    let job = job_id(&import(&c, 0, "solo", yaml).await, "slowtick");
+    let m = c.server(0).member.clone();
+    wait_for(Duration::from_secs(20), "skipped slots and finished runs", || async {
+        let fires = m.kv().range(&format!("fires/{job}/")).unwrap();
+        let skipped = fires.iter().filter(|(_, kv)| String::from_utf8_lossy(&kv.value).contains("skipped")).count();
+        let done = m.kv().range("exec/").unwrap().len();
+        (skipped >= 3 && done >= 3).then_some(())
+    })
+    .await;
+    c.req(0, Method::POST, &format!("/api/45/job/{job}/schedule/disable")).send().await.unwrap();
+    let execs = all_executions(&c, 0, "solo").await;
+    let mut spans: Vec<(i64, i64)> = Vec::new();
+    for e in &execs {
+        let id = e["id"].as_u64().unwrap();
+        let e = ended(&c, 0, id, Duration::from_secs(10)).await;
+        spans.push((e["date-started"]["unixtime"].as_i64().unwrap(), e["date-ended"]["unixtime"].as_i64().unwrap()));
+    }
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "two runs overlapped: {w:?}");
+    }
+    c.shutdown().await;
+}
