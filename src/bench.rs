@@ -205,3 +205,166 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// `steward bench fires`: many jobs on a one-minute schedule spread over real member processes;
+/// reports fire lateness (slot to committed fire, from each member's metrics) and each
+/// member's memory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FiresArgs {
+    /// Number of jobs, each on a one-minute schedule (second 0 of every minute: the worst case,
+    /// every job fires at the same instant).
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: usize,
+    /// Minutes of firing to measure.
+    #[arg(long, default_value_t = 3)]
+    pub minutes: u64,
+    /// Members (separate processes).
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Where to put the members' data dirs [default: a temporary directory].
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+struct Child {
+    proc: std::process::Child,
+    http: std::net::SocketAddr,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
+}
+
+fn free_addr() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn rss_mib(pid: u32, field: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l[field.len()..].trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
+    crate::cli::init_logging("warn");
+    let root = match &args.dir {
+        Some(d) => d.clone(),
+        None => tempfile_dir()?,
+    };
+    let exe = std::env::current_exe()?;
+    let token = crate::auth::new_token();
+    let secret = crate::datadir::random_secret();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let mut members: Vec<Child> = Vec::new();
+    for i in 0..args.members {
+        let (h, r) = (free_addr()?, free_addr()?);
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(root.join(format!("m{i}")))
+            .args(["--http", &h.to_string(), "--raft", &r.to_string(), "--log", "warn"])
+            .env("STEWARD_CLUSTER_SECRET", &secret)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(root.join(format!("m{i}.log")))?);
+        if i == 0 {
+            cmd.env("STEWARD_ADMIN_TOKEN", &token);
+        } else {
+            cmd.args(["--join", &format!("http://{}", members[0].http)]);
+        }
+        members.push(Child { proc: cmd.spawn()?, http: h });
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = http.get(format!("http://{h}/health")).send().await.is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < until, "member {i} did not become healthy; see {}", root.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let api = |i: usize, path: &str| format!("http://{}/api/59{path}", members[i].http);
+    let r = http
+        .post(api(0, "/projects"))
+        .header("X-Rundeck-Auth-Token", &token)
+        .json(&json!({ "name": "bench" }))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "creating the project: {}", r.status());
+
+    // Import the jobs in batches, each batch through one member (which then owns them).
+    let started = Instant::now();
+    let batch = 250;
+    let mut pending = Vec::new();
+    for (b, chunk) in (0..args.jobs).collect::<Vec<_>>().chunks(batch).enumerate() {
+        let mut doc = String::new();
+        for i in chunk {
+            doc.push_str(&format!(
+                "- name: job-{i}\n  uuid: {}\n  schedule:\n    crontab: '0 * * * * ? *'\n  multipleExecutions: true\n  \
+                 sequence:\n    commands:\n      - exec: 'true'\n",
+                uuid::Uuid::new_v4()
+            ));
+        }
+        let url = api(b % args.members, "/project/bench/jobs/import");
+        let req =
+            http.post(url).header("X-Rundeck-Auth-Token", &token).header("content-type", "application/yaml").body(doc);
+        pending.push(tokio::spawn(async move { req.send().await }));
+        if pending.len() >= args.members {
+            for p in pending.drain(..) {
+                let r = p.await??;
+                anyhow::ensure!(r.status().is_success(), "import failed: {}", r.status());
+            }
+        }
+    }
+    for p in pending {
+        let r = p.await??;
+        anyhow::ensure!(r.status().is_success(), "import failed: {}", r.status());
+    }
+    println!("imported {} jobs over {} members in {:.1?}", args.jobs, args.members, started.elapsed());
+
+    // Measure whole minutes: from the next minute boundary, `minutes` bursts, then settle.
+    let now = chrono::Utc::now();
+    let to_boundary = 60_000 - (now.timestamp_millis() % 60_000);
+    let end = Instant::now() + Duration::from_millis(to_boundary as u64) + Duration::from_secs(60 * args.minutes - 30);
+    let mut peak = vec![0.0f64; members.len()];
+    while Instant::now() < end {
+        for (i, m) in members.iter().enumerate() {
+            peak[i] = peak[i].max(rss_mib(m.proc.id(), "VmRSS:"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "steward bench fires: {} jobs on '0 * * * * ? *' (all at second 0), {} members, {} minute(s)",
+        args.jobs, args.members, args.minutes
+    );
+    let mut worst = (0i64, 0i64);
+    let mut total = 0u64;
+    for (i, m) in members.iter().enumerate() {
+        let v: serde_json::Value =
+            http.get(api(i, "/metrics/metrics")).header("X-Rundeck-Auth-Token", &token).send().await?.json().await?;
+        let h = &v["histograms"]["steward.scheduler.fireLateness"];
+        let fired = v["counters"]["steward.scheduler.fired"]["count"].as_u64().unwrap_or(0);
+        let missed = v["counters"]["steward.scheduler.missed"]["count"].as_u64().unwrap_or(0);
+        total += fired;
+        let (p50, p99, max) =
+            (h["p50"].as_i64().unwrap_or(0), h["p99"].as_i64().unwrap_or(0), h["max"].as_i64().unwrap_or(0));
+        worst = (worst.0.max(p99), worst.1.max(max));
+        println!(
+            "member {i}: fired {fired:>6}  missed {missed}  lateness p50 {p50} ms  p99 {p99} ms  max {max} ms  \
+             rss {:.0} MiB (peak sampled {:.0} MiB, kernel high-water {:.0} MiB)",
+            rss_mib(m.proc.id(), "VmRSS:"),
+            peak[i],
+            rss_mib(m.proc.id(), "VmHWM:")
+        );
+    }
+    println!("all members: fired {total}; worst p99 {} ms, worst max {} ms", worst.0, worst.1);
+    drop(members);
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(())
+}

@@ -5,7 +5,8 @@
 //! steward cluster status  [--url URL]              the members, as the leader sees them
 //! steward cluster join --peer URL [--url URL]      a running member joins the cluster at URL
 //! steward cluster leave   [--url URL] [--member ID] a member leaves (by default the one at --url)
-//! steward bench [--writers 1,16,64,256] ...        the replicated-write benchmark
+//! steward bench writes [--etcd URL] ...            the replicated-write benchmark
+//! steward bench fires [--jobs 10000] ...            fire lateness and memory with many jobs
 //! ```
 //!
 //! The cluster commands talk to a member's HTTP API with a token from `--token`,
@@ -37,8 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
-    /// Benchmark replicated writes on a 3-member cluster on loopback.
-    Bench(crate::bench::BenchArgs),
+    /// Benchmarks (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
 }
 
 /// How the cluster commands reach a member.
@@ -53,6 +57,14 @@ pub struct ClientArgs {
     /// Data dir whose admin.token to use when no token is given.
     #[arg(long, env = "STEWARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Durable replicated writes on 3 members on loopback (optionally against etcd).
+    Writes(crate::bench::BenchArgs),
+    /// Fire lateness and memory with many one-minute jobs over member processes.
+    Fires(crate::bench::FiresArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +105,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Cluster { command } => runtime().and_then(|rt| rt.block_on(cluster(command))),
-        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(crate::bench::run(args))),
+        Command::Bench { what: BenchCommand::Writes(args) } => {
+            runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
+        }
+        Command::Bench { what: BenchCommand::Fires(args) } => {
+            runtime().and_then(|rt| rt.block_on(crate::bench::fires(args)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -201,6 +201,7 @@ impl Server {
         let engine = Engine::start(member.clone(), logs.clone(), scratch);
 
         let state = AppState {
+            fire_stats: engine.stats.clone(),
             logs,
             member: member.clone(),
             started: Instant::now(),

@@ -41,6 +41,8 @@ pub struct AppState {
     pub member: Member,
     /// Execution output (local directory or S3-compatible bucket).
     pub logs: crate::logs::LogStore,
+    /// What this member's scheduler fired.
+    pub fire_stats: Arc<std::sync::Mutex<crate::engine::scheduler::FireStats>>,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub data_dir: std::path::PathBuf,
@@ -53,6 +55,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/{v}/system/info", get(system::info))
+        .route("/api/{v}/metrics/metrics", get(system::metrics))
         .route("/api/{v}/cluster/members", get(cluster::members))
         .route("/api/{v}/cluster/members/{id}", delete(cluster::remove))
         .route("/api/{v}/cluster/join", post(cluster::join_peer))

@@ -108,3 +108,51 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
 }
+
+/// A Dropwizard histogram (the shape of Rundeck's metrics) of `samples`.
+fn histogram(samples: &std::collections::VecDeque<i64>) -> Value {
+    let mut v: Vec<i64> = samples.iter().copied().collect();
+    v.sort_unstable();
+    let q = |p: f64| -> i64 {
+        if v.is_empty() {
+            return 0;
+        }
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let mean = if v.is_empty() { 0.0 } else { v.iter().sum::<i64>() as f64 / v.len() as f64 };
+    json!({
+        "count": v.len(),
+        "min": v.first().copied().unwrap_or(0),
+        "max": v.last().copied().unwrap_or(0),
+        "mean": mean,
+        "p50": q(0.50), "p75": q(0.75), "p95": q(0.95), "p98": q(0.98), "p99": q(0.99), "p999": q(0.999),
+    })
+}
+
+/// `GET /api/{v}/metrics/metrics`: this member's metrics in Dropwizard's JSON shape, as Rundeck
+/// serves them. `steward.scheduler.fireLateness` is the time from a slot to the commit of its
+/// fire (ms), over the most recent fires.
+pub async fn metrics(State(state): State<AppState>, _v: ApiVersion) -> Json<Value> {
+    let stats = state.fire_stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let rss = proc_kb("/proc/self/status", "VmRSS:");
+    let peak = proc_kb("/proc/self/status", "VmHWM:");
+    let m = state.member.raft().metrics().borrow().clone();
+    Json(json!({
+        "version": "4.0.0",
+        "gauges": {
+            "steward.memory.rss": { "value": rss },
+            "steward.memory.peakRss": { "value": peak },
+            "steward.raft.term": { "value": m.current_term },
+            "steward.raft.lastApplied": { "value": m.last_applied.map(|l| l.index) },
+            "steward.raft.lastLogIndex": { "value": m.last_log_index },
+        },
+        "counters": {
+            "steward.scheduler.fired": { "count": stats.fired },
+            "steward.scheduler.missed": { "count": stats.missed },
+            "steward.scheduler.skipped": { "count": stats.skipped },
+        },
+        "histograms": { "steward.scheduler.fireLateness": histogram(&stats.lateness_ms) },
+        "meters": {},
+        "timers": {},
+    }))
+}

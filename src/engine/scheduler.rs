@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use steward_raft::Member;
 use steward_storage::Event;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::catalog::{Catalog, JobEntry};
 use super::fire::{fire_batch, interpret, DueSlot, ScheduledJob, SlotAction, SlotResult};
@@ -48,14 +48,41 @@ fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
 }
 
-/// Fire statistics a benchmark or test can read.
+/// Lateness samples kept for the metrics (the most recent ones).
+pub const LATENESS_SAMPLES: usize = 100_000;
+
+/// Fire statistics, for the metrics endpoint and benchmarks.
 #[derive(Debug, Default, Clone)]
 pub struct FireStats {
-    /// Milliseconds from slot time to the commit of its fire record, per fired slot.
-    pub lateness_ms: Vec<i64>,
+    /// Milliseconds from slot time to the commit of its fire record, for the most recent
+    /// [`LATENESS_SAMPLES`] fired slots.
+    pub lateness_ms: std::collections::VecDeque<i64>,
     pub fired: u64,
     pub missed: u64,
     pub skipped: u64,
+}
+
+/// What the feed follower tells the scheduler.
+enum Note {
+    /// A job or owner record changed.
+    Key(String),
+    /// The state was replaced or changes were missed: re-read everything.
+    Rebuild,
+}
+
+/// Forwards the job and owner changes of the feed.
+async fn follow_feed(mut feed: broadcast::Receiver<Event>, tx: mpsc::UnboundedSender<Note>) {
+    loop {
+        let note = match feed.recv().await {
+            Ok(Event::Change(c)) if c.key.starts_with(JOBS) || c.key.starts_with(OWNERS) => Note::Key(c.key),
+            Ok(Event::Change(_)) => continue,
+            Ok(Event::Reset { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => Note::Rebuild,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if tx.send(note).is_err() {
+            return;
+        }
+    }
 }
 
 pub struct Scheduler {
@@ -76,39 +103,42 @@ impl Scheduler {
 
     /// Runs until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut feed = self.member.kv().subscribe();
-        if let Err(e) = self.rebuild().await {
-            tracing::warn!(error = %e, "scheduler could not read the jobs yet; retrying");
-        }
+        // The change feed is read by a task of its own that keeps only what concerns the
+        // scheduler: a burst of fires (thousands of changes) never makes this loop, busy
+        // writing, fall behind the feed and rebuild.
+        let (tx, mut notes) = mpsc::unbounded_channel();
+        let follower = tokio::spawn(follow_feed(self.member.kv().subscribe(), tx));
+        let mut needs_rebuild = true;
         loop {
-            let next_due = self.queue.first().map(|(t, _)| *t);
-            let sleep = match next_due {
-                Some(t) => Duration::from_millis(t.saturating_sub(Utc::now().timestamp_millis()).max(0) as u64),
-                None => Duration::from_secs(3600),
+            if needs_rebuild {
+                match self.rebuild().await {
+                    Ok(()) => needs_rebuild = false,
+                    Err(e) => tracing::warn!(error = %e, "scheduler cannot read the jobs yet; retrying"),
+                }
+            }
+            let sleep = match (needs_rebuild, self.queue.first()) {
+                (true, _) => Duration::from_millis(200),
+                (false, Some((t, _))) => {
+                    Duration::from_millis(t.saturating_sub(Utc::now().timestamp_millis()).max(0) as u64)
+                }
+                (false, None) => Duration::from_secs(3600),
             };
             tokio::select! {
-                _ = stopped(&mut stop) => return,
-                ev = feed.recv() => match ev {
-                    Ok(Event::Change(c)) => {
-                        if c.key.starts_with(JOBS) || c.key.starts_with(OWNERS) {
-                            self.refresh_key(&c.key);
-                        }
-                    }
-                    Ok(Event::Reset { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if let Err(e) = self.rebuild().await {
-                            tracing::warn!(error = %e, "scheduler rebuild failed");
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
+                _ = stopped(&mut stop) => break,
+                note = notes.recv() => match note {
+                    Some(Note::Key(key)) => self.refresh_key(&key),
+                    Some(Note::Rebuild) => needs_rebuild = true,
+                    None => break,
                 },
                 _ = tokio::time::sleep(sleep) => {
-                    if !self.fire_due().await {
+                    if !needs_rebuild && !self.fire_due().await {
                         // Nothing could be decided (no leader): try again shortly.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
             }
         }
+        follower.abort();
     }
 
     /// Re-reads every job and owner record and the last recorded slot of each owned job.
@@ -213,7 +243,10 @@ impl Scheduler {
                         match r {
                             SlotResult::Fired(id) => {
                                 stats.fired += 1;
-                                stats.lateness_ms.push(committed - s.slot_ms);
+                                if stats.lateness_ms.len() >= LATENESS_SAMPLES {
+                                    stats.lateness_ms.pop_front();
+                                }
+                                stats.lateness_ms.push_back(committed - s.slot_ms);
                                 tracing::debug!(job = %s.job.uuid, slot = s.slot_ms, execution = id, "fired");
                             }
                             SlotResult::Missed => {
