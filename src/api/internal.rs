@@ -23,6 +23,10 @@ pub struct JoinBody {
     pub raft_address: String,
     pub http_address: String,
     pub cluster_id: Option<String>,
+    /// The master key ids the newcomer holds: it must hold the cluster's active one, or it
+    /// could not read key storage.
+    #[serde(default)]
+    pub key_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +53,19 @@ pub async fn join(
     if let Err(e) = check_secret(&headers, &state.cluster_secret) {
         tracing::warn!(member = %body.uuid, raft = %body.raft_address, "refused a join: wrong cluster secret");
         return Err(e);
+    }
+    // Refused before any membership change: a member without the active master key would
+    // join and then fail every key storage read.
+    let active = crate::keys::active_key_caught_up(&state.member).await?;
+    if let Some(active) = active {
+        if !body.key_ids.iter().any(|k| *k == active.to_string()) {
+            tracing::warn!(member = %body.uuid, raft = %body.raft_address, key = %active,
+                "refused a join: the newcomer lacks the cluster's master key");
+            return Err(ApiError::bad_request(format!(
+                "this cluster seals key storage under master key {active}, which the joining member does not hold: \
+                 give it that key (--master-key-file; a generated key is in the first member's data dir as master.key)"
+            )));
+        }
     }
     let node_id: u64 = body
         .node_id

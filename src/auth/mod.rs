@@ -1,64 +1,46 @@
-//! API tokens: stored hashed in the replicated state, so a token works on every member.
+//! Who is calling: API tokens, users and browser sessions, all kept in the replicated state so
+//! that every member authenticates every caller the same way (no sticky sessions).
 //!
-//! A token is looked up by the SHA-256 of its text under `auth/tokens/{hex}`; the text itself is
-//! never stored or logged.
+//! # Layout
+//! - [`tokens`]: API tokens, stored hashed (`auth/tokens/{sha256}`), with an id index
+//!   (`auth/token-ids/{id}`), roles and an expiry. The text of a token is shown once, when it is
+//!   created, and never stored or logged.
+//! - [`users`]: users and their groups (`auth/users/{login}`); passwords hashed with argon2id
+//!   on the member that receives them, before anything is proposed.
+//! - [`session`]: browser sessions (`POST /j_security_check`): a cookie signed with HMAC-SHA256
+//!   under a key kept, sealed under the master key, in the replicated state
+//!   (`auth/session-key`), so a session started on one member is accepted by all.
+//!
+//! What a caller may do is decided by the ACL policies (`crate::acl`); this module only says
+//! who the caller is, as a [`Principal`].
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+pub mod session;
+pub mod tokens;
+pub mod users;
+
 use steward_raft::{Consistency, Member};
-use steward_storage::Op;
 
 use crate::codec;
+use crate::keys::KeyError;
 
-pub const TOKENS_PREFIX: &str = "auth/tokens/";
+pub use tokens::{admin_token_ops, new_token, token_key, validate_token_shape, TokenRecord, TOKENS_PREFIX};
 
-/// A stored API token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenRecord {
-    pub user: String,
-    pub roles: Vec<String>,
-    pub name: String,
-    pub created_ms: i64,
-    /// Expiry, milliseconds since the epoch; `None` never expires.
-    pub expires_ms: Option<i64>,
+/// How a caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An API token, by its id.
+    Token { id: String },
+    /// A browser session cookie.
+    Session,
 }
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user: String,
+    /// The roles (Rundeck's word for groups) the ACL policies match with `group:`.
     pub roles: Vec<String>,
-}
-
-/// The key a token is stored under.
-pub fn token_key(token: &str) -> String {
-    format!("{TOKENS_PREFIX}{}", hex::encode(Sha256::digest(token.as_bytes())))
-}
-
-/// Checks that a token given by an operator is usable.
-pub fn validate_token_shape(token: &str) -> Result<(), String> {
-    if token.len() < 16 || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("must be 16 to 256 printable ASCII characters without spaces".into());
-    }
-    Ok(())
-}
-
-/// A new random token.
-pub fn new_token() -> String {
-    crate::datadir::random_secret()
-}
-
-/// The operation that stores the admin token.
-pub fn admin_token_op(token: &str) -> Op {
-    let record = TokenRecord {
-        user: "admin".into(),
-        roles: vec!["admin".into()],
-        name: "bootstrap admin token".into(),
-        created_ms: chrono::Utc::now().timestamp_millis(),
-        expires_ms: None,
-    };
-    Op::Put { key: token_key(token), value: codec::encode(&record) }
+    pub via: Via,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,24 +49,38 @@ pub enum AuthError {
     Unknown,
     #[error("the API token has expired")]
     Expired,
+    #[error("the session is not valid or has expired; log in again")]
+    BadSession,
+    #[error("wrong user name or password")]
+    BadLogin,
     #[error(transparent)]
     Cluster(#[from] steward_raft::ClusterError),
     #[error(transparent)]
     Decode(#[from] codec::DecodeError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
-/// Looks a token up. A token this member does not know yet may have been created on another
-/// member a moment ago, so a miss is retried once after catching up with the leader.
+/// Reads a key locally, and when this member does not have it yet, after catching up with the
+/// leader: a record created on another member a moment ago may not have reached this one.
+pub(crate) async fn get_caught_up(
+    member: &Member,
+    key: &str,
+) -> Result<Option<steward_storage::KeyValue>, steward_raft::ClusterError> {
+    match member.get(key, Consistency::Local).await? {
+        Some(kv) => Ok(Some(kv)),
+        None => member.get(key, Consistency::Linearizable).await,
+    }
+}
+
+/// Looks an API token up.
 pub async fn authenticate(member: &Member, token: &str) -> Result<Principal, AuthError> {
-    let key = token_key(token);
-    let found = match member.get(&key, Consistency::Local).await? {
-        Some(kv) => Some(kv),
-        None => member.get(&key, Consistency::Linearizable).await?,
-    };
-    let kv = found.ok_or(AuthError::Unknown)?;
+    let kv = get_caught_up(member, &token_key(token)).await?.ok_or(AuthError::Unknown)?;
     let record: TokenRecord = codec::decode(&kv.value)?;
-    if record.expires_ms.is_some_and(|e| e <= chrono::Utc::now().timestamp_millis()) {
+    if record.is_expired(chrono::Utc::now().timestamp_millis()) {
         return Err(AuthError::Expired);
     }
-    Ok(Principal { user: record.user, roles: record.roles })
+    Ok(Principal { user: record.user, roles: record.roles, via: Via::Token { id: record.id } })
 }
