@@ -5,6 +5,8 @@
 //! steward cluster status  [--url URL]              the members, as the leader sees them
 //! steward cluster join --peer URL [--url URL]      a running member joins the cluster at URL
 //! steward cluster leave   [--url URL] [--member ID] a member leaves (by default the one at --url)
+//! steward keys new-master-key --out FILE           a new random master key (mode 0600)
+//! steward keys rekey --new-master-key-file FILE    re-seal key storage under that key
 //! steward bench [--writers 1,16,64,256] ...        the replicated-write benchmark
 //! ```
 //!
@@ -37,8 +39,31 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Manage the key storage master key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Benchmark replicated writes on a 3-member cluster on loopback.
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new random master key to FILE (mode 0600; an existing file is never overwritten).
+    NewMasterKey {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Re-seal every stored secret under the master key in FILE. Every member must already use
+    /// that key as its master-key-file (with the old key in previous-master-key-files); only the
+    /// key's id is sent to the member at --url.
+    Rekey {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, value_name = "FILE")]
+        new_master_key_file: PathBuf,
+    },
 }
 
 /// How the cluster commands reach a member.
@@ -93,6 +118,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Cluster { command } => runtime().and_then(|rt| rt.block_on(cluster(command))),
+        Command::Keys { command } => runtime().and_then(|rt| rt.block_on(keys(command))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(crate::bench::run(args))),
     };
     match result {
@@ -225,6 +251,39 @@ async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
             };
             api.delete(&format!("/api/59/cluster/members/{id}")).await?;
             println!("member {id} left the cluster");
+            Ok(())
+        }
+    }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::NewMasterKey { out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = crate::keys::MasterKey::generate();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            f.write_all(format!("{}\n", key.to_hex().as_str()).as_bytes())?;
+            f.sync_all()?;
+            println!("wrote master key {} to {}", key.id(), out.display());
+            Ok(())
+        }
+        KeysCommand::Rekey { client, new_master_key_file } => {
+            let key = crate::keys::MasterKey::read_file(&new_master_key_file)?;
+            let api = ApiClient::new(&client)?;
+            let body = serde_json::json!({ "keyId": key.id().to_string() });
+            let v = api.post("/api/59/system/keys/rekey", &body).await?.context("empty answer")?;
+            println!(
+                "key storage is sealed under master key {}: {} values re-sealed, {} already were",
+                key.id(),
+                v["resealed"],
+                v["unchanged"]
+            );
             Ok(())
         }
     }

@@ -56,6 +56,8 @@ pub struct Server {
     /// The gRPC address actually bound.
     pub raft_addr: SocketAddr,
     pub data_dir: DataDir,
+    /// Key storage on this member (what the job engine resolves secure options with).
+    pub keys: KeyStore,
     stop: watch::Sender<Option<StopReason>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -168,6 +170,7 @@ impl Server {
         }
 
         tasks.push(spawn_publish_keys(member.clone(), keyring.clone(), stop.subscribe()));
+        let keys = KeyStore::new(member.clone(), keyring.clone(), config.keys.max_value_bytes);
         let state = AppState {
             member: member.clone(),
             started: Instant::now(),
@@ -175,7 +178,7 @@ impl Server {
             data_dir: data_dir.root().to_path_buf(),
             cluster_secret: Arc::from(secret.as_str()),
             stop: stop.clone(),
-            keys: KeyStore::new(member.clone(), keyring.clone(), config.keys.max_value_bytes),
+            keys: keys.clone(),
             acl: Arc::new(Authorizer::new(member.clone())),
             sessions: Arc::new(Sessions::new(member.clone(), keyring.clone(), config.auth.session_ttl)),
             token_max_duration: config.auth.token_max_duration,
@@ -197,7 +200,7 @@ impl Server {
             uuid = %identity.uuid, http = %node.http_addr, raft = %node.raft_addr,
             cluster = identity.cluster_id.as_deref().unwrap_or("?"), "steward member started"
         );
-        Ok(Server { member, identity, http_addr, raft_addr, data_dir: data_dir.clone(), stop, tasks })
+        Ok(Server { member, identity, http_addr, raft_addr, data_dir: data_dir.clone(), keys, stop, tasks })
     }
 
     /// Creates the cluster, joins one, or resumes membership, as the data dir and config say.

@@ -144,6 +144,8 @@ async fn a_wrong_secret_or_a_busy_port_exits_non_zero_with_a_clear_message() {
             &c.procs[0].url(),
             "--cluster-secret",
             &wrong,
+            "--master-key",
+            &c.master_key,
         ],
         dir.path(),
     );

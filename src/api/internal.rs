@@ -56,7 +56,9 @@ pub async fn join(
     }
     // Refused before any membership change: a member without the active master key would
     // join and then fail every key storage read.
-    let active = crate::keys::active_key_caught_up(&state.member).await?;
+    // A data dir of another cluster is refused by the join itself, with a message that says so.
+    let other_cluster = body.cluster_id.is_some() && body.cluster_id != state.member.cluster_id()?;
+    let active = if other_cluster { None } else { crate::keys::active_key_caught_up(&state.member).await? };
     if let Some(active) = active {
         if !body.key_ids.iter().any(|k| *k == active.to_string()) {
             tracing::warn!(member = %body.uuid, raft = %body.raft_address, key = %active,

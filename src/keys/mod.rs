@@ -415,9 +415,10 @@ impl KeyStore {
         self.check_value(value)?;
         let key = path.store_key();
         // Keep the creation time: read, then write guarded on the revision read. A concurrent
-        // update makes the guard fail and we try again on the newer record.
+        // update makes the guard fail and we try again on the newer record. The read is
+        // linearizable: a key created through another member a moment ago must be found.
         for _ in 0..5 {
-            let Some(kv) = self.member.get(&key, Consistency::Local).await? else {
+            let Some(kv) = self.member.get(&key, Consistency::Linearizable).await? else {
                 return Err(KeyError::NotFound(path.display()));
             };
             let old: KeyRecord = codec::decode(&kv.value)?;
