@@ -678,8 +678,11 @@ pub struct Authorizer {
     builtin: PolicyFile,
     /// Store key → (mod revision, compiled file). A file that no longer parses is kept as
     /// `None` and logged; see [`Authorizer::check`].
-    cache: Mutex<HashMap<String, (u64, Option<Arc<PolicyFile>>)>>,
+    cache: Mutex<HashMap<String, Compiled>>,
 }
+
+/// A stored file as compiled: the revision it was read at, and the file if it parsed.
+type Compiled = (u64, Option<Arc<PolicyFile>>);
 
 impl Authorizer {
     pub fn new(member: Member) -> Authorizer {

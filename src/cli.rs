@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a member.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and change cluster membership.
     Cluster {
         #[command(subcommand)]
@@ -116,7 +116,7 @@ pub enum ClusterCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Cluster { command } => runtime().and_then(|rt| rt.block_on(cluster(command))),
         Command::Keys { command } => runtime().and_then(|rt| rt.block_on(keys(command))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(crate::bench::run(args))),
