@@ -3,7 +3,15 @@
 //!
 //! The route table in `api/mod.rs` pairs every `/api` route with a [`Perm`]; the router is built
 //! from that table and the authorization test walks it, so a route cannot be added without
-//! saying what it requires. Adding a route is one line there.
+//! saying what it requires. Adding a route is one line there, e.g. for jobs:
+//!
+//! ```text
+//! GET  "/api/{v}/project/{p}/jobs", Perm::Project("read") => jobs::list;   // then authz::allowed per job
+//! POST "/api/{v}/project/{p}/jobs/import", Perm::InProject { kind: "job", action: "create" } => jobs::import;
+//! POST "/api/{v}/job/{id}/run", Perm::InHandler => jobs::run;
+//!      // the handler loads the job, then: authz::require(&state, &principal,
+//!      //     Context::Project(&job.project), &Resource::job(&name, &group, &id), "run")?
+//! ```
 
 use axum::extract::{RawPathParams, Request, State};
 use axum::middleware::Next;

@@ -24,11 +24,13 @@ pub const TOKEN_IDS_PREFIX: &str = "auth/token-ids/";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRecord {
+    #[serde(default)]
     pub id: String,
     pub user: String,
     pub roles: Vec<String>,
     pub name: String,
     /// Who created it.
+    #[serde(default)]
     pub creator: String,
     pub created_ms: i64,
     /// Expiry, milliseconds since the epoch; `None` never expires.
