@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use steward::keys::{KeyStore, Keyring, MasterKey};
 
+use crate::fixture::process::run_steward;
 use crate::fixture::{assert_envelope, body, default_tune, raw_request, wait_for, TestCluster};
 
 const PASSWORD: &str = "application/x-rundeck-data-password";
@@ -317,9 +318,26 @@ async fn a_rekey_reseals_everything_once_every_member_holds_the_new_key() {
     assert_eq!(done["keyId"], json!(new_id));
     // Two keys and the session signing key were under the old key.
     assert_eq!(done["resealed"], json!(3), "{done}");
-    let (s, again) = rekey(&c, 0, &new_id).await;
-    assert_eq!(s, 200);
-    assert_eq!(again["resealed"], json!(0), "nothing left to re-seal");
+    // Again, with the command an operator runs: nothing is left to re-seal.
+    let args: Vec<String> = vec![
+        "keys".into(),
+        "rekey".into(),
+        "--new-master-key-file".into(),
+        new_file.display().to_string(),
+        "--url".into(),
+        c.url(0),
+        "--token".into(),
+        c.token.clone(),
+    ];
+    let cwd = c.root.path().to_path_buf();
+    let (status, out) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_steward(&args, &cwd)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&new_id) && out.contains("0 values re-sealed"), "{out}");
 
     // Without the old key, everything still opens.
     for i in 0..2 {
@@ -364,4 +382,35 @@ async fn a_member_without_any_master_key_cannot_join() {
     assert!(err.contains("master-key-file"), "the error says what to give: {err}");
     assert!(!dir.exists());
     c.shutdown().await;
+}
+
+#[test]
+fn new_master_key_writes_an_owner_only_file_and_never_overwrites_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (status, out) = run_steward(&["keys", "new-master-key", "--out", "m.key"], dir.path());
+    assert!(status.success(), "{out}");
+    let path = dir.path().join("m.key");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let key = MasterKey::read_file(&path).unwrap();
+    assert!(out.contains(&key.id().to_string()), "names the key id: {out}");
+    let (status, out) = run_steward(&["keys", "new-master-key", "--out", "m.key"], dir.path());
+    assert!(!status.success(), "overwrote a key file: {out}");
+    assert_eq!(MasterKey::read_file(&path).unwrap().id(), key.id(), "the file is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_key_the_first_member_generates_one_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = TestCluster::start(0).await;
+    let mut config = c.member_config(0);
+    config.keys.master_key = None;
+    let dir = config.data_dir.clone();
+    let server = steward::server::Server::start(config).await.unwrap();
+    let file = dir.join("master.key");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let key = MasterKey::read_file(&file).unwrap();
+    // It is the key the cluster seals under.
+    assert_eq!(steward::keys::active_key_caught_up(&server.member).await.unwrap(), Some(key.id()));
+    server.shutdown().await;
 }
