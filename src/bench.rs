@@ -137,12 +137,14 @@ fn base64(data: &[u8]) -> String {
 pub async fn start_cluster(root: &std::path::Path) -> anyhow::Result<(Vec<Server>, String)> {
     let token = crate::auth::new_token();
     let secret = crate::datadir::random_secret();
+    let master_key = crate::keys::MasterKey::generate().to_hex().to_string();
     let mut servers = Vec::new();
     for i in 0..3 {
         let mut c = Config::with_data_dir(root.join(format!("m{i}")));
         c.http = "127.0.0.1:0".parse()?;
         c.raft = "127.0.0.1:0".parse()?;
         c.cluster_secret = Some(secret.clone());
+        c.keys.master_key = Some(crate::config::SecretText(master_key.clone()));
         c.log = "warn".into();
         if i == 0 {
             c.admin_token = Some(token.clone());

@@ -5,6 +5,8 @@
 //! steward cluster status  [--url URL]              the members, as the leader sees them
 //! steward cluster join --peer URL [--url URL]      a running member joins the cluster at URL
 //! steward cluster leave   [--url URL] [--member ID] a member leaves (by default the one at --url)
+//! steward keys new-master-key --out FILE           a new random master key (mode 0600)
+//! steward keys rekey --new-master-key-file FILE    re-seal key storage under that key
 //! steward bench writes [--etcd URL] ...            the replicated-write benchmark
 //! steward bench fires [--jobs 10000] ...            fire lateness and memory with many jobs
 //! ```
@@ -32,16 +34,39 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a member.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and change cluster membership.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Manage the key storage master key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Benchmarks (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new random master key to FILE (mode 0600; an existing file is never overwritten).
+    NewMasterKey {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Re-seal every stored secret under the master key in FILE. Every member must already use
+    /// that key as its master-key-file (with the old key in previous-master-key-files); only the
+    /// key's id is sent to the member at --url.
+    Rekey {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, value_name = "FILE")]
+        new_master_key_file: PathBuf,
     },
 }
 
@@ -88,6 +113,10 @@ pub enum ClusterCommand {
         /// The secret of the cluster to join [default: the member's own].
         #[arg(long, env = "STEWARD_CLUSTER_SECRET", hide_env_values = true)]
         cluster_secret: Option<String>,
+        /// A file (on the member's machine) with the joined cluster's master key [default: the
+        /// member's own key, which must then be the cluster's].
+        #[arg(long)]
+        master_key_file: Option<std::path::PathBuf>,
     },
     /// Remove a member from the cluster; it stops once the removal is committed.
     Leave {
@@ -103,8 +132,9 @@ pub enum ClusterCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Cluster { command } => runtime().and_then(|rt| rt.block_on(cluster(command))),
+        Command::Keys { command } => runtime().and_then(|rt| rt.block_on(keys(command))),
         Command::Bench { what: BenchCommand::Writes(args) } => {
             runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
         }
@@ -221,11 +251,15 @@ async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ClusterCommand::Join { client, peer, cluster_secret } => {
+        ClusterCommand::Join { client, peer, cluster_secret, master_key_file } => {
             let api = ApiClient::new(&client)?;
             let mut body = serde_json::json!({ "peer": peer });
             if let Some(s) = cluster_secret {
                 body["clusterSecret"] = Value::String(s);
+            }
+            if let Some(f) = master_key_file {
+                let abs = std::fs::canonicalize(&f).with_context(|| format!("master key file {}", f.display()))?;
+                body["masterKeyFile"] = Value::String(abs.display().to_string());
             }
             api.post("/api/59/cluster/join", &body).await?;
             println!("the member at {} is joining the cluster of {peer}", client.url);
@@ -242,6 +276,39 @@ async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
             };
             api.delete(&format!("/api/59/cluster/members/{id}")).await?;
             println!("member {id} left the cluster");
+            Ok(())
+        }
+    }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::NewMasterKey { out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = crate::keys::MasterKey::generate();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            f.write_all(format!("{}\n", key.to_hex().as_str()).as_bytes())?;
+            f.sync_all()?;
+            println!("wrote master key {} to {}", key.id(), out.display());
+            Ok(())
+        }
+        KeysCommand::Rekey { client, new_master_key_file } => {
+            let key = crate::keys::MasterKey::read_file(&new_master_key_file)?;
+            let api = ApiClient::new(&client)?;
+            let body = serde_json::json!({ "keyId": key.id().to_string() });
+            let v = api.post("/api/59/system/keys/rekey", &body).await?.context("empty answer")?;
+            println!(
+                "key storage is sealed under master key {}: {} values re-sealed, {} already were",
+                key.id(),
+                v["resealed"],
+                v["unchanged"]
+            );
             Ok(())
         }
     }

@@ -55,6 +55,21 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `steward=debug,openraft=warn`.
     #[arg(long, env = "STEWARD_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// File holding the master key (64 hex characters, mode 0600) that seals key storage.
+    #[arg(long, env = "STEWARD_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself (64 hex characters); prefer --master-key-file.
+    #[arg(long, env = "STEWARD_MASTER_KEY", value_name = "HEX", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// TLS certificate (PEM) of this member for member-to-member gRPC.
+    #[arg(long, env = "STEWARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of this member.
+    #[arg(long, env = "STEWARD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that signed every member's certificate.
+    #[arg(long, env = "STEWARD_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The TOML file's shape. Every field is optional; see steward.example.toml.
@@ -74,6 +89,40 @@ pub struct FileConfig {
     pub cluster: ClusterFile,
     #[serde(default)]
     pub logs: LogsFile,
+    #[serde(default)]
+    pub keys: KeysFile,
+    #[serde(default)]
+    pub auth: AuthFile,
+    #[serde(default)]
+    pub tls: TlsFile,
+}
+
+/// `[keys]` section: key storage.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeysFile {
+    pub master_key_file: Option<PathBuf>,
+    pub master_key: Option<String>,
+    pub previous_master_key_files: Option<Vec<PathBuf>>,
+    pub max_value_bytes: Option<usize>,
+}
+
+/// `[auth]` section: tokens and sessions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthFile {
+    pub token_max_duration: Option<String>,
+    pub session_ttl: Option<String>,
+}
+
+/// `[tls]` section: member-to-member TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsFile {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub server_name: Option<String>,
 }
 
 /// `[cluster]` section: Raft timing and limits.
@@ -154,6 +203,87 @@ pub struct Config {
     pub cluster: ClusterTuning,
     /// The execution log store.
     pub logs: LogStoreConfig,
+    /// Key storage.
+    pub keys: KeysSettings,
+    /// Tokens and sessions.
+    pub auth: AuthSettings,
+    /// Member-to-member TLS; `None` for plain gRPC (the cluster secret still guards every call).
+    pub tls: Option<TlsFiles>,
+}
+
+/// Default largest key storage value: 1 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Largest accepted `keys.max-value-bytes`: a sealed value travels base64 in one Raft entry.
+pub const MAX_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+/// Default longest API token lifetime (Rundeck's `rundeck.api.tokens.duration.max`).
+pub const DEFAULT_TOKEN_MAX_DURATION: &str = "30d";
+/// Default browser session lifetime.
+pub const DEFAULT_SESSION_TTL: &str = "12h";
+
+/// A secret setting: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Key storage settings.
+#[derive(Debug, Clone)]
+pub struct KeysSettings {
+    /// The master key, given directly (hex). At most one of this and `master_key_file`; when
+    /// both are unset the member uses `<data-dir>/master.key`, generated when it creates a
+    /// cluster.
+    pub master_key: Option<SecretText>,
+    /// File holding the master key.
+    pub master_key_file: Option<PathBuf>,
+    /// Older master keys, kept to open values sealed under them during a rekey.
+    pub previous_master_key_files: Vec<PathBuf>,
+    /// Largest value accepted, bytes.
+    pub max_value_bytes: usize,
+}
+
+impl Default for KeysSettings {
+    fn default() -> Self {
+        KeysSettings {
+            master_key: None,
+            master_key_file: None,
+            previous_master_key_files: Vec::new(),
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        }
+    }
+}
+
+/// Token and session settings.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Longest API token lifetime; `None` for no limit (`"0"`).
+    pub token_max_duration: Option<Duration>,
+    /// How long a browser session lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let parse = |s| crate::auth::tokens::parse_duration(s).expect("default durations parse");
+        AuthSettings {
+            token_max_duration: Some(parse(DEFAULT_TOKEN_MAX_DURATION)),
+            session_ttl: parse(DEFAULT_SESSION_TTL),
+        }
+    }
+}
+
+/// The files of member-to-member TLS (all PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// The name peers' certificates are checked against; default: the host of each peer's
+    /// advertised gRPC address.
+    pub server_name: Option<String>,
 }
 
 /// Raft timing and limits.
@@ -313,6 +443,37 @@ impl Config {
         let data_dir =
             args.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let logs = logs_config(&file.logs, &data_dir)?;
+        let mut keys = KeysSettings::default();
+        keys.master_key = pick(&args.master_key, &file.keys.master_key).map(SecretText);
+        keys.master_key_file = args.master_key_file.clone().or(file.keys.master_key_file.clone());
+        if let Some(v) = &file.keys.previous_master_key_files {
+            keys.previous_master_key_files = v.clone();
+        }
+        if let Some(v) = file.keys.max_value_bytes {
+            keys.max_value_bytes = v;
+        }
+        if let Some(k) = &keys.master_key {
+            crate::keys::MasterKey::parse(&k.0).map_err(|e| invalid("keys.master-key", e.to_string()))?;
+        }
+        let mut auth = AuthSettings::default();
+        if let Some(v) = &file.auth.token_max_duration {
+            let d = crate::auth::tokens::parse_duration(v).map_err(|m| invalid("auth.token-max-duration", m))?;
+            auth.token_max_duration = (!d.is_zero()).then_some(d);
+        }
+        if let Some(v) = &file.auth.session_ttl {
+            auth.session_ttl = crate::auth::tokens::parse_duration(v).map_err(|m| invalid("auth.session-ttl", m))?;
+        }
+        let tls = match (
+            args.tls_cert.clone().or(file.tls.cert_file.clone()),
+            args.tls_key.clone().or(file.tls.key_file.clone()),
+            args.tls_ca.clone().or(file.tls.ca_file.clone()),
+        ) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => {
+                Some(TlsFiles { cert, key, ca, server_name: file.tls.server_name.clone() })
+            }
+            _ => return Err(invalid("tls", "cert-file, key-file and ca-file are given together or not at all")),
+        };
         let config = Config {
             data_dir,
             http,
@@ -325,6 +486,9 @@ impl Config {
             log: pick(&args.log, &file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
             cluster,
             logs,
+            keys,
+            auth,
+            tls,
         };
         config.validate()?;
         Ok(config)
@@ -355,6 +519,15 @@ impl Config {
             return Err(invalid("raft", "must differ from the http address"));
         }
         self.logs.validate().map_err(|(setting, message)| invalid(setting, message))?;
+        if self.keys.master_key.is_some() && self.keys.master_key_file.is_some() {
+            return Err(invalid("keys.master-key", "give the master key or its file, not both"));
+        }
+        if !(1..=MAX_MAX_VALUE_BYTES).contains(&self.keys.max_value_bytes) {
+            return Err(invalid("keys.max-value-bytes", format!("must be between 1 and {MAX_MAX_VALUE_BYTES}")));
+        }
+        if self.auth.session_ttl.is_zero() {
+            return Err(invalid("auth.session-ttl", "must be above 0"));
+        }
         Ok(())
     }
 
@@ -386,6 +559,9 @@ impl Config {
             join: None,
             log: DEFAULT_LOG.into(),
             cluster: ClusterTuning::default(),
+            keys: KeysSettings::default(),
+            auth: AuthSettings::default(),
+            tls: None,
         }
     }
 }
@@ -463,6 +639,10 @@ mod tests {
             ),
             ("[logs]\ncheckpoint-interval-ms = 0", "logs.checkpoint-interval-ms"),
             ("[logs]\nprefix = \"a/../b\"", "logs.prefix"),
+            ("[keys]\nmaster-key = \"abc\"", "keys.master-key"),
+            ("[keys]\nmax-value-bytes = 0", "keys.max-value-bytes"),
+            ("[auth]\ntoken-max-duration = \"soon\"", "auth.token-max-duration"),
+            ("[tls]\ncert-file = \"c.pem\"", "tls"),
         ];
         for (text, setting) in cases {
             let file = dir.path().join("c.toml");

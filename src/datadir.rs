@@ -5,6 +5,8 @@
 //! <data-dir>/member.json     this member's identity: format version, Raft node id, uuid, cluster id
 //! <data-dir>/cluster.secret  the cluster secret, when this member generated it (mode 0600)
 //! <data-dir>/admin.token     the admin API token, when this member created it (mode 0600)
+//! <data-dir>/master.key      the key storage master key, when none is configured and this
+//!                            member created the cluster (mode 0600; copy it to the others)
 //! <data-dir>/raft/           the sled store: Raft log, state machine, snapshots
 //! <data-dir>/logs/           execution output, when the log store is the local filesystem
 //! <data-dir>/tmp/            inline scripts of running steps
@@ -26,6 +28,7 @@ const IDENTITY_VERSION: u32 = 1;
 pub const IDENTITY_FILE: &str = "member.json";
 pub const SECRET_FILE: &str = "cluster.secret";
 pub const TOKEN_FILE: &str = "admin.token";
+pub const MASTER_KEY_FILE: &str = "master.key";
 pub const STORE_DIR: &str = "raft";
 pub const LOGS_DIR: &str = "logs";
 /// Where inline scripts of running steps are written.

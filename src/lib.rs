@@ -6,7 +6,10 @@
 //! - [`server`]: starting a member (listeners, data dir, Raft, servers; creating or joining a
 //!   cluster) and stopping it. [`server::Server::start`] is what tests run in-process.
 //! - [`api`]: the HTTP API in Rundeck's paths and shapes, with the one error mapping.
-//! - [`auth`]: API tokens, stored hashed in the replicated state.
+//! - [`auth`]: who is calling: API tokens (stored hashed), users (argon2), browser sessions.
+//! - [`acl`]: Rundeck's `.aclpolicy` policies and the decisions they make.
+//! - [`keys`]: key storage, sealed under the master key before a write is proposed; the
+//!   resolve and mask functions the job engine uses.
 //! - [`config`]: the typed configuration (flags, `STEWARD_*` variables, TOML file).
 //! - [`datadir`]: what a member keeps in its data dir besides the store.
 //! - [`exec`]: the executor: one execution's steps as local processes, independent of Raft.
@@ -20,6 +23,7 @@
 //! The replicated store is in the `steward-storage` crate and the Raft layer in `steward-raft`;
 //! `ARCHITECTURE.md` at the repository root says what goes where and why.
 
+pub mod acl;
 pub mod api;
 pub mod auth;
 pub mod bench;
@@ -30,5 +34,6 @@ pub mod datadir;
 pub mod engine;
 pub mod exec;
 pub mod jobs;
+pub mod keys;
 pub mod logs;
 pub mod server;

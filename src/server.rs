@@ -16,12 +16,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::acl::Authorizer;
 use crate::api::internal::{JoinAnswer, JoinBody, SECRET_HEADER};
 use crate::api::{self, AppState};
-use crate::auth;
+use crate::auth::{self, session::Sessions};
 use crate::config::Config;
 use crate::datadir::{self, DataDir, Identity};
 use crate::engine::Engine;
+use crate::keys::{self, KeyStore, Keyring, MasterKey};
 use crate::logs::LogStore;
 
 /// Why a running server stopped (other than a signal).
@@ -35,7 +37,7 @@ pub enum StopReason {
     Fatal(String),
     /// This member, alone in its own cluster, is to join the cluster of the member at `peer`
     /// (`steward cluster join`): it stops, drops its Raft state and starts again in join mode.
-    Rejoin { peer: String, secret: String },
+    Rejoin { peer: String, secret: String, master_key: Option<String> },
 }
 
 impl std::fmt::Debug for StopReason {
@@ -73,6 +75,8 @@ pub struct Server {
     pub data_dir: DataDir,
     /// The job engine's scheduler and runner on this member.
     pub engine: Option<Engine>,
+    /// Key storage on this member (what the job engine resolves secure options with).
+    pub keys: KeyStore,
     stop: watch::Sender<Option<StopReason>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -85,6 +89,7 @@ impl Server {
     /// Starts a member with `config`: creates a new cluster, joins one (`config.join`), or
     /// resumes from the data dir.
     pub async fn start(config: Config) -> Result<Server, ServeError> {
+        install_crypto_provider();
         let http_listener = bind("http", config.http).await?;
         let raft_listener = bind("raft", config.raft).await?;
         let http_addr = http_listener.local_addr().map_err(|e| ServeError::Start(e.to_string()))?;
@@ -142,6 +147,9 @@ impl Server {
             }
         };
 
+        let creating = config.join.is_none() && identity.cluster_id.is_none();
+        let keyring = Arc::new(load_keyring(&config, data_dir, creating)?);
+
         let node = MemberNode {
             uuid: identity.uuid.clone(),
             raft_addr: config.advertise_raft.clone().unwrap_or_else(|| raft_addr.to_string()),
@@ -153,6 +161,7 @@ impl Server {
         mc.max_voters = config.cluster.max_voters;
         mc.store =
             StoreOptions { cache_capacity: config.cluster.cache_capacity_mib * 1024 * 1024, ..Default::default() };
+        mc.tls = load_tls(&config)?;
         let member = open_member(mc, data_dir).await?;
 
         let (stop, _) = watch::channel(None);
@@ -170,7 +179,7 @@ impl Server {
             }));
         }
 
-        let setup = Self::enter_cluster(&config, data_dir, &member, &mut identity, &secret).await;
+        let setup = Self::enter_cluster(&config, data_dir, &member, &mut identity, &secret, &keyring).await;
         if let Err(e) = setup {
             let _ = stop.send(Some(StopReason::Requested));
             member.shutdown().await;
@@ -200,6 +209,8 @@ impl Server {
             .map_err(|source| datadir::DataDirError::Io { path: scratch.clone(), source })?;
         let engine = Engine::start(member.clone(), logs.clone(), scratch);
 
+        tasks.push(spawn_publish_keys(member.clone(), keyring.clone(), stop.subscribe()));
+        let keys = KeyStore::new(member.clone(), keyring.clone(), config.keys.max_value_bytes);
         let state = AppState {
             fire_stats: engine.stats.clone(),
             logs,
@@ -209,6 +220,10 @@ impl Server {
             data_dir: data_dir.root().to_path_buf(),
             cluster_secret: Arc::from(secret.as_str()),
             stop: stop.clone(),
+            keys: keys.clone(),
+            acl: Arc::new(Authorizer::new(member.clone())),
+            sessions: Arc::new(Sessions::new(member.clone(), keyring.clone(), config.auth.session_ttl)),
+            token_max_duration: config.auth.token_max_duration,
         };
         {
             let mut rx = stop.subscribe();
@@ -234,6 +249,7 @@ impl Server {
             raft_addr,
             data_dir: data_dir.clone(),
             engine: Some(engine),
+            keys,
             stop,
             tasks,
         })
@@ -246,16 +262,17 @@ impl Server {
         member: &Member,
         identity: &mut Identity,
         secret: &str,
+        keyring: &Keyring,
     ) -> Result<(), ServeError> {
         let start_err = |e: steward_raft::ClusterError| ServeError::Start(e.to_string());
         let initialized = member.is_initialized().await.map_err(start_err)?;
         if initialized {
             if let Some(url) = &config.join {
-                Self::confirm_cluster(url, secret, member, identity).await?;
+                Self::confirm_cluster(url, secret, member, identity, keyring).await?;
             }
             // A crash between creating the cluster and writing its id leaves the id to write.
             if identity.cluster_id.is_none() && member.cluster_id().map_err(start_err)?.is_none() {
-                return Self::create_cluster(config, data_dir, member, identity).await;
+                return Self::create_cluster(config, data_dir, member, identity, keyring).await;
             }
             if identity.cluster_id.is_none() {
                 member.read_barrier().await.map_err(start_err)?;
@@ -267,7 +284,7 @@ impl Server {
         match &config.join {
             Some(url) => {
                 let patience = config.cluster.request_timeout.max(Duration::from_secs(30));
-                let answer = join_through(url, secret, member, identity, patience).await?;
+                let answer = join_through(url, secret, member, identity, keyring, patience).await?;
                 if let Some(mine) = &identity.cluster_id {
                     if *mine != answer.cluster_id {
                         return Err(ServeError::Join {
@@ -285,18 +302,24 @@ impl Server {
                 "this data dir belongs to cluster {} but holds no Raft state; start it with --join URL",
                 identity.cluster_id.as_deref().unwrap_or_default()
             ))),
-            None => Self::create_cluster(config, data_dir, member, identity).await,
+            None => Self::create_cluster(config, data_dir, member, identity, keyring).await,
         }
     }
 
     /// A member that already belongs to a cluster and is started with `--join URL` (a unit file
     /// keeps its command line) checks that URL is its own cluster. A member of another cluster
     /// is refused; an unreachable URL only warns, so a restart never depends on one peer.
-    async fn confirm_cluster(url: &str, secret: &str, member: &Member, identity: &Identity) -> Result<(), ServeError> {
+    async fn confirm_cluster(
+        url: &str,
+        secret: &str,
+        member: &Member,
+        identity: &Identity,
+        keyring: &Keyring,
+    ) -> Result<(), ServeError> {
         if identity.cluster_id.is_none() {
             return Ok(());
         }
-        match join_through(url, secret, member, identity, Duration::from_secs(3)).await {
+        match join_through(url, secret, member, identity, keyring, Duration::from_secs(3)).await {
             Ok(_) => Ok(()),
             Err(ServeError::Join { message, .. }) if message.contains("belongs to cluster") => {
                 Err(ServeError::Join { url: url.to_string(), message })
@@ -308,12 +331,14 @@ impl Server {
         }
     }
 
-    /// Creates a new single-member cluster with an admin token.
+    /// Creates a new single-member cluster with an admin token, the active master key id and the
+    /// session signing key.
     async fn create_cluster(
         config: &Config,
         data_dir: &DataDir,
         member: &Member,
         identity: &mut Identity,
+        keyring: &Keyring,
     ) -> Result<(), ServeError> {
         let cluster_id = uuid::Uuid::new_v4().to_string();
         let (token, generated) = match &config.admin_token {
@@ -325,8 +350,11 @@ impl Server {
         if generated {
             data_dir.write_secret_file(datadir::TOKEN_FILE, &token)?;
         }
+        let mut ops = auth::admin_token_ops(&token);
+        ops.extend(keys::bootstrap_ops(keyring));
+        ops.push(auth::session::bootstrap_op(keyring));
         member
-            .bootstrap(&cluster_id, vec![auth::admin_token_op(&token)])
+            .bootstrap(&cluster_id, ops)
             .await
             .map_err(|e| ServeError::Start(format!("creating the cluster failed: {e}")))?;
         identity.cluster_id = Some(cluster_id.clone());
@@ -409,6 +437,102 @@ impl Server {
     }
 }
 
+/// The keyring: the configured master key (given, or its file), else the data dir's
+/// `master.key`, generated there (mode 0600) when this member creates a new cluster. A member
+/// that joins or resumes without any key is refused with a message that says where the key is.
+fn load_keyring(config: &Config, data_dir: &DataDir, creating: bool) -> Result<Keyring, ServeError> {
+    let err = |e: keys::crypto::MasterKeyError| ServeError::Start(e.to_string());
+    let in_dir = data_dir.path(datadir::MASTER_KEY_FILE);
+    let primary = if let Some(k) = &config.keys.master_key {
+        MasterKey::parse(&k.0).map_err(err)?
+    } else if let Some(f) = &config.keys.master_key_file {
+        MasterKey::read_file(f).map_err(err)?
+    } else if in_dir.exists() {
+        MasterKey::read_file(&in_dir).map_err(err)?
+    } else if creating {
+        let k = MasterKey::generate();
+        data_dir.write_secret_file(datadir::MASTER_KEY_FILE, &k.to_hex())?;
+        tracing::info!(path = %in_dir.display(), key = %k.id(), "generated the key storage master key; \
+            give this file to every member (--master-key-file) and keep a copy somewhere safe");
+        k
+    } else {
+        return Err(ServeError::Start(
+            "no master key: this cluster seals key storage under a master key every member needs; pass \
+             --master-key-file (or STEWARD_MASTER_KEY_FILE) with a copy of the first member's <data-dir>/master.key"
+                .into(),
+        ));
+    };
+    let mut previous = Vec::new();
+    for f in &config.keys.previous_master_key_files {
+        previous.push(MasterKey::read_file(f).map_err(err)?);
+    }
+    Ok(Keyring::new(primary, previous))
+}
+
+/// Reads the member-to-member TLS files, when configured.
+fn load_tls(config: &Config) -> Result<Option<steward_raft::network::TlsConfig>, ServeError> {
+    let Some(t) = &config.tls else { return Ok(None) };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| ServeError::Start(format!("cannot read TLS file {}: {e}", p.display())))
+    };
+    Ok(Some(steward_raft::network::TlsConfig {
+        cert_pem: read(&t.cert)?,
+        key_pem: read(&t.key)?,
+        ca_pem: read(&t.ca)?,
+        server_name: t.server_name.clone(),
+    }))
+}
+
+/// Publishes the key ids this member holds (the rekey checks them), retrying until it is
+/// committed; warns when the member lacks the cluster's active key.
+fn spawn_publish_keys(
+    member: Member,
+    keyring: Arc<Keyring>,
+    mut stopped: watch::Receiver<Option<StopReason>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let publish = async {
+            loop {
+                let txn = steward_storage::Txn::ops(vec![keys::publish_op(&member.node().uuid, &keyring)]);
+                match member.write(txn).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot publish this member's key ids yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            match keys::active_key_caught_up(&member).await {
+                Ok(Some(active)) if !keyring.has(active) => tracing::error!(
+                    key = %active,
+                    "this member lacks the cluster's active master key: key storage reads will fail here \
+                     until it is given that key"
+                ),
+                Ok(Some(active)) if keyring.primary_id() != active => tracing::warn!(
+                    key = %active, primary = %keyring.primary_id(),
+                    "this member seals under a master key that is not the cluster's active one; run the rekey \
+                     once every member has the new key"
+                ),
+                _ => {}
+            }
+        };
+        tokio::select! {
+            _ = publish => {}
+            _ = stopped.wait_for(|r| r.is_some()) => {}
+        }
+    })
+}
+
+/// Chooses rustls's process-wide crypto provider (ring) once. Both ring (tonic's TLS) and
+/// aws-lc (the S3 client) are compiled in, and rustls refuses to guess between them.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first (by an embedding program): keep it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Starts the Raft member on the data dir's store. The store is locked while open: by another
 /// process using the same data dir (an error after a short wait), or, in one process, by the
 /// background tasks of a member that was just stopped (gone within moments).
@@ -438,6 +562,7 @@ async fn join_through(
     secret: &str,
     member: &Member,
     identity: &Identity,
+    keyring: &Keyring,
     patience: Duration,
 ) -> Result<JoinAnswer, ServeError> {
     let body = JoinBody {
@@ -446,6 +571,7 @@ async fn join_through(
         raft_address: member.node().raft_addr.clone(),
         http_address: member.node().http_addr.clone(),
         cluster_id: identity.cluster_id.clone(),
+        key_ids: keyring.ids().iter().map(|k| k.to_string()).collect(),
     };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(330))
@@ -511,8 +637,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 return Ok(());
             }
             StopReason::Requested => return Ok(()),
-            StopReason::Rejoin { peer, secret } => {
-                prepare_rejoin(&data_dir, &secret)?;
+            StopReason::Rejoin { peer, secret, master_key } => {
+                prepare_rejoin(&data_dir, &secret, master_key.as_deref())?;
                 tracing::info!(%peer, "joining another cluster");
                 config.join = Some(peer);
                 config.cluster_secret = Some(secret);
@@ -528,7 +654,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
 /// Drops this member's Raft state and old-cluster files so that it can start again as a
 /// newcomer: a fresh Raft node id (the new cluster must never confuse it with an old member),
 /// the same public uuid, the new cluster's secret.
-fn prepare_rejoin(data_dir: &DataDir, secret: &str) -> Result<(), ServeError> {
+fn prepare_rejoin(data_dir: &DataDir, secret: &str, master_key: Option<&str>) -> Result<(), ServeError> {
     let store = data_dir.path(datadir::STORE_DIR);
     std::fs::remove_dir_all(&store).map_err(|source| datadir::DataDirError::Io { path: store, source })?;
     let token = data_dir.path(datadir::TOKEN_FILE);
@@ -541,5 +667,10 @@ fn prepare_rejoin(data_dir: &DataDir, secret: &str) -> Result<(), ServeError> {
     let fresh = Identity { uuid: old.uuid, cluster_id: None, ..DataDir::new_identity() };
     data_dir.save_identity(&fresh)?;
     data_dir.write_secret_file(datadir::SECRET_FILE, secret)?;
+    // The new cluster's master key replaces this member's own in the data dir, so that a later
+    // restart with the same command line finds it.
+    if let Some(k) = master_key {
+        data_dir.write_secret_file(datadir::MASTER_KEY_FILE, k)?;
+    }
     Ok(())
 }

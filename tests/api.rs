@@ -156,10 +156,16 @@ async fn cluster_members_lists_each_member_with_role_state_and_progress() {
     let leader = c.leader().await;
     c.create_project(leader, "x").await;
     let follower = (0..3).find(|&i| i != leader).unwrap();
-    let v = crate::fixture::wait_for(Duration::from_secs(10), "every member active", || async {
-        let (status, v) = body(c.req(follower, Method::GET, "/api/45/cluster/members").send().await.ok()?).await;
-        (status == 200 && v["members"].as_array()?.iter().all(|m| m["state"] == "active")).then_some(v)
-    })
+    let v = crate::fixture::wait_for(
+        Duration::from_secs(10),
+        "every member active with a known replication index",
+        || async {
+            let (status, v) = body(c.req(follower, Method::GET, "/api/45/cluster/members").send().await.ok()?).await;
+            (status == 200
+                && v["members"].as_array()?.iter().all(|m| m["state"] == "active" && m["matchedIndex"].is_u64()))
+            .then_some(v)
+        },
+    )
     .await;
     assert_eq!(v["leader"], json!(c.slots[leader].uuid));
     let members = v["members"].as_array().unwrap();

@@ -353,3 +353,60 @@ async fn without_multiple_executions_a_slot_during_a_run_is_skipped_never_run_be
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_and_execution_routes_enforce_job_rights_from_acl_policies() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "acl").await, 201);
+    let doc = "- name: deploy\n  group: ops\n  sequence:\n    commands:\n      - exec: echo ops\n\
+               - name: payroll\n  group: hr\n  sequence:\n    commands:\n      - exec: echo hr\n";
+    let answer = import(&c, 0, "acl", doc).await;
+    let (ops, hr) = (job_id(&answer, "deploy"), job_id(&answer, "payroll"));
+    let (_, e) = run_job(&c, 0, &hr, json!({})).await;
+    let hr_exec = e["id"].as_u64().unwrap();
+    ended(&c, 0, hr_exec, Duration::from_secs(10)).await;
+    // Auditors may read the project and the ops jobs, and run nothing.
+    let policy = "description: auditors\ncontext:\n  application: rundeck\nfor:\n  project:\n    - equals: {name: acl}\n      allow: [read]\nby:\n  group: auditors\n\
+                  ---\ndescription: auditors read ops jobs\ncontext:\n  project: acl\nfor:\n  job:\n    - equals: {group: ops}\n      allow: [read]\nby:\n  group: auditors\n";
+    let r = c
+        .req(0, Method::POST, "/api/45/system/acl/auditors.aclpolicy")
+        .header("content-type", "application/yaml")
+        .body(policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (s, t) = body(
+        c.req(0, Method::POST, "/api/45/tokens")
+            .json(&json!({ "user": "ann", "roles": ["auditors"] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    let token = t["token"].as_str().unwrap().to_string();
+    let as_ann = |m: Method, path: &str| {
+        c.http.request(m, format!("{}{path}", c.url(0))).header("X-Rundeck-Auth-Token", token.clone())
+    };
+    let (s, list) = body(as_ann(Method::GET, "/api/45/project/acl/jobs").send().await.unwrap()).await;
+    assert_eq!(s, 200, "{list}");
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["deploy"], "only the jobs ann may read");
+    assert_eq!(as_ann(Method::GET, &format!("/api/45/job/{ops}")).send().await.unwrap().status(), 200);
+    assert_eq!(as_ann(Method::GET, &format!("/api/45/job/{hr}")).send().await.unwrap().status(), 403);
+    let (s, e) =
+        body(as_ann(Method::POST, &format!("/api/45/job/{ops}/run")).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(s, 403, "no run right: {e}");
+    assert_eq!(as_ann(Method::DELETE, &format!("/api/45/job/{ops}")).send().await.unwrap().status(), 403);
+    assert_eq!(as_ann(Method::GET, &format!("/api/45/execution/{hr_exec}")).send().await.unwrap().status(), 403);
+    assert_eq!(as_ann(Method::GET, &format!("/api/45/execution/{hr_exec}/output")).send().await.unwrap().status(), 403);
+    assert_eq!(as_ann(Method::POST, &format!("/api/45/execution/{hr_exec}/abort")).send().await.unwrap().status(), 403);
+    let (s, ex) = body(as_ann(Method::GET, "/api/45/project/acl/executions").send().await.unwrap()).await;
+    assert_eq!(s, 200);
+    assert_eq!(ex["paging"]["total"], json!(0), "hr's executions are not listed for ann: {ex}");
+    // Nothing was started or deleted by the refused requests.
+    assert_eq!(all_executions(&c, 0, "acl").await.len(), 1);
+    assert_eq!(c.req(0, Method::GET, &format!("/api/45/job/{ops}")).send().await.unwrap().status(), 200);
+    c.shutdown().await;
+}

@@ -144,6 +144,8 @@ async fn a_wrong_secret_or_a_busy_port_exits_non_zero_with_a_clear_message() {
             &c.procs[0].url(),
             "--cluster-secret",
             &wrong,
+            "--master-key",
+            &c.master_key,
         ],
         dir.path(),
     );
@@ -226,6 +228,30 @@ async fn a_running_standalone_member_joins_a_cluster_with_the_cluster_join_comma
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+
+    // Another cluster's master key is refused by the peer before this member drops anything.
+    let wrong_key = dir.join("other.key");
+    let out = run_steward(&["keys", "new-master-key", "--out", wrong_key.to_str().unwrap()], &dir);
+    assert!(out.0.success(), "{}", out.1);
+    let (status, out) = run_steward(
+        &[
+            "cluster",
+            "join",
+            "--url",
+            &url,
+            "--token",
+            &own_token,
+            "--peer",
+            &peer,
+            "--master-key-file",
+            wrong_key.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(!status.success() && out.contains("master key"), "{out}");
+    let r =
+        c.http.get(format!("{url}/api/45/projects")).header("X-Rundeck-Auth-Token", &own_token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "still its own cluster, with its own token: nothing was dropped");
 
     let (status, out) = run_steward(&["cluster", "join", "--url", &url, "--token", &own_token, "--peer", &peer], &dir);
     assert!(status.success(), "{out}");

@@ -55,6 +55,8 @@ pub struct MemberConfig {
     /// The most voters the cluster keeps; further members stay learners.
     pub max_voters: usize,
     pub store: StoreOptions,
+    /// Mutual TLS on the member-to-member port; `None` for plain gRPC.
+    pub tls: Option<crate::network::TlsConfig>,
 }
 
 impl MemberConfig {
@@ -68,6 +70,7 @@ impl MemberConfig {
             join_timeout: Duration::from_secs(300),
             max_voters: 5,
             store: StoreOptions::default(),
+            tls: None,
         }
     }
 }
@@ -137,7 +140,7 @@ impl Member {
     /// call [`Member::bootstrap`] for a new cluster, or have the leader add it.
     pub async fn start(config: MemberConfig, dir: &Path) -> Result<Member, StartError> {
         let raft_config = Arc::new(config.raft.clone().validate().map_err(|e| StartError::Config(e.to_string()))?);
-        let peers = Peers::new(&config.cluster_secret)?;
+        let peers = Peers::with_tls(&config.cluster_secret, config.tls.clone())?;
         let (log, sm) = steward_storage::open(dir, config.store.clone())?;
         let kv = sm.reader();
         let raft = Raft::new(config.id, raft_config, peers.clone(), log, sm)

@@ -1,5 +1,5 @@
 //! The client side of member-to-member gRPC: one cached channel per peer address, the cluster
-//! secret on every call, and openraft's `RaftNetwork` on top.
+//! secret on every call, optional mutual TLS, and openraft's `RaftNetwork` on top.
 //!
 //! `openraft` calls `new_client` for every read-index round and every vote, so it must be cheap:
 //! it only clones a cached, lazily connecting `Channel` (HTTP/2 multiplexes all calls to a peer
@@ -24,7 +24,7 @@ use openraft::{OptionalSend, Snapshot, Vote};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use crate::pb::cluster_client::ClusterClient;
 use crate::pb::raft_client::RaftClient;
@@ -73,6 +73,49 @@ pub fn validate_secret(secret: &str) -> Result<MetadataValue<Ascii>, InvalidSecr
     MetadataValue::try_from(secret).map_err(|_| InvalidSecret)
 }
 
+/// Mutual TLS between members: every member presents its certificate (as server and as
+/// client) and accepts only certificates signed by the cluster's CA. The cluster secret is still
+/// checked on every call: TLS says "a machine the CA vouches for", the secret "a member of this
+/// cluster".
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// This member's certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// This member's private key, PEM.
+    pub key_pem: Vec<u8>,
+    /// The CA certificate, PEM.
+    pub ca_pem: Vec<u8>,
+    /// The name to check peers' certificates against; default: the host of the peer's address.
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    fn identity(&self) -> Identity {
+        Identity::from_pem(&self.cert_pem, &self.key_pem)
+    }
+
+    /// The server side: our certificate, client certificates required and checked against the CA.
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new().identity(self.identity()).client_ca_root(Certificate::from_pem(&self.ca_pem))
+    }
+
+    /// The client side towards the peer at `host`.
+    pub fn client(&self, host: &str) -> ClientTlsConfig {
+        let name =
+            self.server_name.clone().unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_string());
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(self.identity())
+            .domain_name(name)
+    }
+}
+
 /// Connections to the other members, shared by Raft replication and cluster calls.
 #[derive(Clone)]
 pub struct Peers {
@@ -81,6 +124,7 @@ pub struct Peers {
 
 struct PeersInner {
     secret: AddSecret,
+    tls: Option<TlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
     /// When each peer last answered a Raft RPC; the leader's view of liveness.
     contacts: Mutex<HashMap<NodeId, Instant>>,
@@ -88,10 +132,16 @@ struct PeersInner {
 
 impl Peers {
     pub fn new(secret: &str) -> Result<Self, InvalidSecret> {
+        Self::with_tls(secret, None)
+    }
+
+    /// Peers reached over mutual TLS when `tls` is given.
+    pub fn with_tls(secret: &str, tls: Option<TlsConfig>) -> Result<Self, InvalidSecret> {
         let secret = AddSecret(validate_secret(secret)?);
         Ok(Peers {
             inner: Arc::new(PeersInner {
                 secret,
+                tls,
                 channels: Mutex::new(HashMap::new()),
                 contacts: Mutex::new(HashMap::new()),
             }),
@@ -104,7 +154,14 @@ impl Peers {
         if let Some(ch) = channels.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = match &self.inner.tls {
+            None => Endpoint::from_shared(format!("http://{addr}"))?,
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+                Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.client(host))?
+            }
+        };
+        let ch = endpoint
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

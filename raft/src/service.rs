@@ -1,6 +1,6 @@
 //! The server side of member-to-member gRPC: the `Raft` service (openraft's RPCs), the
-//! `Cluster` service (forwarded writes, read index, membership, status), and the check of the
-//! cluster secret that guards both.
+//! `Cluster` service (forwarded writes, read index, membership, status), the check of the
+//! cluster secret that guards both, and optional mutual TLS (see `network::TlsConfig`).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -169,13 +169,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let check = CheckSecret::new(&member.config().cluster_secret);
+    let tls = member.config().tls.clone();
     let raft = RaftServer::new(RaftSvc { member: member.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let cluster = ClusterServer::new(ClusterSvc { member })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server())?;
+    }
+    builder
         .tcp_nodelay(true)
         .add_service(InterceptedService::new(raft, check.clone()))
         .add_service(InterceptedService::new(cluster, check))

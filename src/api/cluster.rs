@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use steward_raft::Consistency;
 
-use super::internal::SECRET_HEADER;
+use super::internal::{MASTER_KEY_ID_HEADER, SECRET_HEADER};
 use super::version::ApiVersion;
 use super::{ApiError, ApiJson, ApiResult, AppState};
 use crate::server::StopReason;
@@ -83,11 +83,19 @@ pub struct JoinPeer {
     pub peer: String,
     /// The secret of the cluster to join; this member's own when absent.
     pub cluster_secret: Option<String>,
+    /// A file on this member holding the joined cluster's key storage master key; this member's
+    /// own key when absent (then both clusters must use the same key).
+    pub master_key_file: Option<String>,
 }
 
-/// Keys a member that was never used holds: its cluster's id and API tokens.
+/// Keys a member that was never used holds: its cluster's id, API tokens, the session key and
+/// the key ids of its keyring.
 fn is_bootstrap_key(key: &str) -> bool {
-    key == steward_raft::member::CLUSTER_ID_KEY || key.starts_with(crate::auth::TOKENS_PREFIX)
+    key == steward_raft::member::CLUSTER_ID_KEY
+        || key == crate::auth::session::SESSION_KEY
+        || key.starts_with(crate::auth::tokens::TOKENS_PREFIX)
+        || key.starts_with(crate::auth::tokens::TOKEN_IDS_PREFIX)
+        || key.starts_with("keyring/")
 }
 
 /// `POST /api/{v}/cluster/join`: this running member, alone in its own cluster and holding no
@@ -123,15 +131,33 @@ pub async fn join_peer(
             format!("this member holds data ({key}); only a member without projects or jobs can join another cluster"),
         ));
     }
+    // The master key this member will seal key storage with in the new cluster.
+    let master_key = match &body.master_key_file {
+        Some(f) => Some(
+            crate::keys::MasterKey::read_file(std::path::Path::new(f))
+                .map_err(|e| ApiError::bad_request(format!("masterKeyFile: {e}")))?,
+        ),
+        None => None,
+    };
+    let key_id = master_key.as_ref().map(|k| k.id()).unwrap_or_else(|| state.keys.keyring().primary_id());
     let url = format!("{}/internal/cluster/check", body.peer.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    match client.post(&url).header(SECRET_HEADER, &secret).send().await {
+    let check = client.post(&url).header(SECRET_HEADER, &secret).header(MASTER_KEY_ID_HEADER, key_id.to_string());
+    match check.send().await {
         Ok(r) if r.status().is_success() => {}
         Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
             return Err(ApiError::bad_request(format!("{} refused the cluster secret", body.peer)))
+        }
+        Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
+            let text = r.text().await.unwrap_or_default();
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            return Err(ApiError::bad_request(msg));
         }
         Ok(r) => {
             return Err(ApiError::bad_request(format!("{} answered {} to the secret check", body.peer, r.status())))
@@ -139,6 +165,7 @@ pub async fn join_peer(
         Err(e) => return Err(ApiError::bad_request(format!("cannot reach {}: {e}", body.peer))),
     }
     tracing::info!(peer = %body.peer, "leaving this single-member cluster to join another");
-    let _ = state.stop.send(Some(StopReason::Rejoin { peer: body.peer.clone(), secret }));
+    let master_key = master_key.map(|k| k.to_hex().to_string());
+    let _ = state.stop.send(Some(StopReason::Rejoin { peer: body.peer.clone(), secret, master_key }));
     Ok((StatusCode::ACCEPTED, Json(json!({ "status": "joining", "peer": body.peer }))))
 }

@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
+use axum::Extension;
 use axum::Json;
 use serde_json::{json, Value};
 use steward_raft::Consistency;
 
+use super::authz;
 use super::version::ApiVersion;
 use super::{base_url, ApiError, ApiResult, AppState};
+use crate::acl::{Context, Resource};
 use crate::auth::Principal;
 use crate::engine::executions::{self, ExecError};
 use crate::engine::records::{AbortRequest, ExecStatus, ExecutionRecord};
@@ -26,6 +29,18 @@ impl From<ExecError> for ApiError {
     }
 }
 
+/// Refuses with 403 unless the caller may do `action` on the job of the execution (Rundeck
+/// authorizes executions through their job).
+fn require_exec(state: &AppState, p: &Principal, rec: &ExecutionRecord, action: &str) -> ApiResult<()> {
+    let job = Resource::job(&rec.job_name, &rec.job_group, &rec.job_uuid);
+    authz::require(state, p, Context::Project(&rec.project), &job, action)
+}
+
+fn may_read(state: &AppState, p: &Principal, rec: &ExecutionRecord) -> ApiResult<bool> {
+    let job = Resource::job(&rec.job_name, &rec.job_group, &rec.job_uuid);
+    authz::allowed(state, p, Context::Project(&rec.project), &job, "read")
+}
+
 pub fn parse_id(raw: &str) -> ApiResult<u64> {
     raw.parse().map_err(|_| ApiError::bad_request(format!("execution id '{raw}' is not a number")))
 }
@@ -38,9 +53,11 @@ pub async fn get(
     State(state): State<AppState>,
     ApiVersion(v): ApiVersion,
     Path((_, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let rec = load(&state, id).await?;
+    require_exec(&state, &principal, &rec, "read")?;
     Ok(Json(execution_json(&base_url(&state), v, id, &rec)))
 }
 
@@ -48,9 +65,11 @@ pub async fn state(
     State(state): State<AppState>,
     _v: ApiVersion,
     Path((_, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let rec = load(&state, id).await?;
+    require_exec(&state, &principal, &rec, "read")?;
     let date = |ms: Option<i64>| {
         ms.and_then(chrono::DateTime::from_timestamp_millis)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -79,10 +98,15 @@ pub async fn abort(
     ApiVersion(v): ApiVersion,
     Path((_, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-    principal: Option<axum::Extension<Principal>>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let user = q.get("asUser").cloned().or(principal.map(|p| p.user.clone())).unwrap_or_else(|| "admin".into());
+    let found = load(&state, id).await?;
+    require_exec(&state, &principal, &found, "kill")?;
+    if q.get("asUser").is_some_and(|u| *u != principal.user) {
+        require_exec(&state, &principal, &found, "killAs")?;
+    }
+    let user = q.get("asUser").cloned().unwrap_or_else(|| principal.user.clone());
     let force = q.get("forceIncomplete").is_some_and(|f| f == "true");
     let now = chrono::Utc::now().timestamp_millis();
     let mut already = false;
@@ -143,13 +167,22 @@ pub async fn running(
     ApiVersion(v): ApiVersion,
     Path((_, project)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     let (offset, max) = page_params(&q)?;
     let scope = (project != "*").then_some(project.as_str());
     if let Some(p) = scope {
         super::projects::validate_name(p)?;
     }
-    let all = executions::running(&state.member, scope).await?;
+    let mut all = executions::running(&state.member, scope).await?;
+    // Only the executions of jobs the caller may read.
+    let mut readable = Vec::with_capacity(all.len());
+    for (id, r) in all.drain(..) {
+        if may_read(&state, &principal, &r)? {
+            readable.push((id, r));
+        }
+    }
+    let all = readable;
     let base = base_url(&state);
     let list: Vec<Value> = all.iter().skip(offset).take(max).map(|(id, r)| execution_json(&base, v, *id, r)).collect();
     Ok(Json(paging(all.len(), offset, max, list)))
@@ -162,9 +195,10 @@ pub async fn query(
     ApiVersion(v): ApiVersion,
     Path((_, project)): Path<(String, String)>,
     Query(q): Query<Vec<(String, String)>>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     super::projects::validate_name(&project)?;
-    history(&state, v, Some(project), None, q).await
+    history(&state, &principal, v, Some(project), None, q).await
 }
 
 /// `GET /api/{v}/job/{id}/executions`.
@@ -173,12 +207,23 @@ pub async fn job_history(
     ApiVersion(v): ApiVersion,
     Path((_, job)): Path<(String, String)>,
     Query(q): Query<Vec<(String, String)>>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
-    history(&state, v, None, Some(job), q).await
+    // The job must exist and be readable (404 / 403 rather than an empty list).
+    let catalog = crate::engine::catalog::Catalog::new(state.member.clone());
+    state.member.read_barrier().await?;
+    let (project, record) = catalog
+        .job(&job)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found(format!("Job ID does not exist: {job}")))?;
+    let res = super::jobs::job_resource(&record.definition);
+    authz::require(&state, &principal, Context::Project(&project), &res, "read")?;
+    history(&state, &principal, v, None, Some(job), q).await
 }
 
 async fn history(
     state: &AppState,
+    principal: &Principal,
     v: u32,
     project: Option<String>,
     job: Option<String>,
@@ -206,6 +251,13 @@ async fn history(
             && begin.is_none_or(|b| r.started_ms.or(r.scheduled_ms).unwrap_or(r.created_ms) >= b)
             && end.is_none_or(|e| r.started_ms.or(r.scheduled_ms).unwrap_or(r.created_ms) <= e)
     });
+    let mut readable = Vec::with_capacity(all.len());
+    for (id, r) in all {
+        if may_read(state, principal, &r)? {
+            readable.push((id, r));
+        }
+    }
+    let mut all = readable;
     all.reverse(); // newest first, as Rundeck lists them
     let base = base_url(state);
     let list: Vec<Value> = all.iter().skip(offset).take(max).map(|(id, r)| execution_json(&base, v, *id, r)).collect();
@@ -238,10 +290,12 @@ pub async fn output(
     Query(q): Query<HashMap<String, String>>,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let id = parse_id(&id)?;
     let rec = load(&state, id).await?;
+    require_exec(&state, &principal, &rec, "read")?;
     let mine = rec.member == state.member.node().uuid;
     if !mine && !state.logs.is_shared() && !headers.contains_key(FORWARDED) {
         return forward_output(&state, &rec, &uri, &headers).await;

@@ -23,6 +23,10 @@ pub struct JoinBody {
     pub raft_address: String,
     pub http_address: String,
     pub cluster_id: Option<String>,
+    /// The master key ids the newcomer holds: it must hold the cluster's active one, or it
+    /// could not read key storage.
+    #[serde(default)]
+    pub key_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +54,21 @@ pub async fn join(
         tracing::warn!(member = %body.uuid, raft = %body.raft_address, "refused a join: wrong cluster secret");
         return Err(e);
     }
+    // Refused before any membership change: a member without the active master key would
+    // join and then fail every key storage read.
+    // A data dir of another cluster is refused by the join itself, with a message that says so.
+    let other_cluster = body.cluster_id.is_some() && body.cluster_id != state.member.cluster_id()?;
+    let active = if other_cluster { None } else { crate::keys::active_key_caught_up(&state.member).await? };
+    if let Some(active) = active {
+        if !body.key_ids.iter().any(|k| *k == active.to_string()) {
+            tracing::warn!(member = %body.uuid, raft = %body.raft_address, key = %active,
+                "refused a join: the newcomer lacks the cluster's master key");
+            return Err(ApiError::bad_request(format!(
+                "this cluster seals key storage under master key {active}, which the joining member does not hold: \
+                 give it that key (--master-key-file; a generated key is in the first member's data dir as master.key)"
+            )));
+        }
+    }
     let node_id: u64 = body
         .node_id
         .parse()
@@ -64,9 +83,29 @@ pub async fn join(
     Ok(Json(JoinAnswer { cluster_id, leader_id: leader_id.to_string(), voter }))
 }
 
-/// `POST /internal/cluster/check`: 204 when the caller holds the cluster secret. Lets a member
-/// that is about to drop its own state for this cluster check the secret first.
+/// Header of `POST /internal/cluster/check`: the id of the master key the caller will use.
+pub const MASTER_KEY_ID_HEADER: &str = "x-steward-master-key-id";
+
+/// `POST /internal/cluster/check`: 204 when the caller holds the cluster secret and, if it
+/// says which master key it will use, that key is the cluster's. Lets a member that is about to
+/// drop its own state for this cluster find out first whether it could join.
 pub async fn check(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<StatusCode> {
     check_secret(&headers, &state.cluster_secret)?;
+    if let Some(theirs) = headers.get(MASTER_KEY_ID_HEADER).and_then(|v| v.to_str().ok()) {
+        let ours =
+            crate::keys::active_key_caught_up(&state.member).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Some(ours) = ours {
+            if ours.to_string() != theirs {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "api.error.keys.master-key-mismatch",
+                    format!(
+                        "this cluster seals key storage under master key {ours}, but the joining member would use \
+                         {theirs}: give it the cluster's master key (masterKeyFile / --master-key-file)"
+                    ),
+                ));
+            }
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,15 +11,18 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use steward_raft::Consistency;
 use steward_storage::{Guard, Op, Txn};
 
+use super::authz;
 use super::executions::require_project;
 use super::version::ApiVersion;
 use super::{base_url, ApiError, ApiResult, AppState};
+use crate::acl::{Context, Resource};
 use crate::auth::Principal;
 use crate::codec;
 use crate::engine::catalog::{plain_options, JobRecord};
@@ -41,8 +44,19 @@ fn optional_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<Optio
     serde_json::from_slice(body).map(Some).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
-fn user_of(p: &Option<axum::Extension<Principal>>) -> String {
-    p.as_ref().map(|p| p.user.clone()).unwrap_or_else(|| "admin".into())
+/// The ACL resource of a job (Rundeck's `job` in the project context).
+pub fn job_resource(d: &JobDefinition) -> Resource {
+    Resource::job(&d.name, d.group.as_deref().unwrap_or(""), d.uuid().unwrap_or(""))
+}
+
+/// Refuses with 403 unless the caller may do `action` on the job.
+fn require_job(state: &AppState, p: &Principal, project: &str, d: &JobDefinition, action: &str) -> ApiResult<()> {
+    authz::require(state, p, Context::Project(project), &job_resource(d), action)
+}
+
+/// True when the caller may read the job (lists show only those).
+fn may_read(state: &AppState, p: &Principal, project: &str, d: &JobDefinition) -> ApiResult<bool> {
+    authz::allowed(state, p, Context::Project(project), &job_resource(d), "read")
 }
 
 /// A job as stored, with its project and the revisions its guards use.
@@ -156,7 +170,7 @@ pub async fn import(
     Path((_, project)): Path<(String, String)>,
     Query(q): Query<ImportParams>,
     headers: HeaderMap,
-    principal: Option<axum::Extension<Principal>>,
+    Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     require_project(&state, &project).await?;
@@ -171,7 +185,6 @@ pub async fn import(
     }
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the job document is not UTF-8 text"))?;
     let parsed = parse_jobs(format, text).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let user = user_of(&principal);
     let base = base_url(&state);
     let (mut succeeded, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen_in_document = std::collections::HashSet::new();
@@ -206,7 +219,7 @@ pub async fn import(
             }
             e
         };
-        match import_one(&state, &project, &mut def, dupe, &user).await {
+        match import_one(&state, &principal, &project, &mut def, dupe).await {
             Ok(ImportOutcome::Stored) => {
                 seen_in_document.insert(def.uuid().unwrap_or_default().to_string());
                 succeeded.push(entry(&def, None));
@@ -251,11 +264,12 @@ async fn find_by_name(state: &AppState, project: &str, def: &JobDefinition) -> A
 
 async fn import_one(
     state: &AppState,
+    principal: &Principal,
     project: &str,
     def: &mut JobDefinition,
     dupe: &str,
-    user: &str,
 ) -> Result<ImportOutcome, ImportFailure> {
+    let user = principal.user.as_str();
     // A job without uuid matches an existing job of the same group and name (Rundeck's rule).
     let existing_uuid = match def.uuid() {
         Some(u) => Some(u.to_string()),
@@ -280,7 +294,12 @@ async fn import_one(
     };
     let (uuid, rev, created) = match (&existing, dupe) {
         (Some(_), "skip") => return Ok(ImportOutcome::Skipped("a job with this uuid or name already exists".into())),
-        (Some(e), "update") => (existing_uuid.clone().unwrap_or_default(), e.rev, Some(e.record.created_ms)),
+        (Some(e), "update") => {
+            if let Err(err) = require_job(state, principal, project, &e.record.definition, "update") {
+                return Err(ImportFailure::Job(err.message));
+            }
+            (existing_uuid.clone().unwrap_or_default(), e.rev, Some(e.record.created_ms))
+        }
         (Some(_), _) if def.uuid().is_some() => {
             return Err(ImportFailure::Job(format!(
                 "uuid: a job with uuid {} already exists; use dupeOption=update or skip, or uuidOption=remove",
@@ -305,6 +324,7 @@ async fn import_one(
 /// The jobs of `project` matching Rundeck's list filters.
 async fn select_jobs(
     state: &AppState,
+    principal: &Principal,
     project: &str,
     q: &HashMap<String, String>,
 ) -> ApiResult<Vec<(JobRecord, Option<OwnerRecord>)>> {
@@ -331,7 +351,7 @@ async fn select_jobs(
             && name.is_none_or(|n| if exact { d.name == *n } else { d.name.contains(n.as_str()) })
             && server.is_none_or(|s| owner.as_ref().is_some_and(|o| &o.member == s))
             && scheduled.is_none_or(|s| d.schedule.is_some() == s);
-        if keep {
+        if keep && may_read(state, principal, project, d)? {
             out.push((r, owner));
         }
     }
@@ -344,9 +364,10 @@ pub async fn list(
     ApiVersion(v): ApiVersion,
     Path((_, project)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     let base = base_url(&state);
-    let jobs = select_jobs(&state, &project, &q).await?;
+    let jobs = select_jobs(&state, &principal, &project, &q).await?;
     Ok(Json(Value::Array(
         jobs.iter().map(|(r, o)| job_summary(&base, v, &project, r, o.as_ref(), &state.member.node().uuid)).collect(),
     )))
@@ -363,10 +384,11 @@ pub async fn export(
     _v: ApiVersion,
     Path((_, project)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Response> {
     let format =
         q.get("format").map(|f| f.parse()).transpose().map_err(ApiError::bad_request)?.unwrap_or(JobFormat::Json);
-    let jobs = select_jobs(&state, &project, &q).await?;
+    let jobs = select_jobs(&state, &principal, &project, &q).await?;
     let defs: Vec<JobDefinition> = jobs.into_iter().map(|(r, _)| r.definition).collect();
     Ok(document(format, &defs))
 }
@@ -377,10 +399,12 @@ pub async fn get(
     _v: ApiVersion,
     Path((_, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Response> {
     let format =
         q.get("format").map(|f| f.parse()).transpose().map_err(ApiError::bad_request)?.unwrap_or(JobFormat::Json);
     let job = load_job(&state, &id).await?;
+    require_job(&state, &principal, &job.project, &job.record.definition, "read")?;
     Ok(document(format, &[job.record.definition]))
 }
 
@@ -389,8 +413,10 @@ pub async fn info(
     State(state): State<AppState>,
     ApiVersion(v): ApiVersion,
     Path((_, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     let job = load_job(&state, &id).await?;
+    require_job(&state, &principal, &job.project, &job.record.definition, "read")?;
     let owner = match state.member.kv().get(&owner_key(&id)).map_err(steward_raft::ClusterError::from)? {
         Some(kv) => Some(codec::decode::<OwnerRecord>(&kv.value)?),
         None => None,
@@ -407,8 +433,9 @@ pub async fn info(
 }
 
 /// Deletes job `uuid` (guarded on the revision it was read at).
-async fn delete_one(state: &AppState, uuid: &str) -> ApiResult<()> {
+async fn delete_one(state: &AppState, principal: &Principal, uuid: &str) -> ApiResult<()> {
     let job = load_job(state, uuid).await?;
+    require_job(state, principal, &job.project, &job.record.definition, "delete")?;
     let txn = Txn::guarded(
         vec![Guard::ModRevision { key: job_key(&job.project, uuid), rev: job.rev }],
         vec![
@@ -428,8 +455,9 @@ pub async fn delete(
     State(state): State<AppState>,
     _v: ApiVersion,
     Path((_, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
 ) -> ApiResult<StatusCode> {
-    delete_one(&state, &id).await?;
+    delete_one(&state, &principal, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -447,6 +475,7 @@ pub async fn bulk_delete(
     State(state): State<AppState>,
     _v: ApiVersion,
     Query(q): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let mut ids: Vec<String> = Vec::new();
@@ -461,7 +490,7 @@ pub async fn bulk_delete(
     }
     let (mut ok, mut bad) = (Vec::new(), Vec::new());
     for id in &ids {
-        match delete_one(&state, id).await {
+        match delete_one(&state, &principal, id).await {
             Ok(()) => ok.push(json!({ "id": id, "message": format!("Job {id} was successfully deleted") })),
             Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => return Err(e),
             Err(e) => bad.push(json!({ "id": id, "errorCode": e.code, "message": e.message })),
@@ -476,9 +505,18 @@ pub async fn bulk_delete(
 }
 
 /// Sets one of the job's enable flags, as its owner.
-async fn set_flag(state: &AppState, uuid: &str, schedule: bool, on: bool, user: &str) -> ApiResult<Json<Value>> {
+async fn set_flag(
+    state: &AppState,
+    uuid: &str,
+    schedule: bool,
+    on: bool,
+    principal: &Principal,
+) -> ApiResult<Json<Value>> {
+    let user = principal.user.as_str();
     for _ in 0..5 {
         let job = load_job(state, uuid).await?;
+        let action = if schedule { "toggle_schedule" } else { "toggle_execution" };
+        require_job(state, principal, &job.project, &job.record.definition, action)?;
         let mut def = job.record.definition.clone();
         if schedule {
             def.schedule_enabled = on;
@@ -498,9 +536,9 @@ macro_rules! flag_handler {
             State(state): State<AppState>,
             _v: ApiVersion,
             Path((_, id)): Path<(String, String)>,
-            principal: Option<axum::Extension<Principal>>,
+            Extension(principal): Extension<Principal>,
         ) -> ApiResult<Json<Value>> {
-            set_flag(&state, &id, $schedule, $on, &user_of(&principal)).await
+            set_flag(&state, &id, $schedule, $on, &principal).await
         }
     };
 }
@@ -528,12 +566,16 @@ pub async fn run(
     State(state): State<AppState>,
     ApiVersion(v): ApiVersion,
     Path((_, id)): Path<(String, String)>,
-    principal: Option<axum::Extension<Principal>>,
+    Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: RunRequest = optional_json(&body)?.unwrap_or_default();
     let job = load_job(&state, &id).await?;
     let def = &job.record.definition;
+    require_job(&state, &principal, &job.project, def, "run")?;
+    if req.as_user.as_ref().is_some_and(|u| *u != principal.user) {
+        require_job(&state, &principal, &job.project, def, "runAs")?;
+    }
     if !def.execution_enabled {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -561,7 +603,7 @@ pub async fn run(
         ),
         None => None,
     };
-    let user = req.as_user.clone().unwrap_or_else(|| user_of(&principal));
+    let user = req.as_user.clone().unwrap_or_else(|| principal.user.clone());
     let now = chrono::Utc::now().timestamp_millis();
     let exec = ExecutionRecord {
         project: job.project.clone(),

@@ -3,20 +3,30 @@
 //! # Layout
 //! - [`error`]: the one mapping from errors to statuses and Rundeck's error envelope.
 //! - [`version`]: the `/api/{v}` version check (14..=59).
-//! - [`system`], [`cluster`], [`projects`]: the resources.
+//! - [`authz`]: what each route requires ([`authz::Perm`]) and the middleware that checks it.
+//! - [`system`], [`cluster`], [`projects`]: the resources; [`storage`] key storage;
+//!   [`tokens`] and [`users`] API tokens, users and the form login; [`acl`] ACL policies.
 //! - [`internal`]: member-to-member HTTP entry points (join), authenticated by the cluster
 //!   secret instead of a token.
 //!
-//! Every route but `/health` requires authentication; the token middleware wraps the whole
-//! `/api` tree, so a route added there cannot forget it.
+//! Every route but `/health`, `/j_security_check` and the internal ones requires
+//! authentication (an API token or a session cookie): that middleware wraps the whole `/api`
+//! tree. Every `/api` route is a line of [`ROUTES`], which pairs it with the permission it
+//! requires; the router is built from that table (a route cannot be added without one) and the
+//! authorization test walks it.
 
+pub mod acl;
+pub mod authz;
 pub mod cluster;
 pub mod error;
 pub mod executions;
 pub mod internal;
 pub mod jobs;
 pub mod projects;
+pub mod storage;
 pub mod system;
+pub mod tokens;
+pub mod users;
 pub mod version;
 
 use std::sync::Arc;
@@ -26,14 +36,16 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{on, post, MethodFilter};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use steward_raft::Member;
 
 pub use error::{ApiError, ApiResult};
 
-use crate::auth::{self, AuthError, Principal};
+use crate::auth::session::{self, Sessions};
+use crate::auth::{self, Principal};
+use authz::{Perm, RouteSpec};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -49,44 +61,121 @@ pub struct AppState {
     pub cluster_secret: Arc<str>,
     /// Asks the server to stop (used when this member leaves the cluster).
     pub stop: tokio::sync::watch::Sender<Option<crate::server::StopReason>>,
+    /// Key storage, with this member's keyring.
+    pub keys: crate::keys::KeyStore,
+    /// The ACL policies.
+    pub acl: Arc<crate::acl::Authorizer>,
+    /// Browser sessions.
+    pub sessions: Arc<Sessions>,
+    /// The longest lifetime of an API token; `None` for no limit.
+    pub token_max_duration: Option<std::time::Duration>,
 }
 
-/// The full router: `/health`, the internal member routes and the token-protected `/api` tree.
+/// Declares the `/api` routes once: [`ROUTES`] (method, path, permission) and the router built
+/// from it, each route behind the authorization middleware of its own line.
+macro_rules! api_routes {
+    ($($method:ident $path:literal, $perm:expr => $handler:expr;)*) => {
+        /// Every `/api` route with the permission it requires.
+        pub static ROUTES: &[RouteSpec] = &[$(RouteSpec { method: stringify!($method), path: $path, perm: $perm },)*];
+
+        fn api_router(state: &AppState) -> Router<AppState> {
+            let mut router = Router::new();
+            let mut specs = ROUTES.iter();
+            $(
+                let spec: &'static RouteSpec = specs.next().expect("one spec per route");
+                let layer = middleware::from_fn_with_state((state.clone(), spec), authz::authorize);
+                router = router.route($path, on(MethodFilter::$method, $handler).route_layer(layer));
+            )*
+            router
+        }
+    };
+}
+
+api_routes! {
+    GET "/api/{v}/system/info", Perm::App { kind: "system", action: "read" } => system::info;
+    GET "/api/{v}/cluster/members", Perm::App { kind: "system", action: "read" } => cluster::members;
+    DELETE "/api/{v}/cluster/members/{id}", Perm::App { kind: "system", action: "admin" } => cluster::remove;
+    POST "/api/{v}/system/keys/rekey", Perm::App { kind: "system", action: "admin" } => storage::rekey;
+
+    GET "/api/{v}/projects", Perm::Filtered => projects::list;
+    POST "/api/{v}/projects", Perm::App { kind: "project", action: "create" } => projects::create;
+    GET "/api/{v}/project/{p}", Perm::Project("read") => projects::get;
+    DELETE "/api/{v}/project/{p}", Perm::Project("delete") => projects::delete;
+    GET "/api/{v}/project/{p}/config", Perm::Project("configure") => projects::get_config;
+    PUT "/api/{v}/project/{p}/config", Perm::Project("configure") => projects::put_config;
+    GET "/api/{v}/project/{p}/config/{key}", Perm::Project("configure") => projects::get_config_key;
+    PUT "/api/{v}/project/{p}/config/{key}", Perm::Project("configure") => projects::put_config_key;
+    DELETE "/api/{v}/project/{p}/config/{key}", Perm::Project("configure") => projects::delete_config_key;
+
+    GET "/api/{v}/metrics/metrics", Perm::App { kind: "system", action: "read" } => system::metrics;
+    POST "/api/{v}/cluster/join", Perm::App { kind: "system", action: "admin" } => cluster::join_peer;
+
+    GET "/api/{v}/project/{p}/jobs", Perm::Project("read") => jobs::list;
+    POST "/api/{v}/project/{p}/jobs/import", Perm::InProject { kind: "job", action: "create" } => jobs::import;
+    GET "/api/{v}/project/{p}/jobs/export", Perm::Project("read") => jobs::export;
+    POST "/api/{v}/jobs/delete", Perm::InHandler => jobs::bulk_delete;
+    DELETE "/api/{v}/jobs/delete", Perm::InHandler => jobs::bulk_delete;
+    GET "/api/{v}/job/{id}", Perm::InHandler => jobs::get;
+    DELETE "/api/{v}/job/{id}", Perm::InHandler => jobs::delete;
+    GET "/api/{v}/job/{id}/info", Perm::InHandler => jobs::info;
+    POST "/api/{v}/job/{id}/run", Perm::InHandler => jobs::run;
+    POST "/api/{v}/job/{id}/executions", Perm::InHandler => jobs::run;
+    GET "/api/{v}/job/{id}/executions", Perm::InHandler => executions::job_history;
+    POST "/api/{v}/job/{id}/execution/enable", Perm::InHandler => jobs::enable_execution;
+    POST "/api/{v}/job/{id}/execution/disable", Perm::InHandler => jobs::disable_execution;
+    POST "/api/{v}/job/{id}/schedule/enable", Perm::InHandler => jobs::enable_schedule;
+    POST "/api/{v}/job/{id}/schedule/disable", Perm::InHandler => jobs::disable_schedule;
+
+    GET "/api/{v}/execution/{id}", Perm::InHandler => executions::get;
+    GET "/api/{v}/execution/{id}/state", Perm::InHandler => executions::state;
+    GET "/api/{v}/execution/{id}/output", Perm::InHandler => executions::output;
+    POST "/api/{v}/execution/{id}/abort", Perm::InHandler => executions::abort;
+    GET "/api/{v}/project/{p}/executions/running", Perm::Filtered => executions::running;
+    GET "/api/{v}/project/{p}/executions", Perm::Project("read") => executions::query;
+
+    GET "/api/{v}/storage/keys", Perm::Storage("read") => storage::get_root;
+    GET "/api/{v}/storage/keys/", Perm::Storage("read") => storage::get_root;
+    GET "/api/{v}/storage/keys/{*path}", Perm::Storage("read") => storage::get;
+    POST "/api/{v}/storage/keys/{*path}", Perm::Storage("create") => storage::create;
+    PUT "/api/{v}/storage/keys/{*path}", Perm::Storage("update") => storage::update;
+    DELETE "/api/{v}/storage/keys/{*path}", Perm::Storage("delete") => storage::delete;
+
+    GET "/api/{v}/tokens", Perm::App { kind: "apitoken", action: "generate_user_token" } => tokens::list;
+    POST "/api/{v}/tokens", Perm::App { kind: "apitoken", action: "generate_user_token" } => tokens::create;
+    GET "/api/{v}/tokens/{user}", Perm::App { kind: "apitoken", action: "generate_user_token" } => tokens::list_user;
+    POST "/api/{v}/tokens/{user}", Perm::App { kind: "apitoken", action: "generate_user_token" } => tokens::create_user;
+    GET "/api/{v}/token/{id}", Perm::App { kind: "apitoken", action: "generate_user_token" } => tokens::get;
+    DELETE "/api/{v}/token/{id}", Perm::App { kind: "apitoken", action: "generate_user_token" } => tokens::delete;
+
+    GET "/api/{v}/user/info", Perm::Authenticated => users::info_self;
+    GET "/api/{v}/user/info/{user}", Perm::App { kind: "user", action: "admin" } => users::info;
+    GET "/api/{v}/user/list", Perm::App { kind: "user", action: "admin" } => users::list;
+    GET "/api/{v}/user/roles", Perm::Authenticated => users::roles;
+    POST "/api/{v}/users", Perm::App { kind: "user", action: "admin" } => users::create;
+    PUT "/api/{v}/users/{user}", Perm::App { kind: "user", action: "admin" } => users::update;
+    DELETE "/api/{v}/users/{user}", Perm::App { kind: "user", action: "admin" } => users::delete;
+
+    GET "/api/{v}/system/acl", Perm::App { kind: "system_acl", action: "read" } => acl::list_system;
+    GET "/api/{v}/system/acl/", Perm::App { kind: "system_acl", action: "read" } => acl::list_system;
+    GET "/api/{v}/system/acl/{name}", Perm::App { kind: "system_acl", action: "read" } => acl::get_system;
+    POST "/api/{v}/system/acl/{name}", Perm::App { kind: "system_acl", action: "create" } => acl::create_system;
+    PUT "/api/{v}/system/acl/{name}", Perm::App { kind: "system_acl", action: "update" } => acl::update_system;
+    DELETE "/api/{v}/system/acl/{name}", Perm::App { kind: "system_acl", action: "delete" } => acl::delete_system;
+    GET "/api/{v}/project/{p}/acl", Perm::ProjectAcl("read") => acl::list_project;
+    GET "/api/{v}/project/{p}/acl/", Perm::ProjectAcl("read") => acl::list_project;
+    GET "/api/{v}/project/{p}/acl/{name}", Perm::ProjectAcl("read") => acl::get_project;
+    POST "/api/{v}/project/{p}/acl/{name}", Perm::ProjectAcl("create") => acl::create_project;
+    PUT "/api/{v}/project/{p}/acl/{name}", Perm::ProjectAcl("update") => acl::update_project;
+    DELETE "/api/{v}/project/{p}/acl/{name}", Perm::ProjectAcl("delete") => acl::delete_project;
+}
+
+/// The full router: `/health`, the form login, the internal member routes and the
+/// authenticated `/api` tree.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/api/{v}/system/info", get(system::info))
-        .route("/api/{v}/metrics/metrics", get(system::metrics))
-        .route("/api/{v}/cluster/members", get(cluster::members))
-        .route("/api/{v}/cluster/members/{id}", delete(cluster::remove))
-        .route("/api/{v}/cluster/join", post(cluster::join_peer))
-        .route("/api/{v}/projects", get(projects::list).post(projects::create))
-        .route("/api/{v}/project/{project}/jobs", get(jobs::list))
-        .route("/api/{v}/project/{project}/jobs/import", post(jobs::import))
-        .route("/api/{v}/project/{project}/jobs/export", get(jobs::export))
-        .route("/api/{v}/jobs/delete", post(jobs::bulk_delete).delete(jobs::bulk_delete))
-        .route("/api/{v}/job/{id}", get(jobs::get).delete(jobs::delete))
-        .route("/api/{v}/job/{id}/info", get(jobs::info))
-        .route("/api/{v}/job/{id}/run", post(jobs::run))
-        .route("/api/{v}/job/{id}/execution/enable", post(jobs::enable_execution))
-        .route("/api/{v}/job/{id}/execution/disable", post(jobs::disable_execution))
-        .route("/api/{v}/job/{id}/schedule/enable", post(jobs::enable_schedule))
-        .route("/api/{v}/job/{id}/schedule/disable", post(jobs::disable_schedule))
-        .route("/api/{v}/execution/{id}", get(executions::get))
-        .route("/api/{v}/execution/{id}/output", get(executions::output))
-        .route("/api/{v}/execution/{id}/state", get(executions::state))
-        .route("/api/{v}/execution/{id}/abort", post(executions::abort))
-        .route("/api/{v}/project/{project}/executions/running", get(executions::running))
-        .route("/api/{v}/project/{project}/executions", get(executions::query))
-        .route("/api/{v}/job/{id}/executions", get(executions::job_history).post(jobs::run))
-        .route("/api/{v}/project/{name}", get(projects::get).delete(projects::delete))
-        .route("/api/{v}/project/{name}/config", get(projects::get_config).put(projects::put_config))
-        .route(
-            "/api/{v}/project/{name}/config/{key}",
-            get(projects::get_config_key).put(projects::put_config_key).delete(projects::delete_config_key),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let api = api_router(&state).route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
-        .route("/health", get(system::health))
+        .route("/health", on(MethodFilter::GET, system::health))
+        .route("/j_security_check", post(users::login))
         .route("/internal/cluster/join", post(internal::join))
         .route("/internal/cluster/check", post(internal::check))
         .merge(api)
@@ -121,22 +210,35 @@ fn request_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     query?.split('&').find_map(|kv| kv.strip_prefix("authtoken=").map(|t| t.to_string()))
 }
 
-async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(token) = request_token(req.headers(), req.uri().query()) else {
-        return ApiError::unauthenticated(
-            "an API token is required: send it in the X-Rundeck-Auth-Token header or as Authorization: Bearer",
-        )
-        .into_response();
+/// Who the caller is: an API token if one is sent, else a session cookie.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let found = match request_token(req.headers(), req.uri().query()) {
+        Some(token) => auth::authenticate(&state.member, &token).await,
+        None => {
+            let cookie = req
+                .headers()
+                .get_all(axum::http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|h| session::cookie_value(h, session::COOKIE).map(str::to_string));
+            match cookie {
+                Some(c) => state.sessions.verify(&c).await,
+                None => {
+                    return ApiError::unauthenticated(
+                        "authentication is required: send an API token in the X-Rundeck-Auth-Token header (or as \
+                         Authorization: Bearer), or log in at /j_security_check",
+                    )
+                    .into_response()
+                }
+            }
+        }
     };
-    match auth::authenticate(&state.member, &token).await {
+    match found {
         Ok(principal) => {
             req.extensions_mut().insert::<Principal>(principal);
             next.run(req).await
         }
-        Err(AuthError::Unknown) => ApiError::unauthenticated("the API token is not valid").into_response(),
-        Err(AuthError::Expired) => ApiError::unauthenticated("the API token has expired").into_response(),
-        Err(AuthError::Cluster(e)) => ApiError::from(e).into_response(),
-        Err(AuthError::Decode(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -5,19 +5,22 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use steward_raft::Consistency;
 use steward_storage::{Guard, Op, Txn};
 
+use super::authz;
 use super::version::ApiVersion;
 use super::{base_url, ApiError, ApiJson, ApiResult, AppState};
+use crate::acl::{Context, Resource};
+use crate::auth::Principal;
 use crate::codec;
 
 pub const PROJECTS_PREFIX: &str = "projects/";
 /// Everything that belongs to a project lives under these prefixes and goes with it.
-const PROJECT_OWNED_PREFIXES: &[&str] = &["jobs/"];
+const PROJECT_OWNED_PREFIXES: &[&str] = &["jobs/", crate::acl::PROJECT_PREFIX];
 
 /// A stored project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,13 +93,20 @@ fn detail(base: &str, v: u32, p: &ProjectRecord) -> Value {
     })
 }
 
-pub async fn list(State(state): State<AppState>, ApiVersion(v): ApiVersion) -> ApiResult<Json<Value>> {
+/// The projects the caller may read.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
     let base = base_url(&state);
     let rows = state.member.range(PROJECTS_PREFIX, Consistency::Linearizable).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (_, kv) in rows {
         let p: ProjectRecord = codec::decode(&kv.value)?;
-        out.push(summary(&base, v, &p));
+        if authz::allowed(&state, &principal, Context::Application, &Resource::project(&p.name), "read")? {
+            out.push(summary(&base, v, &p));
+        }
     }
     Ok(Json(Value::Array(out)))
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Key-storage writes over HTTP on a 3-member steward cluster against etcd's /v3/kv/put on a
+# 3-member etcd cluster, in the same run, with the same client (wrk), 256-byte values, and 1, 16
+# and 64 connections. Both sides make durable writes (a majority fsyncs before the answer), and
+# each is driven through its leader.
+#
+# usage: bench/keys-vs-etcd.sh [SECONDS]        (default 10 s per measurement)
+# needs: etcd, etcdctl, wrk (Debian: etcd-server etcd-client wrk); builds steward --release.
+# Everything listens on 127.0.0.1 only and is stopped when the script exits. Ports:
+# STEWARD_PORT (default 14400: HTTP 14400/14410/14420, gRPC +1) and ETCD_PORT (default 25790:
+# clients 25791-25793, peers 25801-25803), away from the defaults other runs may be using.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+SP=${STEWARD_PORT:-14400}
+EP=${ETCD_PORT:-25790}
+for cmd in etcd etcdctl wrk curl; do
+  command -v "$cmd" >/dev/null || { echo "missing $cmd (apt-get install -y etcd-server etcd-client wrk curl)" >&2; exit 1; }
+done
+
+cargo build --release --quiet
+BIN="${CARGO_TARGET_DIR:-target}/release/steward"
+WORK=$(mktemp -d /tmp/steward-keys-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  rc=$?
+  [ $rc -ne 0 ] && tail -n 20 "$WORK"/*.log 2>/dev/null
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+busy() { ss -ltn "( sport = :$1 )" | grep -q LISTEN; }
+for p in $SP $((SP+1)) $((SP+10)) $((SP+11)) $((SP+20)) $((SP+21)) $((EP+1)) $((EP+2)) $((EP+3)) $((EP+11)) $((EP+12)) $((EP+13)); do
+  if busy "$p"; then echo "port $p is in use: set STEWARD_PORT / ETCD_PORT" >&2; exit 1; fi
+done
+
+# --- etcd: 3 members ------------------------------------------------------------------------
+cluster="e1=http://127.0.0.1:$((EP+11)),e2=http://127.0.0.1:$((EP+12)),e3=http://127.0.0.1:$((EP+13))"
+for i in 1 2 3; do
+  etcd --name e$i --data-dir "$WORK/e$i" \
+    --listen-client-urls http://127.0.0.1:$((EP+i)) --advertise-client-urls http://127.0.0.1:$((EP+i)) \
+    --listen-peer-urls http://127.0.0.1:$((EP+10+i)) --initial-advertise-peer-urls http://127.0.0.1:$((EP+10+i)) \
+    --initial-cluster "$cluster" --initial-cluster-state new --log-level error >"$WORK/e$i.log" 2>&1 &
+  PIDS+=($!)
+done
+
+# --- steward: 3 members ---------------------------------------------------------------------
+SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export STEWARD_MASTER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export STEWARD_CLUSTER_SECRET=$SECRET STEWARD_LOG=warn
+healthy() { for _ in $(seq 200); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.1; done; return 1; }
+for i in 0 1 2; do
+  join=(); [ "$i" -gt 0 ] && join=(--join "http://127.0.0.1:$SP")
+  STEWARD_ADMIN_TOKEN=$TOKEN "$BIN" serve --data-dir "$WORK/s$i" --http "127.0.0.1:$((SP+10*i))" \
+    --raft "127.0.0.1:$((SP+10*i+1))" "${join[@]}" >"$WORK/s$i.log" 2>&1 &
+  PIDS+=($!)
+  healthy "http://127.0.0.1:$((SP+10*i))" || exit 1
+done
+
+# --- the leaders ----------------------------------------------------------------------------
+ENDPOINTS="127.0.0.1:$((EP+1)),127.0.0.1:$((EP+2)),127.0.0.1:$((EP+3))"
+for _ in $(seq 50); do etcdctl --endpoints="$ENDPOINTS" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+ETCD=$(etcdctl --endpoints="$ENDPOINTS" endpoint status | awk -F', ' '$5 == "true" { print $1 }')
+[ -n "$ETCD" ] || { echo "etcd has no leader" >&2; exit 1; }
+STEWARD=$(curl -sf -H "X-Rundeck-Auth-Token: $TOKEN" "http://127.0.0.1:$SP/api/45/cluster/members" \
+  | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["httpAddress"] for m in v["members"] if m["id"]==v["leader"]))')
+echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD; steward leader $STEWARD; ${SECS}s per run; $(date -u +%FT%TZ)"
+
+# --- measure --------------------------------------------------------------------------------
+# One wrk run -> "writes/s p50_ms p99_ms non2xx errors".
+measure() { # url script connections
+  local c=$3 t=2; [ "$c" -lt 2 ] && t=1
+  wrk -t$t -c$c -d${SECS}s --latency -s "$2" "$1" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ { rps=$2 } / 50%/ { p50=ms($2) } / 99%/ { p99=ms($2) }
+    /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
+    END { printf "%.0f %.2f %.2f %d %s\n", rps, p50, p99, bad, (err=="" ? "-" : "socket-errors") }'
+}
+printf "\n| connections | steward writes/s | p50 | p99 | etcd writes/s | p50 | p99 | writes/s ratio | p99 ratio |\n"
+printf "|---|---|---|---|---|---|---|---|---|\n"
+for c in 1 16 64; do
+  export RUN="c$c-$RANDOM" STEWARD_TOKEN=$TOKEN
+  read -r s_rps s_p50 s_p99 s_bad s_err < <(measure "http://$STEWARD" bench/keys-put.lua $c)
+  read -r e_rps e_p50 e_p99 e_bad e_err < <(measure "http://$ETCD" bench/etcd-put.lua $c)
+  ratio=$(awk -v a="$s_rps" -v b="$e_rps" 'BEGIN { printf "%.2f", a/b }')
+  p99r=$(awk -v a="$s_p99" -v b="$e_p99" 'BEGIN { printf "%.2f", a/b }')
+  printf "| %s | %s | %s ms | %s ms | %s | %s ms | %s ms | %s | %s |\n" \
+    "$c" "$s_rps" "$s_p50" "$s_p99" "$e_rps" "$e_p50" "$e_p99" "$ratio" "$p99r"
+  [ "$s_bad" = 0 ] && [ "$e_bad" = 0 ] || echo "  (non-2xx answers: steward $s_bad, etcd $e_bad)"
+done
+echo
+echo "ratios: steward / etcd (writes/s: above 1 is better for steward; p99: below 1 is better for steward)"
