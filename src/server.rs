@@ -207,10 +207,9 @@ impl Server {
         let scratch = data_dir.path(datadir::SCRATCH_DIR);
         std::fs::create_dir_all(&scratch)
             .map_err(|source| datadir::DataDirError::Io { path: scratch.clone(), source })?;
-        let engine = Engine::start(member.clone(), logs.clone(), scratch);
-
         tasks.push(spawn_publish_keys(member.clone(), keyring.clone(), stop.subscribe()));
         let keys = KeyStore::new(member.clone(), keyring.clone(), config.keys.max_value_bytes);
+        let engine = Engine::start(member.clone(), logs.clone(), keys.clone(), scratch);
         let state = AppState {
             fire_stats: engine.stats.clone(),
             logs,

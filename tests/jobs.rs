@@ -410,3 +410,36 @@ async fn job_and_execution_routes_enforce_job_rights_from_acl_policies() {
     assert_eq!(c.req(0, Method::GET, &format!("/api/45/job/{ops}")).send().await.unwrap().status(), 200);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secure_option_from_key_storage_reaches_steps_only_as_a_masked_environment_variable() {
+    let c = TestCluster::start(2).await;
+    assert_eq!(c.create_project(0, "sec").await, 201);
+    let secret = "s3cr3t-Pa55-value";
+    let r = c
+        .req(0, Method::POST, "/api/45/storage/keys/app/db")
+        .header("content-type", "application/x-rundeck-data-password")
+        .body(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let yaml = "- name: migrate\n  options:\n    - name: dbpass\n      secure: true\n      valueExposed: true\n      storagePath: keys/app/db\n  \
+                sequence:\n    commands:\n      - script: |\n          echo \"pw=$RD_OPTION_DBPASS\"\n          \
+                echo \"length ${#RD_OPTION_DBPASS}\"\n";
+    let job = job_id(&import(&c, 0, "sec", yaml).await, "migrate");
+    // Run through member 1: its runner reads the key itself.
+    let (status, e) = run_job(&c, 1, &job, json!({})).await;
+    assert_eq!(status, 200, "{e}");
+    let id = e["id"].as_u64().unwrap();
+    let done = ended(&c, 1, id, Duration::from_secs(15)).await;
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    let (lines, raw) = output_lines(&c, 0, id).await;
+    assert_eq!(lines, vec!["pw=*****".to_string(), format!("length {}", secret.len())], "the step saw the value");
+    assert!(!raw.to_string().contains(secret), "the output never holds the secret");
+    assert!(!done.to_string().contains(secret), "the execution record never holds the secret");
+    let (_, export) =
+        body(c.req(0, Method::GET, &format!("/api/45/job/{job}?format=yaml")).send().await.unwrap()).await;
+    assert!(!export.to_string().contains(secret));
+    c.shutdown().await;
+}

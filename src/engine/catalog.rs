@@ -20,6 +20,7 @@ use crate::exec::{self, JobRefCall, JobRefRunner, StepOutcome};
 use crate::jobs::definition::{self, JobDefinition, RetryCount, StepKind};
 use crate::jobs::options::{collect_inputs, resolve_options, OptionValue, ResolvedOptions};
 use crate::jobs::schedule::{JobSchedule, MisfirePolicy};
+use crate::keys::KeyStore;
 
 /// A stored job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,14 +173,18 @@ impl Catalog {
         Ok(Some(RetryPolicy { count, delay }))
     }
 
-    /// The steps, environment and limits of execution `id`, from its job as stored now.
-    pub fn run_plan(&self, rec: &ExecutionRecord, id: u64) -> Result<RunPlan, CatalogError> {
+    /// The steps, environment and limits of execution `id`, from its job as stored now. Secure
+    /// options with a `storagePath` are read from key storage here, on the member that runs
+    /// the execution: their values reach the steps only as environment variables and are
+    /// masked in the output.
+    pub async fn run_plan(&self, rec: &ExecutionRecord, id: u64, keys: &KeyStore) -> Result<RunPlan, CatalogError> {
         let (_, record) = self.job(&rec.job_uuid)?.ok_or_else(|| CatalogError::NoJob(rec.job_uuid.clone()))?;
         let def = &record.definition;
         let given: serde_json::Map<String, serde_json::Value> =
             rec.options.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         let inputs = collect_inputs(None, Some(&given)).map_err(|e| CatalogError::Invalid(e.to_string()))?;
-        let resolved = resolve_options(&def.options, &inputs).map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        let mut resolved = resolve_options(&def.options, &inputs).map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        resolve_secrets(keys, &mut resolved).await?;
         let (env, secrets) = option_environment(&resolved)?;
         let vars = exec::JobVars {
             id: rec.job_uuid.clone(),
@@ -238,6 +243,26 @@ impl Catalog {
             if group.is_empty() { name } else { format!("{group}/{name}") }
         )))
     }
+}
+
+/// Reads every secure option that names a key storage path.
+async fn resolve_secrets(keys: &KeyStore, resolved: &mut ResolvedOptions) -> Result<(), CatalogError> {
+    let paths: Vec<(String, String)> =
+        resolved.key_storage_paths().into_iter().map(|(o, p)| (o.to_string(), p.to_string())).collect();
+    let mut found = BTreeMap::new();
+    for (option, path) in paths {
+        let secret = crate::keys::resolve(keys, &path)
+            .await
+            .map_err(|e| CatalogError::Invalid(format!("option '{option}': key storage path {path}: {e}")))?;
+        let text = secret
+            .as_str()
+            .ok_or_else(|| CatalogError::Invalid(format!("option '{option}': the key at {path} is not text")))?
+            .to_string();
+        found.insert(path, text);
+    }
+    resolved
+        .resolve_key_storage(|p| found.get(p).cloned().ok_or(()))
+        .map_err(|(o, _)| CatalogError::Invalid(format!("option '{o}': its key storage value could not be read")))
 }
 
 /// The plain (non-secure) option values, for the execution record.
@@ -321,6 +346,7 @@ pub fn to_sequence(def: &JobDefinition) -> Result<exec::Sequence, CatalogError> 
 /// Runs job references inline, in the referencing execution's log, as Rundeck does by default.
 pub struct CatalogJobRefs {
     pub catalog: Catalog,
+    pub keys: KeyStore,
 }
 
 impl JobRefRunner for CatalogJobRefs {
@@ -337,19 +363,21 @@ impl JobRefRunner for CatalogJobRefs {
                 Ok(j) => j,
                 Err(e) => return StepOutcome::Failed(exec::FailureReason::JobRef(e.to_string())),
             };
-            let prepared = (|| -> Result<(exec::Sequence, exec::Context), CatalogError> {
+            let prepared = async {
                 let inputs =
                     collect_inputs(call.job.args.as_deref(), None).map_err(|e| CatalogError::Invalid(e.to_string()))?;
-                let resolved = resolve_options(&job.definition.options, &inputs)
+                let mut resolved = resolve_options(&job.definition.options, &inputs)
                     .map_err(|e| CatalogError::Invalid(e.to_string()))?;
+                resolve_secrets(&self.keys, &mut resolved).await?;
                 let (env, secrets) = option_environment(&resolved)?;
                 let mut context = call.context.clone();
                 // The referenced job sees its own options, not the caller's.
                 context.env.retain(|(k, _)| !k.starts_with("RD_OPTION_"));
                 context.env.extend(env);
                 context.secrets.extend(secrets);
-                Ok((to_sequence(&job.definition)?, context))
-            })();
+                Ok::<_, CatalogError>((to_sequence(&job.definition)?, context))
+            }
+            .await;
             let (sequence, context) = match prepared {
                 Ok(p) => p,
                 Err(e) => return StepOutcome::Failed(exec::FailureReason::JobRef(e.to_string())),

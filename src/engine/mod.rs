@@ -43,15 +43,15 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the scheduler and the runner. `scratch` is where inline scripts are written.
-    pub fn start(member: Member, logs: LogStore, scratch: std::path::PathBuf) -> Engine {
+    pub fn start(member: Member, logs: LogStore, keys: crate::keys::KeyStore, scratch: std::path::PathBuf) -> Engine {
         let (stop, _) = watch::channel(false);
         let stats = Arc::new(Mutex::new(scheduler::FireStats::default()));
         let catalog = catalog::Catalog::new(member.clone());
         let executor = Executor::new()
             .with_scratch_dir(scratch)
-            .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone() }));
+            .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone(), keys: keys.clone() }));
         let sched = scheduler::Scheduler::new(member.clone(), catalog.clone(), stats.clone());
-        let runner = runner::Runner::new(member, catalog, logs, executor);
+        let runner = runner::Runner::new(member, catalog, logs, executor, keys);
         let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.run(stop.subscribe()))];
         Engine { stop, tasks, stats }
     }

@@ -29,6 +29,7 @@ use super::fire::create_execution_op;
 use super::records::{exec_id, running_request_key, ExecStatus, ExecutionRecord, Trigger, RUNNING};
 use super::stopped;
 use crate::exec::{abort_pair, AbortHandle, AbortKind, Executor, Status};
+use crate::keys::KeyStore;
 use crate::logs::{LogEntry, LogLevel, LogSink, LogStore};
 
 /// Runs the executions assigned to this member.
@@ -37,6 +38,7 @@ pub struct Runner {
     catalog: Catalog,
     logs: LogStore,
     executor: Executor,
+    keys: KeyStore,
     me: String,
     /// This process's id: a claim names the incarnation that may run the execution.
     incarnation: String,
@@ -45,10 +47,10 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(member: Member, catalog: Catalog, logs: LogStore, executor: Executor) -> Arc<Runner> {
+    pub fn new(member: Member, catalog: Catalog, logs: LogStore, executor: Executor, keys: KeyStore) -> Arc<Runner> {
         let me = member.node().uuid.clone();
         let incarnation = format!("{me}/{}", uuid::Uuid::new_v4().simple());
-        Arc::new(Runner { member, catalog, logs, executor, me, incarnation, active: Mutex::new(HashMap::new()) })
+        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active: Mutex::new(HashMap::new()) })
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AbortHandle>>> {
@@ -199,7 +201,7 @@ impl Runner {
         if rec.runner.as_deref() != Some(self.incarnation.as_str()) {
             return Ok(()); // someone else's, or it ended or was aborted meanwhile
         }
-        let (status, message) = match self.catalog.run_plan(&rec, id) {
+        let (status, message) = match self.catalog.run_plan(&rec, id, &self.keys).await {
             Ok(plan) => self.execute(id, &rec, plan, signal).await,
             Err(e) => {
                 let msg = format!("cannot run: {e}");
