@@ -261,6 +261,7 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let token = crate::auth::new_token();
     let secret = crate::datadir::random_secret();
+    let master_key = crate::keys::MasterKey::generate().to_hex().to_string();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let mut members: Vec<Child> = Vec::new();
     for i in 0..args.members {
@@ -271,6 +272,7 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
             .arg(root.join(format!("m{i}")))
             .args(["--http", &h.to_string(), "--raft", &r.to_string(), "--log", "warn"])
             .env("STEWARD_CLUSTER_SECRET", &secret)
+            .env("STEWARD_MASTER_KEY", &master_key)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(root.join(format!("m{i}.log")))?);
         if i == 0 {

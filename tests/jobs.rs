@@ -152,7 +152,7 @@ async fn two_members_firing_the_same_slot_commit_it_once_and_a_stale_owner_not_a
     let slots0 = [DueSlot { job: &e0.job, slot_ms: slot, action: SlotAction::Fire }];
     let slots1 = [DueSlot { job: &e1.job, slot_ms: slot, action: SlotAction::Fire }];
     let (m0, m1) = (c.server(0).member.clone(), c.server(1).member.clone());
-    let (t0, t1) = (fire_batch("m0", &slots0, slot), fire_batch("m1", &slots1, slot));
+    let (t0, t1) = (fire_batch("m0", None, &slots0, slot), fire_batch("m1", None, &slots1, slot));
     let (r0, r1) = tokio::join!(m0.write(t0), m1.write(t1));
     let outcomes = [interpret(&slots0, &r0.unwrap())[0], interpret(&slots1, &r1.unwrap())[0]];
     let fired = outcomes.iter().filter(|o| matches!(o, SlotResult::Fired(_))).count();
@@ -163,7 +163,7 @@ async fn two_members_firing_the_same_slot_commit_it_once_and_a_stale_owner_not_a
     let mut stale = e1.job.clone();
     stale.owner_record = br#"{"member":"someone-else","epoch":0}"#.to_vec();
     let other = [DueSlot { job: &stale, slot_ms: slot + 1000, action: SlotAction::Fire }];
-    let r = m1.write(fire_batch("m1", &other, slot)).await.unwrap();
+    let r = m1.write(fire_batch("m1", None, &other, slot)).await.unwrap();
     assert_eq!(interpret(&other, &r), vec![SlotResult::NotOwner]);
     assert!(m1.kv().get(&format!("fires/{job}/{}", slot + 1000)).unwrap().is_none());
     let execs = all_executions(&c, 2, "race").await;

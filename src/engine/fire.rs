@@ -67,8 +67,16 @@ pub enum SlotResult {
     NotOwner,
 }
 
-/// The execution a fire creates.
-pub fn scheduled_execution(job: &ScheduledJob, me: &str, slot_ms: i64, now_ms: i64) -> ExecutionRecord {
+/// The execution a fire creates. `runner` is the incarnation of this member's runner: the
+/// owner runs its own fires, so the fire's commit is also the runner's claim (no second write
+/// before the process starts); `None` leaves the claim to the runner.
+pub fn scheduled_execution(
+    job: &ScheduledJob,
+    me: &str,
+    runner: Option<&str>,
+    slot_ms: i64,
+    now_ms: i64,
+) -> ExecutionRecord {
     ExecutionRecord {
         project: job.project.clone(),
         job_uuid: job.uuid.clone(),
@@ -80,7 +88,7 @@ pub fn scheduled_execution(job: &ScheduledJob, me: &str, slot_ms: i64, now_ms: i
         trigger: Trigger::Schedule,
         scheduled_ms: Some(slot_ms),
         created_ms: now_ms,
-        started_ms: None,
+        started_ms: runner.map(|_| now_ms),
         ended_ms: None,
         options: job.options.clone(),
         arg_string: String::new(),
@@ -90,7 +98,7 @@ pub fn scheduled_execution(job: &ScheduledJob, me: &str, slot_ms: i64, now_ms: i
         exclusive: !job.multiple_executions,
         running_index: running_slot_key(&job.project, &job.uuid, slot_ms),
         abort: None,
-        runner: None,
+        runner: runner.map(str::to_string),
         message: None,
     }
 }
@@ -111,8 +119,8 @@ fn fire_record(outcome: FireOutcome, me: &str, now_ms: i64) -> Vec<u8> {
     codec::encode(&FireRecord { outcome, member: me.to_string(), recorded_ms: now_ms })
 }
 
-/// One log entry deciding every slot of `slots`.
-pub fn fire_batch(me: &str, slots: &[DueSlot<'_>], now_ms: i64) -> Txn {
+/// One log entry deciding every slot of `slots`; `runner` as in [`scheduled_execution`].
+pub fn fire_batch(me: &str, runner: Option<&str>, slots: &[DueSlot<'_>], now_ms: i64) -> Txn {
     let ops = slots
         .iter()
         .map(|s| {
@@ -127,7 +135,7 @@ pub fn fire_batch(me: &str, slots: &[DueSlot<'_>], now_ms: i64) -> Txn {
                     vec![Op::Put { key: fire, value: fire_record(FireOutcome::Missed, me, now_ms) }]
                 }
                 SlotAction::Fire => {
-                    let exec = scheduled_execution(job, me, s.slot_ms, now_ms);
+                    let exec = scheduled_execution(job, me, runner, s.slot_ms, now_ms);
                     let create = create_execution_op(&exec, vec![fire_exec_key(&job.uuid, s.slot_ms)]);
                     let run = Txn {
                         guards: if job.multiple_executions {

@@ -50,8 +50,8 @@ impl Engine {
         let executor = Executor::new()
             .with_scratch_dir(scratch)
             .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone(), keys: keys.clone() }));
-        let sched = scheduler::Scheduler::new(member.clone(), catalog.clone(), stats.clone());
-        let runner = runner::Runner::new(member, catalog, logs, executor, keys);
+        let runner = runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys);
+        let sched = scheduler::Scheduler::new(member, catalog, runner.incarnation().to_string(), stats.clone());
         let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.run(stop.subscribe()))];
         Engine { stop, tasks, stats }
     }

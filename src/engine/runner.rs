@@ -53,6 +53,12 @@ impl Runner {
         Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active: Mutex::new(HashMap::new()) })
     }
 
+    /// This process's incarnation id. The scheduler writes it into the executions its fires
+    /// create (they run on this member): the fire's commit is then also the claim.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AbortHandle>>> {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -159,7 +165,8 @@ impl Runner {
             }
             return;
         }
-        if rec.status.is_final() || rec.runner.is_some() || rec.abort.is_some() {
+        let claimed_at_creation = rec.runner.as_deref() == Some(self.incarnation.as_str());
+        if rec.status.is_final() || rec.abort.is_some() || (rec.runner.is_some() && !claimed_at_creation) {
             return;
         }
         let (handle, signal) = abort_pair();
@@ -177,7 +184,12 @@ impl Runner {
                     }
                 }
             }
-            if let Err(e) = self.clone().claim_and_run(id, signal).await {
+            let run = if claimed_at_creation {
+                self.clone().run_claimed(id, rec, signal).await
+            } else {
+                self.clone().claim_and_run(id, signal).await
+            };
+            if let Err(e) = run {
                 tracing::warn!(error = %e, execution = id, "execution failed to run");
             }
             self.active().remove(&id);
@@ -201,6 +213,16 @@ impl Runner {
         if rec.runner.as_deref() != Some(self.incarnation.as_str()) {
             return Ok(()); // someone else's, or it ended or was aborted meanwhile
         }
+        self.run_claimed(id, rec, signal).await
+    }
+
+    /// Runs execution `id`, claimed by this incarnation, and records its end.
+    async fn run_claimed(
+        self: Arc<Self>,
+        id: u64,
+        rec: ExecutionRecord,
+        signal: crate::exec::AbortSignal,
+    ) -> Result<(), ExecError> {
         let (status, message) = match self.catalog.run_plan(&rec, id, &self.keys).await {
             Ok(plan) => self.execute(id, &rec, plan, signal).await,
             Err(e) => {

@@ -89,6 +89,8 @@ pub struct Scheduler {
     member: Member,
     catalog: Catalog,
     me: String,
+    /// This member's runner incarnation, written into the executions fires create.
+    runner: String,
     owned: HashMap<String, Owned>,
     /// (next slot ms, job uuid), the timer's queue.
     queue: BTreeSet<(i64, String)>,
@@ -96,9 +98,9 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(member: Member, catalog: Catalog, stats: Arc<std::sync::Mutex<FireStats>>) -> Self {
+    pub fn new(member: Member, catalog: Catalog, runner: String, stats: Arc<std::sync::Mutex<FireStats>>) -> Self {
         let me = member.node().uuid.clone();
-        Scheduler { member, catalog, me, owned: HashMap::new(), queue: BTreeSet::new(), stats }
+        Scheduler { member, catalog, me, runner, owned: HashMap::new(), queue: BTreeSet::new(), stats }
     }
 
     /// Runs until `stop` turns true.
@@ -225,19 +227,34 @@ impl Scheduler {
         }
         let mut progressed = false;
         let mut decided: BTreeMap<String, i64> = BTreeMap::new();
-        for chunk in due.chunks(BATCH) {
-            let slots: Vec<DueSlot<'_>> = chunk
-                .iter()
-                .filter_map(|(uuid, slot, action)| {
-                    self.owned.get(uuid).map(|o| DueSlot { job: &o.job, slot_ms: *slot, action: *action })
-                })
-                .collect();
-            let txn = fire_batch(&self.me, &slots, Utc::now().timestamp_millis());
-            match self.member.write(txn).await {
+        // Every batch is proposed at once: Raft carries them in the same round trips, so a
+        // burst of thousands of slots commits in about the time of one batch.
+        let batches: Vec<Vec<DueSlot<'_>>> = due
+            .chunks(BATCH)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .filter_map(|(uuid, slot, action)| {
+                        self.owned.get(uuid).map(|o| DueSlot { job: &o.job, slot_ms: *slot, action: *action })
+                    })
+                    .collect()
+            })
+            .collect();
+        let now = Utc::now().timestamp_millis();
+        let writes = batches.iter().map(|slots| {
+            let txn = fire_batch(&self.me, Some(&self.runner), slots, now);
+            let member = self.member.clone();
+            async move {
+                let r = member.write(txn).await;
+                (r, Utc::now().timestamp_millis())
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        for (slots, (result, committed)) in batches.iter().zip(results) {
+            match result {
                 Ok(result) => {
                     progressed = true;
-                    let committed = Utc::now().timestamp_millis();
-                    let outcomes = interpret(&slots, &result);
+                    let outcomes = interpret(slots, &result);
                     let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
                     for (s, r) in slots.iter().zip(outcomes) {
                         match r {
@@ -267,8 +284,9 @@ impl Scheduler {
                     }
                 }
                 Err(e) => {
+                    // These slots stay due; a later round decides them (the guards make a
+                    // repeat harmless).
                     tracing::warn!(error = %e, slots = slots.len(), "could not record due slots; will retry");
-                    break;
                 }
             }
         }
