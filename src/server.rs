@@ -391,7 +391,20 @@ impl Server {
                     was_member |= in_membership;
                 }
                 tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { return },
+                    changed = rx.changed() => if changed.is_err() {
+                        // The metrics channel closes only when openraft's core task is gone
+                        // (e.g. it panicked): this member can serve nothing any more.
+                        // A normal shutdown closes it too, after asking to stop: never overwrite.
+                        stop.send_if_modified(|r| {
+                            if r.is_some() {
+                                return false;
+                            }
+                            tracing::error!("the Raft core stopped; shutting down");
+                            *r = Some(StopReason::Fatal("the Raft core stopped".into()));
+                            true
+                        });
+                        return;
+                    },
                     _ = stopped.wait_for(|r| r.is_some()) => return,
                 }
             }

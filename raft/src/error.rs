@@ -15,6 +15,11 @@ pub enum ClusterError {
     Fatal(String),
     #[error("cannot reach {addr}: {detail}")]
     Unreachable { addr: String, detail: String },
+    /// The request may or may not have taken effect: it reached a leader (or was sent to one)
+    /// and then leadership changed or the connection failed. Repeating it blindly could apply it
+    /// twice; guards make a repeat safe, and a read tells which happened.
+    #[error("{0}")]
+    Indeterminate(String),
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
@@ -22,7 +27,13 @@ pub enum ClusterError {
 impl ClusterError {
     /// True when retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ClusterError::NoLeader | ClusterError::Timeout | ClusterError::Unreachable { .. })
+        matches!(
+            self,
+            ClusterError::NoLeader
+                | ClusterError::Timeout
+                | ClusterError::Unreachable { .. }
+                | ClusterError::Indeterminate(_)
+        )
     }
 }
 

@@ -262,10 +262,15 @@ impl Member {
             if let Some(f) = self.fatal() {
                 return Err(ClusterError::Fatal(f));
             }
+            // A transaction is proposed again only when the earlier attempt certainly did not
+            // take effect: no leader was known, the member asked was not the leader (so it
+            // appended nothing), or the connection to it could not even be made. Any other
+            // failure after the request left is indeterminate and reported as such: a blind
+            // repeat would meet its own first attempt (a create answering "already exists").
             let leader = self.leader();
             match leader {
                 Some(id) if id == self.inner.id => match self.local_write(txn.clone(), until).await {
-                    Err(RemoteError::NotLeader { .. }) | Err(RemoteError::NoQuorum) => {}
+                    Err(RemoteError::NotLeader { .. }) => {}
                     other => return other.map_err(remote_to_cluster),
                 },
                 Some(id) => {
@@ -277,6 +282,12 @@ impl Member {
                             Ok(Err(RemoteError::NotLeader { .. })) => {}
                             Ok(Err(e)) => return Err(remote_to_cluster(e)),
                             Err(ClusterError::Unreachable { .. }) => {}
+                            Err(ClusterError::Timeout) => {
+                                return Err(ClusterError::Indeterminate(
+                                    "the leader did not answer in time; the write may or may not have been applied"
+                                        .into(),
+                                ))
+                            }
                             Err(e) => return Err(e),
                         }
                     }
@@ -293,9 +304,17 @@ impl Member {
     /// `client_write` on this member, which believes it is the leader.
     pub(crate) async fn local_write(&self, txn: Txn, until: Instant) -> Result<TxnResult, RemoteError> {
         let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        // openraft answers "forward to leader" both when this member is not the leader (nothing
+        // appended) and when it stepped down after appending (the entry may still commit under
+        // the next leader). Only the first may be retried elsewhere; a member that believed it
+        // led cannot tell them apart, so it reports the outcome as unknown.
+        let believed_leader = self.is_leader();
         match tokio::time::timeout(budget, self.inner.raft.client_write(txn)).await {
             Err(_) => Err(RemoteError::Timeout),
             Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) if believed_leader => {
+                Err(RemoteError::Indeterminate)
+            }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 Err(RemoteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
             }
@@ -329,7 +348,8 @@ impl Member {
                             Ok(Ok(i)) => Some(i),
                             Ok(Err(RemoteError::NotLeader { .. })) | Ok(Err(RemoteError::NoQuorum)) => None,
                             Ok(Err(e)) => return Err(remote_to_cluster(e)),
-                            Err(ClusterError::Unreachable { .. }) => None,
+                            // Reads, joins, leaves and status are safe to repeat.
+                            Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
                             Err(e) => return Err(e),
                         }
                     }
@@ -455,7 +475,8 @@ impl Member {
                     Some(node) => {
                         match self.call_leader::<Req, Result<Resp, RemoteError>>(&node, rpc, req, until).await {
                             Ok(r) => Some(r),
-                            Err(ClusterError::Unreachable { .. }) => None,
+                            // Reads, joins, leaves and status are safe to repeat.
+                            Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
                             Err(e) => return Err(e),
                         }
                     }
@@ -772,8 +793,14 @@ where
                 )),
                 tonic::Code::DeadlineExceeded => ClusterError::Timeout,
                 tonic::Code::InvalidArgument => ClusterError::Rejected(status.message().to_string()),
-                _ => unreachable(status.message().to_string()),
-            })
+                // Unreachable means "never sent": the only failure a caller may blindly repeat.
+                _ if crate::network::never_sent(&status) => unreachable(status.message().to_string()),
+                _ => ClusterError::Indeterminate(format!(
+                    "the connection to {raft_addr} failed after the request was sent ({}); it may or may not have \
+                     been applied",
+                    status.message()
+                )),
+            });
         }
     };
     wire::decode(&resp.data).map_err(|s| ClusterError::Rejected(s.message().to_string()))
@@ -783,6 +810,7 @@ fn remote_to_cluster(e: RemoteError) -> ClusterError {
     match e {
         RemoteError::NotLeader { .. } | RemoteError::NoQuorum => ClusterError::NoLeader,
         RemoteError::Timeout => ClusterError::Timeout,
+        RemoteError::Indeterminate => ClusterError::Indeterminate(e.to_string()),
         RemoteError::Rejected(m) => ClusterError::Rejected(m),
         RemoteError::Fatal(m) => ClusterError::Fatal(m),
     }

@@ -76,6 +76,8 @@ pub enum RemoteError {
     NoQuorum,
     #[error("the request timed out on the leader; it may or may not have been applied")]
     Timeout,
+    #[error("leadership changed while the request was in flight; it may or may not have been applied")]
+    Indeterminate,
     #[error("{0}")]
     Rejected(String),
     #[error("the leader stopped: {0}")]

@@ -349,3 +349,35 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
     }
 }
+
+/// True when a failed call certainly never reached the peer: the connection could not be made.
+/// Only such a call may be repeated without knowing whether it took effect.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    if status.code() == tonic::Code::Unavailable && status.message().contains("connect error") {
+        return true;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = src {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if matches!(io.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable) {
+                return true;
+            }
+        }
+        src = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_refused_connection_is_known_to_have_sent_nothing() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let peers = super::Peers::new("0123456789abcdef0123").unwrap();
+        let mut c = peers.cluster_client(&addr.to_string()).unwrap();
+        let err = c.status(crate::pb::Payload { data: Default::default() }).await.unwrap_err();
+        assert!(super::never_sent(&err), "{err:?}");
+        assert!(!super::never_sent(&tonic::Status::unavailable("connection reset")));
+        assert!(!super::never_sent(&tonic::Status::deadline_exceeded("timeout")));
+    }
+}

@@ -71,6 +71,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::NoLeader => ApiError::unavailable("api.error.cluster.no-leader", e.to_string()),
             ClusterError::Timeout => ApiError::unavailable("api.error.cluster.timeout", e.to_string()),
             ClusterError::Unreachable { .. } => ApiError::unavailable("api.error.cluster.unreachable", e.to_string()),
+            ClusterError::Indeterminate(_) => ApiError::unavailable("api.error.cluster.indeterminate", e.to_string()),
             ClusterError::Rejected(m) => ApiError::bad_request(m.clone()),
             ClusterError::Fatal(_) | ClusterError::Storage(_) => {
                 tracing::error!(error = %e, "request failed on a fatal error");

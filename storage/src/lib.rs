@@ -134,18 +134,19 @@ pub fn open<C: KvTypeConfig>(
     let sm = db.open_tree(codec::SM_TREE)?;
     check_store_format(&db, &log, &meta, &sm)?;
 
-    let writer = writer::Writer::start(db.clone())?;
-    let shared = Arc::new(Shared { db, log, meta, writer });
+    let writer = writer::Writer::start(db.clone(), &dir.join("sled"))?;
+    let shared = Arc::new(Shared { _db: db, log, meta, writer });
     let log_store = LogStore::open(shared.clone())?;
     let sm_store = StateMachineStore::open(shared.clone(), sm, &dir.join("snapshots"), &options)?;
     // Make the repairs done while opening durable before anyone builds on them.
-    shared.db.flush()?;
+    shared.writer.flushed_blocking()?;
     Ok((log_store, sm_store))
 }
 
 /// What both halves of the store share: the database, the log-side trees and the writer.
 pub(crate) struct Shared {
-    pub(crate) db: sled::Db,
+    /// Held so the database lives exactly as long as the store (the trees borrow from it).
+    pub(crate) _db: sled::Db,
     pub(crate) log: sled::Tree,
     pub(crate) meta: sled::Tree,
     pub(crate) writer: writer::Writer,

@@ -12,11 +12,23 @@
 //! - A flush is Db-wide (all trees share one log), so one thread issuing all flushes is
 //!   enough, and it keeps fsyncs from piling up in parallel on a small machine.
 //!
+//! sled 0.34's `flush()` is not enough on its own: on Linux it ends with `sync_file_range`,
+//! which writes the pages but neither commits the file's metadata (the size of a log that
+//! grew) nor flushes the device's cache, and values over a quarter of a segment go to blob
+//! files that it writes without any sync. A power loss could then take acknowledged entries
+//! away (the chaos harness's `power` nemesis showed it). So after each flush this thread also
+//! fsyncs the new blob files and their directory, then `fdatasync`s sled's log file: only then
+//! is a write durable in the sense openraft requires.
+//!
 //! A waiter is completed only after a flush that *started after the waiter was queued*, and
 //! a waiter is queued only after its write was applied, so every completed waiter's write is
 //! covered by a successful fsync. After a flush fails, every later waiter fails too: the
 //! store is in an unknown state and the Raft node must stop rather than limp on.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -35,11 +47,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for `db`.
-    pub(crate) fn start(db: sled::Db) -> Result<Writer, StoreError> {
+    /// Starts the writer thread for `db`, whose files are in `sled_dir`.
+    pub(crate) fn start(db: sled::Db, sled_dir: &Path) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel::<Waiter>();
+        let files = SledFiles::open(sled_dir)?;
         let thread =
-            std::thread::Builder::new().name("steward-storage-writer".to_string()).spawn(move || run(db, rx))?;
+            std::thread::Builder::new().name("steward-storage-writer".to_string()).spawn(move || run(db, files, rx))?;
         Ok(Writer { tx: Some(tx), thread: Some(thread) })
     }
 
@@ -58,6 +71,18 @@ impl Writer {
             return Err(StoreError::WriterStopped);
         }
         Ok(())
+    }
+
+    /// Like [`Writer::flushed`], for a caller outside the async runtime (opening the store).
+    pub(crate) fn flushed_blocking(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.after_flush(move |res| {
+            let _ = tx.send(res);
+        })?;
+        match rx.recv() {
+            Ok(res) => res.map_err(StoreError::Sled),
+            Err(_) => Err(StoreError::WriterStopped),
+        }
     }
 
     /// Waits until a flush covers every write applied before this call.
@@ -90,7 +115,50 @@ fn stopped() -> sled::Error {
     sled::Error::ReportableBug("the storage writer thread has stopped".to_string())
 }
 
-fn run(db: sled::Db, rx: mpsc::Receiver<Waiter>) {
+/// sled's files that its own flush does not make durable (see the module docs).
+struct SledFiles {
+    /// The log file (`<dir>/db`): fdatasync'd after every flush.
+    log: File,
+    blobs: PathBuf,
+    /// Blob files already fsync'd.
+    synced: HashSet<OsString>,
+}
+
+impl SledFiles {
+    fn open(sled_dir: &Path) -> std::io::Result<SledFiles> {
+        Ok(SledFiles { log: File::open(sled_dir.join("db"))?, blobs: sled_dir.join("blobs"), synced: HashSet::new() })
+    }
+
+    /// Makes what sled's flush wrote durable: new blobs first (the log entries that point at
+    /// them must not outlive them), then the log file with its size.
+    fn sync(&mut self) -> std::io::Result<()> {
+        let mut present = HashSet::new();
+        let mut new_blob = false;
+        match std::fs::read_dir(&self.blobs) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    if !self.synced.contains(&name) {
+                        File::open(entry.path())?.sync_all()?;
+                        new_blob = true;
+                    }
+                    present.insert(name);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if new_blob {
+            File::open(&self.blobs)?.sync_all()?;
+        }
+        // Forget blobs sled has collected since.
+        self.synced = present;
+        self.log.sync_data()
+    }
+}
+
+fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Waiter>) {
     // Sticky: once a flush failed, nothing written afterwards may be acknowledged.
     let mut failed: Option<sled::Error> = None;
     while let Ok(first) = rx.recv() {
@@ -101,7 +169,7 @@ fn run(db: sled::Db, rx: mpsc::Receiver<Waiter>) {
 
         let res = match &failed {
             Some(e) => Err(e.clone()),
-            None => db.flush().map(|_| ()),
+            None => db.flush().map(|_| ()).and_then(|()| files.sync().map_err(sled::Error::Io)),
         };
         if let Err(e) = &res {
             if failed.is_none() {
