@@ -224,6 +224,51 @@ impl Model for Register {
     }
 }
 
+/// A cheap, sound test for the most common anomaly, which the search can take exponentially
+/// long to prove when many writes are indeterminate: with unique values, a read that starts
+/// after a write `u` ended, where `u` itself started after the write `v` the read returned had
+/// ended, is stale (`v` ≺ `u` ≺ read in real time, and nothing writes `v` again). A read of
+/// the initial value after any acknowledged write, and a read of a value never written (or
+/// whose write failed), are stale or phantom the same way. Returns the first such read's id.
+pub fn stale_read(calls: &[Call<RegInput>]) -> Option<(u64, &'static str)> {
+    let mut writes: HashMap<i64, &Call<RegInput>> = HashMap::new();
+    // Acknowledged writes as (invocation, completion).
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    for c in calls {
+        if let RegInput::Write(v) = c.input {
+            writes.insert(v, c);
+            if let Some(r) = c.ret {
+                acked.push((c.call, r));
+            }
+        }
+    }
+    for c in calls {
+        let RegInput::Read(seen) = c.input else { continue };
+        let start = c.call;
+        match seen {
+            None => {
+                if acked.iter().any(|&(_, r)| r < start) {
+                    return Some((c.id, "read the initial value after an acknowledged write"));
+                }
+            }
+            Some(v) => match writes.get(&v) {
+                None => return Some((c.id, "read a value that was never (successfully) written")),
+                Some(w) => {
+                    if w.call > c.ret.unwrap_or(u64::MAX) {
+                        return Some((c.id, "read a value before its write began"));
+                    }
+                    if let Some(w_end) = w.ret {
+                        if acked.iter().any(|&(call, r)| call > w_end && r < start) {
+                            return Some((c.id, "stale read: a later write had completed before the read began"));
+                        }
+                    }
+                }
+            },
+        }
+    }
+    None
+}
+
 /// Steps allowed per key before it is reported unknown.
 pub const DEFAULT_BUDGET: u64 = 5_000_000;
 
@@ -250,11 +295,16 @@ pub fn register_calls(history: &[Op], workload: &str) -> BTreeMap<String, Vec<Ca
     by_key
 }
 
+/// One key's operations.
+type KeyCalls = (String, Vec<Call<RegInput>>);
+/// One key's result: key, operations, the search's outcome, the quick test's finding.
+type KeyResult = (String, usize, Outcome, Option<(u64, &'static str)>);
+
 /// Checks every key of the `workload` register history, on up to two threads.
 pub fn check_registers(history: &[Op], workload: &str, budget: u64) -> Verdict {
-    let keys: Vec<(String, Vec<Call<RegInput>>)> = register_calls(history, workload).into_iter().collect();
-    let results: Vec<(String, usize, Outcome)> = {
-        let chunks: Vec<&[(String, Vec<Call<RegInput>>)]> = keys.chunks(keys.len().div_ceil(2).max(1)).collect();
+    let keys: Vec<KeyCalls> = register_calls(history, workload).into_iter().collect();
+    let results: Vec<KeyResult> = {
+        let chunks: Vec<&[KeyCalls]> = keys.chunks(keys.len().div_ceil(2).max(1)).collect();
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .into_iter()
@@ -262,7 +312,9 @@ pub fn check_registers(history: &[Op], workload: &str, budget: u64) -> Verdict {
                     s.spawn(move || {
                         chunk
                             .iter()
-                            .map(|(k, calls)| (k.clone(), calls.len(), check(&Register, calls, budget)))
+                            .map(|(k, calls)| {
+                                (k.clone(), calls.len(), check(&Register, calls, budget), stale_read(calls))
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -289,9 +341,20 @@ pub fn check_registers(history: &[Op], workload: &str, budget: u64) -> Verdict {
     let mut invalid = Vec::new();
     let mut unknown = Vec::new();
     let mut ops = 0;
-    for (key, n, outcome) in &results {
+    for (key, n, outcome, stale) in &results {
         ops += n;
         match outcome {
+            // The search's verdict is authoritative; the quick test only decides keys the
+            // search gave up on (and would be a checker bug if it disagreed with a search
+            // that finished: reported, not hidden).
+            Outcome::Linearizable if stale.is_some() => {
+                let (id, why) = stale.expect("checked");
+                invalid.push(json!({ "key": key, "operations": n, "stuck": describe(id), "why": why, "note": "quick test disagrees with the search" }))
+            }
+            Outcome::Unknown { .. } if stale.is_some() => {
+                let (id, why) = stale.expect("checked");
+                invalid.push(json!({ "key": key, "operations": n, "stuck": describe(id), "why": why }))
+            }
             Outcome::Linearizable => {}
             Outcome::Illegal { stuck, prefix } => invalid.push(json!({
                 "key": key,
@@ -402,6 +465,61 @@ mod tests {
         let mut h = h;
         h.push(call(99, 200, Some(201), RegInput::Read(Some(-1))));
         assert!(matches!(check(&Register, &h, 50), Outcome::Unknown { .. }));
+    }
+
+    #[test]
+    fn the_quick_test_finds_stale_and_phantom_reads_and_accepts_late_indeterminate_writes() {
+        let stale = vec![
+            call(0, 0, Some(1), RegInput::Write(1)),
+            call(1, 2, Some(3), RegInput::Write(2)),
+            call(2, 4, Some(5), RegInput::Read(Some(1))),
+        ];
+        assert_eq!(stale_read(&stale).map(|s| s.0), Some(2));
+        let initial = vec![call(0, 0, Some(1), RegInput::Write(1)), call(1, 2, Some(3), RegInput::Read(None))];
+        assert_eq!(stale_read(&initial).map(|s| s.0), Some(1));
+        let phantom = vec![call(0, 0, Some(1), RegInput::Read(Some(9)))];
+        assert_eq!(stale_read(&phantom).map(|s| s.0), Some(0));
+        // An indeterminate write of 1 may land after the write of 2.
+        let late = vec![
+            call(0, 0, None, RegInput::Write(1)),
+            call(1, 2, Some(3), RegInput::Write(2)),
+            call(2, 4, Some(5), RegInput::Read(Some(1))),
+        ];
+        assert_eq!(stale_read(&late), None);
+        assert_eq!(check(&Register, &late, 1000), Outcome::Linearizable);
+    }
+
+    #[test]
+    fn a_key_the_search_gives_up_on_is_still_invalid_when_a_read_is_stale() {
+        // Many concurrent indeterminate writes make the search long; the stale read at the
+        // end is still found.
+        let mut h: Vec<_> = (0..40).map(|i| call(i, i, None, RegInput::Write(i as i64 + 100))).collect();
+        h.push(call(50, 100, Some(101), RegInput::Write(1)));
+        h.push(call(51, 102, Some(103), RegInput::Write(2)));
+        h.push(call(52, 104, Some(105), RegInput::Read(Some(1))));
+        let mut ops = Vec::new();
+        for c in &h {
+            let (f, value) = match c.input {
+                RegInput::Write(v) => ("write", json!(v)),
+                RegInput::Read(v) => ("read", json!(v)),
+            };
+            let mut inv = Op::new(OpType::Invoke, Process::Client(c.id), "register", f).key("k").at(c.call);
+            if f == "write" {
+                inv.value = value.clone();
+            }
+            ops.push(inv);
+            let kind = if c.ret.is_some() { OpType::Ok } else { OpType::Info };
+            ops.push(
+                Op::new(kind, Process::Client(c.id), "register", f).key("k").value(value).at(c.ret.unwrap_or(200)),
+            );
+        }
+        ops.sort_by_key(|o| o.time);
+        for (i, o) in ops.iter_mut().enumerate() {
+            o.index = i as u64;
+        }
+        let v = check_registers(&ops, "register", 2_000);
+        assert_eq!(v.valid, Validity::Invalid, "{}", v.details);
+        assert_eq!(v.details["non_linearizable"][0]["stuck"]["f"], "read");
     }
 
     fn op(kind: OpType, p: u64, f: &str, key: &str, t: u64) -> Op {
