@@ -271,16 +271,17 @@ impl Members {
             }
             {
                 let mut s = self.slots[i].lock().await;
-                if let Some(c) = s.child.as_mut() {
-                    if let Ok(Some(status)) = c.try_wait() {
-                        s.child = None;
+                let exited = match s.child.as_mut() {
+                    Some(c) => c.try_wait().ok().flatten().map(|st| st.to_string()),
+                    // The monitor reaped it already (and recorded the exit in the history).
+                    None => Some("an exit status".to_string()),
+                };
+                if let Some(status) = exited {
+                    s.child = None;
+                    if s.state != State::Removed {
                         s.state = State::Down;
-                        bail!(
-                            "{} exited with {status} before it was healthy:\n{}",
-                            host.name,
-                            self.log_tail(&host.name)
-                        );
                     }
+                    bail!("{} exited with {status} before it was healthy:\n{}", host.name, self.log_tail(&host.name));
                 }
             }
             if Instant::now() >= until || sys::interrupted() {
