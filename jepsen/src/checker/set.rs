@@ -8,8 +8,10 @@
 //! - **lost**: an acknowledged add, never deleted (or whose delete certainly failed), missing
 //!   from a final read;
 //! - **resurrected**: an acknowledged delete whose element is in a final read;
-//! - **failed-but-present**: an add that certainly failed (4xx), or an element never added,
-//!   present in a read;
+//! - **answered 4xx but applied**: an add that certainly failed (4xx) whose element is seen, or
+//!   a delete that certainly failed whose element disappears after it (reported once per
+//!   element);
+//! - **never added**: an element present in a read that no add created;
 //! - **stale read**: a read that started after an add (delete) was acknowledged and misses
 //!   (still shows) the element, while no delete of it was in flight;
 //! - **future read**: a read that shows an element whose add was invoked after the read ended.
@@ -49,6 +51,9 @@ pub fn check(history: &[Op]) -> Verdict {
     let mut lost = Examples::default();
     let mut resurrected = Examples::default();
     let mut unexpected = Examples::default();
+    // Elements whose add or delete was answered with a 4xx (certainly not applied) and which
+    // nevertheless took effect: one entry per element, not per read.
+    let mut failed_applied: BTreeMap<String, Value> = BTreeMap::new();
     let mut stale = Examples::default();
     let mut future = Examples::default();
     let mut reads = 0usize;
@@ -77,10 +82,12 @@ pub fn check(history: &[Op]) -> Verdict {
         for e in &seen {
             match elems.get(e).and_then(|el| el.add.as_ref()) {
                 None => unexpected.push(json!({ "element": e, "node": node, "why": "never added", "read_at_s": secs(start) })),
-                Some(add) if add.outcome() == OpType::Fail => unexpected.push(json!({
-                    "element": e, "node": node, "why": "its add certainly failed",
-                    "add_error": add.done.and_then(|d| d.error.clone()), "read_at_s": secs(start),
-                })),
+                Some(add) if add.outcome() == OpType::Fail => {
+                    failed_applied.entry(e.clone()).or_insert_with(|| json!({
+                        "element": e, "op": "add", "answer": add.done.and_then(|d| d.error.clone()),
+                        "invoked_s": secs(add.start()), "seen_on": node, "seen_at_s": secs(start),
+                    }));
+                }
                 Some(add) if add.start() > end => {
                     future.push(json!({ "element": e, "node": node, "read_ended_s": secs(end), "add_invoked_s": secs(add.start()) }))
                 }
@@ -90,6 +97,19 @@ pub fn check(history: &[Op]) -> Verdict {
         for (e, el) in &elems {
             let Some(add) = el.add.as_ref().filter(|a| a.outcome() == OpType::Ok) else { continue };
             let present = seen.contains(e);
+            // A delete answered with a 4xx that took effect anyway: one anomaly, reported once,
+            // rather than a "lost" element and a stale read per later read.
+            if let Some(d) = el.delete.as_ref().filter(|d| d.outcome() == OpType::Fail && d.start() <= end) {
+                if !present && add.end().is_some_and(|t| t < start) {
+                    failed_applied.entry(e.clone()).or_insert_with(|| {
+                        json!({
+                            "element": e, "op": "delete", "answer": d.done.and_then(|x| x.error.clone()),
+                            "invoked_s": secs(d.start()), "seen_on": node, "seen_at_s": secs(start),
+                        })
+                    });
+                    continue;
+                }
+            }
             let delete_ok_before = el.delete.as_ref().filter(|d| d.outcome() == OpType::Ok).and_then(|d| d.end());
             // A delete that may have happened by the time this read ended.
             let delete_maybe_by_end =
@@ -132,10 +152,12 @@ pub fn check(history: &[Op]) -> Verdict {
         "lost": lost,
         "resurrected": resurrected,
         "unexpected": unexpected,
+        "failed_but_applied": failed_applied.values().collect::<Vec<_>>(),
         "stale_reads": stale,
         "future_reads": future,
     });
-    let bad = [&lost, &resurrected, &unexpected, &stale, &future].iter().any(|x| !x.is_empty());
+    let bad =
+        [&lost, &resurrected, &unexpected, &stale, &future].iter().any(|x| !x.is_empty()) || !failed_applied.is_empty();
     let valid = if bad {
         Validity::Invalid
     } else if final_reads == 0 {
@@ -144,11 +166,13 @@ pub fn check(history: &[Op]) -> Verdict {
         Validity::Valid
     };
     let summary = format!(
-        "{} elements, {final_reads} final reads: {} lost, {} resurrected, {} unexpected, {} stale reads, {} future reads",
+        "{} elements, {final_reads} final reads: {} lost, {} resurrected, {} never added, {} answered 4xx but applied, \
+         {} stale reads, {} future reads",
         elems.len(),
         lost.count,
         resurrected.count,
         unexpected.count,
+        failed_applied.len(),
         stale.count,
         future.count
     );
@@ -229,7 +253,27 @@ mod tests {
         let v = check(&hist);
         assert_eq!(v.valid, Validity::Invalid);
         assert_eq!(v.details["stale_reads"]["count"], 1);
-        assert_eq!(v.details["unexpected"]["count"], 1);
+        assert_eq!(v.details["failed_but_applied"][0]["op"], "add");
+    }
+
+    #[test]
+    fn a_delete_answered_404_that_took_effect_is_one_anomaly_not_a_lost_element() {
+        let hist = h(&[
+            (1, Invoke, "add", json!("a"), 0),
+            (1, Ok, "add", json!("a"), 1),
+            (2, Invoke, "delete", json!("a"), 2),
+            (2, Fail, "delete", json!("a"), 3),
+            (1, Invoke, "read", Value::Null, 4),
+            (1, Ok, "read", json!([]), 5),
+            (1, Invoke, "final-read", Value::Null, 20),
+            (1, Ok, "final-read", json!([]), 21),
+        ]);
+        let v = check(&hist);
+        assert_eq!(v.valid, Validity::Invalid);
+        assert_eq!(v.details["lost"]["count"], 0);
+        assert_eq!(v.details["stale_reads"]["count"], 0);
+        assert_eq!(v.details["failed_but_applied"].as_array().unwrap().len(), 1);
+        assert_eq!(v.details["failed_but_applied"][0]["op"], "delete");
     }
 
     #[test]
