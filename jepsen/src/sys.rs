@@ -228,6 +228,8 @@ impl Resources {
         let problems = teardown_list(&list);
         if problems.is_empty() {
             let _ = std::fs::remove_file(&self.file);
+            // Only when no other run's state file is in it.
+            let _ = std::fs::remove_dir(STATE_DIR);
         } else {
             self.save(&list);
         }
@@ -336,6 +338,7 @@ pub fn cleanup_stale() -> anyhow::Result<Vec<String>> {
         let problems = teardown_list(&state.resources);
         if problems.is_empty() {
             std::fs::remove_file(&path)?;
+            let _ = std::fs::remove_dir(STATE_DIR);
             out.push(format!("run {}: removed {} resources", state.run_id, state.resources.len()));
         } else {
             out.push(format!("run {}: could not remove: {}", state.run_id, problems.join("; ")));
