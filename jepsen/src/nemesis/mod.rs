@@ -699,6 +699,9 @@ impl Nemesis {
                     for p in &points {
                         let _ = self.members.fiu(i, &format!("disable name={p}")).await;
                     }
+                    // A member may be dying of the fault right now: its exit stays explained
+                    // for a moment after the fault is gone.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     self.members.expect_exit(i, None).await;
                     if self.members.start(i).await? {
                         restarted.push(i);
