@@ -717,10 +717,12 @@ impl Nemesis {
     /// again under a new identity, through a running member.
     async fn rejoin(&self, victim: usize, uuid: &str) -> anyhow::Result<Value> {
         let until = Instant::now() + Duration::from_secs(40);
-        loop {
+        for attempt in 0usize.. {
             let mut others = self.running().await;
             others.retain(|&i| i != victim);
-            let Some(&via) = others.first() else { anyhow::bail!("no running member to rejoin through") };
+            anyhow::ensure!(!others.is_empty(), "no running member to rejoin through");
+            // A different member each attempt: one that cannot serve must not hold us up.
+            let via = others[attempt % others.len()];
             let (kind, err) = self.leave(victim, via, uuid).await;
             let gone = kind == OpType::Ok || err.as_deref().is_some_and(|e| e.starts_with("404"));
             if gone {
@@ -737,6 +739,7 @@ impl Nemesis {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        unreachable!("the loop above only ends by returning")
     }
 
     /// The final heal: no network faults, nobody paused, clocks true, no disk faults, every
