@@ -1,0 +1,270 @@
+//! The cluster checker: Raft-level facts sampled from every member during the run, and the
+//! members' states compared at the end.
+//!
+//! Operations (workload `cluster`):
+//! - `members`: a `GET /api/45/cluster/members` sample; result `{term, leader}` (the leader's
+//!   view, reached through the member asked);
+//! - `health`: a `GET /health` sample; result `{status, member, term, applied}` (that member's
+//!   own view);
+//! - `final-state`: after the final heal, one per member: `{digest, projects}` of everything it
+//!   serves;
+//! - `removed-read`: a linearizable read sent to a member after its removal was acknowledged;
+//! - `recovery`: whether the cluster served again after the final heal, and how fast;
+//! - `exit`: a member process that ended without the nemesis killing it (`expected` says
+//!   whether a fault explains it: removal, an injected disk error).
+//!
+//! Violations: two leaders in one term; a member's term or applied index going backwards; two
+//! members with different final states; a removed member answering a read; no recovery; an
+//! unexplained exit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use super::{secs, Examples, Validity, Verdict};
+use crate::history::{pairs, Op, OpType, Pair};
+
+pub fn check(history: &[Op]) -> Verdict {
+    let all = pairs(history);
+    let ps: Vec<&Pair<'_>> = all.iter().filter(|p| p.invoke.workload == "cluster").collect();
+    fn ok<'p, 'a>(ps: &'p [&'p Pair<'a>], f: &'static str) -> impl Iterator<Item = &'p Pair<'a>> + 'p {
+        ps.iter().filter(move |p| p.invoke.f == f && p.outcome() == OpType::Ok).copied()
+    }
+
+    // One leader per term.
+    let mut leaders: BTreeMap<u64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for p in ok(&ps, "members") {
+        let r = p.result();
+        if let (Some(term), Some(leader)) = (r["term"].as_u64(), r["leader"].as_str()) {
+            let via = p.invoke.node.clone().unwrap_or_default();
+            leaders.entry(term).or_default().entry(leader.to_string()).or_default().push(via);
+        }
+    }
+    let mut split_brain = Examples::default();
+    for (term, by_leader) in &leaders {
+        if by_leader.len() > 1 {
+            split_brain.push(json!({ "term": term, "leaders": by_leader.iter().map(|(l, via)| json!({
+                "leader": l, "reported_via": via.iter().collect::<BTreeSet<_>>()
+            })).collect::<Vec<_>>() }));
+        }
+    }
+
+    // Terms and applied indexes never go backwards on a member (by uuid: a wiped member that
+    // rejoins is a new member). Only samples that did not overlap in time are compared.
+    let mut by_member: BTreeMap<String, Vec<&Pair<'_>>> = BTreeMap::new();
+    for p in ok(&ps, "health") {
+        if let Some(m) = p.result()["member"].as_str() {
+            by_member.entry(m.to_string()).or_default().push(p);
+        }
+    }
+    let mut regressions = Examples::default();
+    for (member, samples) in by_member.iter_mut() {
+        samples.sort_by_key(|p| p.start());
+        let mut best_term: Option<(u64, u64)> = None; // (value, sample end)
+        let mut best_applied: Option<(u64, u64)> = None;
+        for p in samples.iter() {
+            let r = p.result();
+            let end = p.end().unwrap_or(u64::MAX);
+            for (field, best) in [("term", &mut best_term), ("applied", &mut best_applied)] {
+                let Some(v) = r[field].as_u64() else { continue };
+                if let Some((b, b_end)) = *best {
+                    if b_end < p.start() && v < b {
+                        regressions.push(json!({
+                            "member": member, "field": field, "before": b, "after": v,
+                            "at_s": secs(p.start()), "node": p.invoke.node,
+                        }));
+                    }
+                }
+                if best.is_none_or(|(b, _)| v >= b) {
+                    *best = Some((v, end));
+                }
+            }
+        }
+    }
+
+    // The same state everywhere at the end.
+    let mut finals: BTreeMap<String, Value> = BTreeMap::new();
+    let mut final_missing = Vec::new();
+    for p in ps.iter().filter(|p| p.invoke.f == "final-state") {
+        let node = p.invoke.node.clone().unwrap_or_default();
+        if p.outcome() == OpType::Ok {
+            finals.insert(node, p.result().clone());
+        } else {
+            final_missing.push(node);
+        }
+    }
+    let digests: BTreeSet<String> = finals.values().filter_map(|v| v["digest"].as_str().map(str::to_string)).collect();
+    let mut divergent = Examples::default();
+    if digests.len() > 1 {
+        divergent.push(json!({
+            "digests": finals.iter().map(|(n, v)| (n.clone(), v["digest"].clone())).collect::<BTreeMap<_, _>>(),
+            "differences": differences(&finals),
+        }));
+    }
+
+    // Removed members refuse reads.
+    let mut removed_served = Examples::default();
+    for p in ps.iter().filter(|p| p.invoke.f == "removed-read" && p.outcome() == OpType::Ok) {
+        if p.result()["status"].as_u64().is_some_and(|s| (200..300).contains(&s)) {
+            removed_served.push(json!({ "node": p.invoke.node, "at_s": secs(p.start()), "removal": p.invoke.value }));
+        }
+    }
+    let removed_reads = ps.iter().filter(|p| p.invoke.f == "removed-read").count();
+
+    let mut not_recovered = Examples::default();
+    let mut recovery = Vec::new();
+    for p in ps.iter().filter(|p| p.invoke.f == "recovery") {
+        let r = p.result();
+        recovery.push(r.clone());
+        if r["recovered"] != json!(true) {
+            not_recovered.push(r.clone());
+        }
+    }
+
+    let mut crashes = Examples::default();
+    let mut exits = Vec::new();
+    for o in history.iter().filter(|o| o.workload == "cluster" && o.f == "exit") {
+        exits.push(o.value.clone());
+        if o.value["expected"] != json!(true) {
+            crashes.push(json!({ "at_s": secs(o.time), "exit": o.value }));
+        }
+    }
+
+    let bad = [&split_brain, &regressions, &divergent, &removed_served, &not_recovered, &crashes]
+        .iter()
+        .any(|x| !x.is_empty());
+    let valid = if bad {
+        Validity::Invalid
+    } else if finals.is_empty() || !final_missing.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    };
+    let summary = format!(
+        "{} terms seen, {} with two leaders; {} regressions; {} members compared at the end ({} unreachable), {}; \
+         {} reads to removed members, {} served; {} unexplained exits; recovered: {}",
+        leaders.len(),
+        split_brain.count,
+        regressions.count,
+        finals.len(),
+        final_missing.len(),
+        if digests.len() <= 1 { "identical" } else { "DIFFERENT" },
+        removed_reads,
+        removed_served.count,
+        crashes.count,
+        if not_recovered.is_empty() { "yes" } else { "NO" },
+    );
+    Verdict::new(
+        "cluster",
+        valid,
+        summary,
+        json!({
+            "terms": leaders.len(),
+            "split_brain": split_brain,
+            "regressions": regressions,
+            "final_states": finals.iter().map(|(n, v)| (n.clone(), json!({ "digest": v["digest"], "projects": v["projects"] }))).collect::<BTreeMap<_, _>>(),
+            "final_state_unavailable": final_missing,
+            "divergent": divergent,
+            "removed_reads": removed_reads,
+            "removed_served": removed_served,
+            "recovery": recovery,
+            "not_recovered": not_recovered,
+            "exits": exits,
+            "unexplained_exits": crashes,
+        }),
+    )
+}
+
+/// Which entries of the members' `state` maps differ, for the report (at most 20).
+fn differences(finals: &BTreeMap<String, Value>) -> Vec<Value> {
+    let mut keys = BTreeSet::new();
+    for v in finals.values() {
+        if let Some(m) = v["state"].as_object() {
+            keys.extend(m.keys().cloned());
+        }
+    }
+    let mut out = Vec::new();
+    for k in keys {
+        let vals: BTreeMap<&String, &Value> = finals.iter().map(|(n, v)| (n, &v["state"][&k])).collect();
+        let distinct: BTreeSet<String> = vals.values().map(|v| v.to_string()).collect();
+        if distinct.len() > 1 {
+            out.push(json!({ "key": k, "by_member": vals }));
+            if out.len() >= 20 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Process;
+
+    fn pair(p: u64, f: &str, node: &str, t: u64, result: Value) -> Vec<Op> {
+        vec![
+            Op::new(OpType::Invoke, Process::Client(p), "cluster", f).node(node).at(t),
+            Op::new(OpType::Ok, Process::Client(p), "cluster", f).node(node).at(t + 1).value(result),
+        ]
+    }
+
+    fn final_states(digests: &[&str]) -> Vec<Op> {
+        digests
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| {
+                pair(
+                    90 + i as u64,
+                    "final-state",
+                    &format!("n{}", i + 1),
+                    1000,
+                    json!({ "digest": d, "projects": 1, "state": { "p": d } }),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_leader_per_term_and_identical_states_are_valid() {
+        let mut h = Vec::new();
+        h.extend(pair(1, "members", "n1", 0, json!({ "term": 1, "leader": "A" })));
+        h.extend(pair(2, "members", "n2", 0, json!({ "term": 1, "leader": "A" })));
+        h.extend(pair(1, "members", "n1", 10, json!({ "term": 2, "leader": "B" })));
+        h.extend(pair(1, "health", "n1", 20, json!({ "member": "A", "term": 2, "applied": 5 })));
+        h.extend(pair(1, "health", "n1", 30, json!({ "member": "A", "term": 2, "applied": 7 })));
+        h.extend(final_states(&["x", "x", "x"]));
+        let v = check(&h);
+        assert_eq!(v.valid, Validity::Valid, "{}", v.details);
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_a_regression_and_divergence_are_violations() {
+        let mut h = Vec::new();
+        h.extend(pair(1, "members", "n1", 0, json!({ "term": 3, "leader": "A" })));
+        h.extend(pair(2, "members", "n2", 0, json!({ "term": 3, "leader": "B" })));
+        h.extend(pair(1, "health", "n1", 20, json!({ "member": "A", "term": 3, "applied": 9 })));
+        h.extend(pair(1, "health", "n1", 30, json!({ "member": "A", "term": 3, "applied": 4 })));
+        h.extend(final_states(&["x", "y", "x"]));
+        let v = check(&h);
+        assert_eq!(v.valid, Validity::Invalid);
+        assert_eq!(v.details["split_brain"]["count"], 1);
+        assert_eq!(v.details["regressions"]["count"], 1);
+        assert_eq!(v.details["divergent"]["count"], 1);
+        assert_eq!(v.details["divergent"]["examples"][0]["differences"][0]["key"], "p");
+    }
+
+    #[test]
+    fn a_removed_member_serving_a_read_and_a_crash_are_violations() {
+        let mut h = final_states(&["x"]);
+        h.extend(pair(5, "removed-read", "n4", 50, json!({ "status": 200 })));
+        h.push(
+            Op::new(OpType::Info, Process::Named("monitor".into()), "cluster", "exit")
+                .value(json!({ "node": "n2", "expected": false })),
+        );
+        let v = check(&h);
+        assert_eq!(v.valid, Validity::Invalid);
+        assert_eq!(v.details["removed_served"]["count"], 1);
+        assert_eq!(v.details["unexplained_exits"]["count"], 1);
+    }
+}
