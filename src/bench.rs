@@ -255,7 +255,10 @@ fn rss_mib(pid: u32, field: &str) -> f64 {
 pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
     crate::cli::init_logging("warn");
     let root = match &args.dir {
-        Some(d) => d.clone(),
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
         None => tempfile_dir()?,
     };
     let exe = std::env::current_exe()?;

@@ -91,7 +91,7 @@ pub fn default_raft_config() -> openraft::Config {
     c.election_timeout_min = 500;
     c.election_timeout_max = 1000;
     c.install_snapshot_timeout = 30_000;
-    c.max_payload_entries = 256;
+    c.max_payload_entries = 64;
     c.purge_batch_size = 256;
     c.snapshot_policy = SnapshotPolicy::LogsSinceLast(10_000);
     c.max_in_snapshot_log_to_keep = 1000;

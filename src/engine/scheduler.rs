@@ -23,7 +23,7 @@ use super::stopped;
 use crate::jobs::schedule::{plan_due_slots, JobSchedule, MisfirePolicy, SlotOutcome};
 
 /// Slots decided per log entry.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 64;
 
 /// Most slots of one job decided per wake-up (a long outage of a frequent job is worked off in
 /// bounded rounds).
@@ -129,7 +129,10 @@ impl Scheduler {
                 _ = stopped(&mut stop) => break,
                 note = notes.recv() => match note {
                     Some(Note::Key(key)) => self.refresh_key(&key),
-                    Some(Note::Rebuild) => needs_rebuild = true,
+                    Some(Note::Rebuild) => {
+                        tracing::warn!("the scheduler fell behind the change feed; re-reading the jobs");
+                        needs_rebuild = true;
+                    }
                     None => break,
                 },
                 _ = tokio::time::sleep(sleep) => {
@@ -144,12 +147,30 @@ impl Scheduler {
     }
 
     /// Re-reads every job and owner record and the last recorded slot of each owned job.
+    ///
+    /// The progress of jobs it already schedules (the last slot decided) is kept: a rebuild
+    /// after falling behind the feed, in the middle of a burst of fires, must not make every
+    /// job look up its last recorded slot again before anything fires.
     async fn rebuild(&mut self) -> Result<(), String> {
+        let started = std::time::Instant::now();
         self.member.read_barrier().await.map_err(|e| e.to_string())?;
-        self.owned.clear();
-        self.queue.clear();
-        for entry in self.catalog.all_jobs().map_err(|e| e.to_string())? {
+        let entries = self.catalog.all_jobs().map_err(|e| e.to_string())?;
+        let seen: std::collections::HashSet<String> = entries.iter().map(|e| e.job.uuid.clone()).collect();
+        let gone: Vec<String> = self.owned.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+        for uuid in gone {
+            self.untrack(&uuid);
+        }
+        let count = entries.len();
+        for entry in entries {
             self.track(entry);
+        }
+        if !self.owned.is_empty() || count > 0 {
+            tracing::info!(
+                jobs = count,
+                owned = self.owned.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "scheduler read the jobs"
+            );
         }
         Ok(())
     }

@@ -140,8 +140,13 @@ impl SledFiles {
                     let entry = entry?;
                     let name = entry.file_name();
                     if !self.synced.contains(&name) {
-                        File::open(entry.path())?.sync_all()?;
-                        new_blob = true;
+                        // sled removes blobs it no longer needs while we look (its blob GC):
+                        // one that is gone needs no sync.
+                        match File::open(entry.path()).and_then(|f| f.sync_all()) {
+                            Ok(()) => new_blob = true,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        }
                     }
                     present.insert(name);
                 }
@@ -180,5 +185,31 @@ fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Waiter>) {
         for waiter in waiters {
             waiter(res.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SledFiles;
+
+    #[test]
+    fn blobs_are_synced_once_and_a_blob_removed_meanwhile_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db"), b"log").unwrap();
+        let blobs = dir.path().join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        std::fs::write(blobs.join("1"), b"a").unwrap();
+        let mut files = SledFiles::open(dir.path()).unwrap();
+        files.sync().unwrap();
+        assert!(files.synced.contains(std::ffi::OsStr::new("1")));
+        // sled's blob GC removes a blob: the next sync forgets it and does not fail.
+        std::fs::remove_file(blobs.join("1")).unwrap();
+        std::fs::write(blobs.join("2"), b"b").unwrap();
+        files.sync().unwrap();
+        assert!(!files.synced.contains(std::ffi::OsStr::new("1")));
+        assert!(files.synced.contains(std::ffi::OsStr::new("2")));
+        // No blobs directory at all is fine too.
+        std::fs::remove_dir_all(&blobs).unwrap();
+        files.sync().unwrap();
     }
 }
