@@ -276,8 +276,8 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
             .args(["--http", &h.to_string(), "--raft", &r.to_string(), "--log", "warn"])
             .env("STEWARD_CLUSTER_SECRET", &secret)
             .env("STEWARD_MASTER_KEY", &master_key)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(root.join(format!("m{i}.log")))?);
+            .stdout(std::fs::File::create(root.join(format!("m{i}.log")))?)
+            .stderr(std::fs::File::create(root.join(format!("m{i}.err")))?);
         if i == 0 {
             cmd.env("STEWARD_ADMIN_TOKEN", &token);
         } else {
