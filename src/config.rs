@@ -313,7 +313,7 @@ impl Default for ClusterTuning {
             election_timeout_max: Duration::from_millis(r.election_timeout_max),
             request_timeout: Duration::from_secs(5),
             max_voters: 5,
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             cache_capacity_mib: 128,
         }
     }

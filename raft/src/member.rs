@@ -93,7 +93,7 @@ pub fn default_raft_config() -> openraft::Config {
     c.install_snapshot_timeout = 30_000;
     c.max_payload_entries = 64;
     c.purge_batch_size = 256;
-    c.snapshot_policy = SnapshotPolicy::LogsSinceLast(10_000);
+    c.snapshot_policy = SnapshotPolicy::LogsSinceLast(100_000);
     c.max_in_snapshot_log_to_keep = 1000;
     c.replication_lag_threshold = 5000;
     c
