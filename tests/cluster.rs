@@ -32,10 +32,11 @@ async fn killing_the_leader_elects_a_new_one_within_2s_and_loses_no_acknowledged
         assert_eq!(c.create_project((n % 3) as usize, &name).await, 201);
         acked.push(name);
     }
+    let rest = c.kill(old).await;
     let killed_at = Instant::now();
-    c.stop(old).await;
     let new = c.leader_within(Duration::from_secs(2)).await;
     let took = killed_at.elapsed();
+    rest.await.unwrap();
     assert_ne!(new, old);
     assert!(took <= Duration::from_secs(2), "new leader after {took:?}");
     acked.sort();

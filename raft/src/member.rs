@@ -88,8 +88,8 @@ pub fn default_raft_config() -> openraft::Config {
     let mut c = openraft::Config::default();
     c.cluster_name = "steward".into();
     c.heartbeat_interval = 100;
-    c.election_timeout_min = 500;
-    c.election_timeout_max = 1000;
+    c.election_timeout_min = 400;
+    c.election_timeout_max = 800;
     c.install_snapshot_timeout = 30_000;
     c.max_payload_entries = 64;
     c.purge_batch_size = 256;
