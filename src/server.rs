@@ -395,14 +395,9 @@ impl Server {
                         // The metrics channel closes only when openraft's core task is gone
                         // (e.g. it panicked): this member can serve nothing any more.
                         // A normal shutdown closes it too, after asking to stop: never overwrite.
-                        stop.send_if_modified(|r| {
-                            if r.is_some() {
-                                return false;
-                            }
+                        if stop_once(&stop, StopReason::Fatal("the Raft core stopped".into())) {
                             tracing::error!("the Raft core stopped; shutting down");
-                            *r = Some(StopReason::Fatal("the Raft core stopped".into()));
-                            true
-                        });
+                        }
                         return;
                     },
                     _ = stopped.wait_for(|r| r.is_some()) => return,
@@ -428,14 +423,7 @@ impl Server {
         if let Some(engine) = self.engine.take() {
             engine.shutdown().await;
         }
-        let _ = self.stop.send_if_modified(|r| {
-            if r.is_none() {
-                *r = Some(StopReason::Requested);
-                true
-            } else {
-                false
-            }
-        });
+        stop_once(&self.stop, StopReason::Requested);
         let reason = self.stop.borrow().clone().unwrap_or(StopReason::Requested);
         for mut t in self.tasks {
             // Bounded: a stuck HTTP connection must not keep the process alive.
@@ -535,6 +523,18 @@ fn spawn_publish_keys(
     })
 }
 
+/// Asks the server to stop for `reason`, unless it is already stopping (the first reason is
+/// the one the process reports). Returns whether this call set it.
+fn stop_once(stop: &watch::Sender<Option<StopReason>>, reason: StopReason) -> bool {
+    stop.send_if_modified(|r| {
+        if r.is_some() {
+            return false;
+        }
+        *r = Some(reason);
+        true
+    })
+}
+
 /// Chooses rustls's process-wide crypto provider (ring) once. Both ring (tonic's TLS) and
 /// aws-lc (the S3 client) are compiled in, and rustls refuses to guess between them.
 pub fn install_crypto_provider() {
@@ -627,20 +627,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let server = Server::start(config.clone()).await?;
-        let stopper = server.stopper();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             reason = server.stopped() => tracing::info!(?reason, "stopping"),
         }
-        let _ = stopper.send_if_modified(|r| {
-            if r.is_none() {
-                *r = Some(StopReason::Requested);
-                true
-            } else {
-                false
-            }
-        });
         let (http, raft, data_dir) = (server.http_addr, server.raft_addr, server.data_dir.clone());
         match server.shutdown().await {
             StopReason::Fatal(e) => anyhow::bail!("Raft stopped on a fatal error: {e}"),

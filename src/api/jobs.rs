@@ -198,10 +198,7 @@ pub async fn import(
                 continue;
             }
         };
-        if def.project.as_deref().is_some_and(|p| !p.is_empty() && p != project) {
-            // Rundeck imports into the project of the URL.
-            def.project = Some(project.clone());
-        }
+        // Rundeck imports into the project of the URL, whatever the document says.
         def.project = Some(project.clone());
         if uuid_option == "remove" {
             def.uuid = None;

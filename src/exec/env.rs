@@ -39,12 +39,13 @@ pub struct JobVars {
 
 /// An environment variable name for `key` in Rundeck's `context` (`"JOB"`, `"OPTION"`).
 pub fn env_name(context: &str, key: &str) -> String {
+    // Rundeck's rule (Java's `toUpperCase`, then `[^A-Z0-9_]` to `_`): Unicode upper-casing
+    // first, so `größe` becomes `GRÖSSE` and then `GR_SSE`.
     let mut name = String::with_capacity(4 + context.len() + key.len());
     name.push_str("RD_");
     name.push_str(context);
     name.push('_');
-    name.extend(key.chars().map(|c| {
-        let c = c.to_ascii_uppercase();
+    name.extend(key.to_uppercase().chars().map(|c| {
         if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
             c
         } else {
@@ -97,6 +98,7 @@ mod tests {
     fn names_are_upper_cased_and_odd_characters_become_underscores() {
         assert_eq!(option_var("db-host.name", "x"), ("RD_OPTION_DB_HOST_NAME".into(), "x".into()));
         assert_eq!(env_name("OPTION", "Already_OK9"), "RD_OPTION_ALREADY_OK9");
+        assert_eq!(env_name("OPTION", "größe"), "RD_OPTION_GR_SSE");
     }
 
     #[test]

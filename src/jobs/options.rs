@@ -199,15 +199,7 @@ impl ResolvedOptions {
 /// case, then every character other than `A`–`Z`, `0`–`9` and `_` turned into `_`
 /// (`db-host.name` → `RD_OPTION_DB_HOST_NAME`; like Java's `toUpperCase`, `ß` becomes `SS`).
 pub fn rd_option_env_name(name: &str) -> String {
-    let mut out = String::from("RD_OPTION_");
-    out.extend(name.to_uppercase().chars().map(|c| {
-        if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
-            c
-        } else {
-            '_'
-        }
-    }));
-    out
+    crate::exec::env::env_name("OPTION", name)
 }
 
 fn quote_arg(v: &str) -> String {
