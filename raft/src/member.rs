@@ -88,8 +88,8 @@ pub fn default_raft_config() -> openraft::Config {
     let mut c = openraft::Config::default();
     c.cluster_name = "steward".into();
     c.heartbeat_interval = 100;
-    c.election_timeout_min = 400;
-    c.election_timeout_max = 800;
+    c.election_timeout_min = 300;
+    c.election_timeout_max = 600;
     c.install_snapshot_timeout = 30_000;
     c.max_payload_entries = 64;
     c.purge_batch_size = 256;
