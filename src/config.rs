@@ -95,6 +95,12 @@ pub struct FileConfig {
     pub auth: AuthFile,
     #[serde(default)]
     pub tls: TlsFile,
+    #[serde(default)]
+    pub heartbeat: crate::cluster::settings::HeartbeatFile,
+    #[serde(default)]
+    pub autotakeover: crate::cluster::settings::AutotakeoverFile,
+    #[serde(default)]
+    pub member: crate::cluster::settings::MemberFile,
 }
 
 /// `[keys]` section: key storage.
@@ -209,6 +215,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Member-to-member TLS; `None` for plain gRPC (the cluster secret still guards every call).
     pub tls: Option<TlsFiles>,
+    /// Heartbeats, autotakeover and what this member reports of itself.
+    pub scheduling: crate::cluster::SchedulingSettings,
 }
 
 /// Default largest key storage value: 1 MiB.
@@ -474,6 +482,9 @@ impl Config {
             }
             _ => return Err(invalid("tls", "cert-file, key-file and ca-file are given together or not at all")),
         };
+        let scheduling =
+            crate::cluster::SchedulingSettings::from_file(&file.heartbeat, &file.autotakeover, &file.member)
+                .map_err(|e| ConfigError::Invalid { setting: e.setting, message: e.message })?;
         let config = Config {
             data_dir,
             http,
@@ -489,6 +500,7 @@ impl Config {
             keys,
             auth,
             tls,
+            scheduling,
         };
         config.validate()?;
         Ok(config)
@@ -562,6 +574,7 @@ impl Config {
             keys: KeysSettings::default(),
             auth: AuthSettings::default(),
             tls: None,
+            scheduling: Default::default(),
         }
     }
 }

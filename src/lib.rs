@@ -28,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod datadir;

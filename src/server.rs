@@ -20,6 +20,7 @@ use crate::acl::Authorizer;
 use crate::api::internal::{JoinAnswer, JoinBody, SECRET_HEADER};
 use crate::api::{self, AppState};
 use crate::auth::{self, session::Sessions};
+use crate::cluster::ClusterTasks;
 use crate::config::Config;
 use crate::datadir::{self, DataDir, Identity};
 use crate::engine::Engine;
@@ -75,6 +76,8 @@ pub struct Server {
     pub data_dir: DataDir,
     /// The job engine's scheduler and runner on this member.
     pub engine: Option<Engine>,
+    /// Heartbeats and autotakeover.
+    pub cluster: Option<ClusterTasks>,
     /// Key storage on this member (what the job engine resolves secure options with).
     pub keys: KeyStore,
     stop: watch::Sender<Option<StopReason>>,
@@ -210,7 +213,9 @@ impl Server {
         tasks.push(spawn_publish_keys(member.clone(), keyring.clone(), stop.subscribe()));
         let keys = KeyStore::new(member.clone(), keyring.clone(), config.keys.max_value_bytes);
         let engine = Engine::start(member.clone(), logs.clone(), keys.clone(), scratch);
+        let cluster = ClusterTasks::start(member.clone(), config.scheduling.clone(), engine.running_counter());
         let state = AppState {
+            heartbeats: cluster.heartbeats.clone(),
             fire_stats: engine.stats.clone(),
             logs,
             member: member.clone(),
@@ -248,6 +253,7 @@ impl Server {
             raft_addr,
             data_dir: data_dir.clone(),
             engine: Some(engine),
+            cluster: Some(cluster),
             keys,
             stop,
             tasks,
@@ -420,6 +426,9 @@ impl Server {
 
     /// Stops the job engine, the HTTP and gRPC servers and Raft, and waits for them.
     pub async fn shutdown(mut self) -> StopReason {
+        if let Some(cluster) = self.cluster.take() {
+            cluster.shutdown().await;
+        }
         if let Some(engine) = self.engine.take() {
             engine.shutdown().await;
         }

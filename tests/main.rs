@@ -12,4 +12,5 @@ mod jobs;
 mod keys;
 mod logs;
 mod process;
+mod takeover;
 mod tls;

@@ -25,5 +25,5 @@ pub mod pb {
 
 pub use error::{ClusterError, StartError};
 pub use member::{default_raft_config, Consistency, Member, MemberConfig};
-pub use messages::{ClusterStatus, JoinReply, JoinRequest, MemberStatus, Role};
+pub use messages::{Beat, ClusterStatus, HeartbeatView, JoinReply, JoinRequest, MemberStatus, Role};
 pub use types::{MemberNode, NodeId, TypeConfig};

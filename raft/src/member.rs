@@ -22,7 +22,10 @@ use steward_storage::{KeyValue, KvReader, StoreOptions, Txn, TxnResult};
 use tokio::sync::watch;
 
 use crate::error::{ClusterError, StartError};
-use crate::messages::{ClusterStatus, JoinReply, JoinRequest, LeaveRequest, MemberStatus, RemoteError, Role};
+use crate::messages::{
+    Beat, ClusterStatus, HeartbeatRequest, HeartbeatView, JoinReply, JoinRequest, LeaveRequest, MemberStatus,
+    RemoteError, Role,
+};
 use crate::network::Peers;
 use crate::pb::Payload;
 use crate::types::{MemberNode, NodeId, Raft};
@@ -113,6 +116,8 @@ pub(crate) struct Inner {
     pub(crate) peers: Peers,
     pub(crate) config: MemberConfig,
     pub(crate) follower: FollowerView,
+    /// The leader's heartbeat table (empty and unused on followers).
+    beats: Mutex<BeatTable>,
     /// Serialises membership changes on the leader.
     membership_lock: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
@@ -122,17 +127,31 @@ pub(crate) struct Inner {
 #[derive(Default)]
 pub(crate) struct FollowerView {
     last_leader_contact: Mutex<Option<Instant>>,
+    /// The leader that contacted it last (by AppendEntries).
+    last_leader: AtomicU64,
     /// The highest log index this member knows to be committed.
     known_committed: AtomicU64,
 }
 
 impl FollowerView {
-    pub(crate) fn saw_leader(&self, committed: Option<u64>) {
+    pub(crate) fn saw_leader(&self, leader: Option<NodeId>, committed: Option<u64>) {
         *self.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        if let Some(l) = leader {
+            self.last_leader.store(l, Ordering::Relaxed);
+        }
         if let Some(c) = committed {
             self.known_committed.fetch_max(c, Ordering::Relaxed);
         }
     }
+}
+
+/// Heartbeats received by a leader in its current term.
+#[derive(Default)]
+struct BeatTable {
+    term: u64,
+    /// When this member, as leader of `term`, started collecting.
+    since: Option<Instant>,
+    beats: std::collections::HashMap<NodeId, (Instant, Vec<u8>)>,
 }
 
 impl Member {
@@ -156,6 +175,7 @@ impl Member {
                 peers,
                 config,
                 follower: FollowerView::default(),
+                beats: Mutex::new(BeatTable::default()),
                 membership_lock: tokio::sync::Mutex::new(()),
                 shutdown,
             }),
@@ -449,6 +469,73 @@ impl Member {
         self.on_leader(Rpc::Status, &(), until, |m| async move { m.local_status() }).await
     }
 
+    /// Sends this member's heartbeat (`info`, opaque here) to the leader, or records it when
+    /// this member leads, and returns the leader's heartbeat table. Fails after `timeout`
+    /// without a leader.
+    pub async fn heartbeat(&self, info: Vec<u8>, timeout: Duration) -> Result<HeartbeatView, ClusterError> {
+        let until = Instant::now() + timeout;
+        let req = HeartbeatRequest { node_id: self.inner.id, info };
+        self.on_leader(Rpc::Heartbeat, &req, until, |m| {
+            let req = req.clone();
+            async move { m.local_heartbeat(req) }
+        })
+        .await
+    }
+
+    /// Leader side of [`Member::heartbeat`].
+    pub(crate) fn local_heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatView, RemoteError> {
+        let mut table = self.beat_table().ok_or_else(|| self.not_leader())?;
+        table.1.beats.insert(req.node_id, (Instant::now(), req.info));
+        Ok(Self::view_of(self.inner.id, &table.1))
+    }
+
+    /// The heartbeat table, when this member leads.
+    pub fn heartbeat_view(&self) -> Option<HeartbeatView> {
+        let table = self.beat_table()?;
+        Some(Self::view_of(self.inner.id, &table.1))
+    }
+
+    /// The table of the current term, started afresh when this member became leader of a new
+    /// term; `None` when it does not lead.
+    fn beat_table(&self) -> Option<(u64, std::sync::MutexGuard<'_, BeatTable>)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.inner.id) || m.state != ServerState::Leader {
+            return None;
+        }
+        let mut t = self.inner.beats.lock().unwrap_or_else(|p| p.into_inner());
+        if t.term != m.current_term || t.since.is_none() {
+            let now = Instant::now();
+            *t = BeatTable { term: m.current_term, since: Some(now), beats: Default::default() };
+            // The previous leader was heard from by its AppendEntries: judge it from then, not
+            // from now, so a dead leader's jobs move as soon as a follower's would.
+            let prev = self.inner.follower.last_leader.load(Ordering::Relaxed);
+            let contact = *self.inner.follower.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = contact.filter(|_| prev != 0 && prev != self.inner.id) {
+                t.beats.insert(prev, (at, Vec::new()));
+            }
+        }
+        Some((m.current_term, t))
+    }
+
+    fn view_of(leader_id: NodeId, t: &BeatTable) -> HeartbeatView {
+        let now = Instant::now();
+        let since = t.since.unwrap_or(now);
+        HeartbeatView {
+            leader_id,
+            term: t.term,
+            collecting_ms: now.saturating_duration_since(since).as_millis() as u64,
+            beats: t
+                .beats
+                .iter()
+                .map(|(id, (at, info))| Beat {
+                    node_id: *id,
+                    age_ms: now.saturating_duration_since(*at).as_millis() as u64,
+                    info: info.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Runs `local` if this member leads, or sends `rpc` to the leader, retrying while
     /// leadership moves.
     async fn on_leader<Req, Resp, F, Fut>(
@@ -633,7 +720,14 @@ impl Member {
                 MemberStatus { id: *id, node: node.clone(), role, last_contact_ms, matched_index }
             })
             .collect();
-        Ok(ClusterStatus { leader_id: self.inner.id, term: m.current_term, last_log_index: m.last_log_index, members })
+        let heartbeats = self.heartbeat_view().unwrap_or_default();
+        Ok(ClusterStatus {
+            leader_id: self.inner.id,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            members,
+            heartbeats,
+        })
     }
 
     /// True while this member knows a leader and has applied everything it knows to be
@@ -754,6 +848,7 @@ pub(crate) enum Rpc {
     Join,
     Leave,
     Status,
+    Heartbeat,
 }
 
 /// Sends one `Cluster` RPC to the member at `raft_addr`, bounded by `until`.
@@ -780,6 +875,7 @@ where
             Rpc::Join => client.join(request).await,
             Rpc::Leave => client.leave(request).await,
             Rpc::Status => client.status(request).await,
+            Rpc::Heartbeat => client.heartbeat(request).await,
         }
     };
     let resp = match tokio::time::timeout(budget, call).await {

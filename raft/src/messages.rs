@@ -65,6 +65,50 @@ pub struct ClusterStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub members: Vec<MemberStatus>,
+    /// The leader's heartbeat table.
+    pub heartbeats: HeartbeatView,
+}
+
+/// A member's heartbeat to the leader. `info` is opaque here: the layer above says what a
+/// member reports (execution mode, load…).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub node_id: NodeId,
+    pub info: Vec<u8>,
+}
+
+/// The last heartbeat the leader received from one member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Beat {
+    pub node_id: NodeId,
+    /// Milliseconds since the leader received it.
+    pub age_ms: u64,
+    /// What the member reported; empty when the leader only knows the member was alive (a new
+    /// leader's last contact with the leader before it).
+    pub info: Vec<u8>,
+}
+
+/// The leader's heartbeat table: what it heard from each member in its current term.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatView {
+    pub leader_id: NodeId,
+    pub term: u64,
+    /// How long this leader has been collecting heartbeats, in milliseconds. A member it has not
+    /// heard from is judged by this (the grace period a new leader gives every member).
+    pub collecting_ms: u64,
+    pub beats: Vec<Beat>,
+}
+
+impl HeartbeatView {
+    /// Milliseconds since the leader last heard from `id`: its beat's age, or, for a member it
+    /// has not heard from, the time it has been collecting.
+    pub fn silence_ms(&self, id: NodeId) -> u64 {
+        self.beat(id).map(|b| b.age_ms).unwrap_or(self.collecting_ms).min(self.collecting_ms)
+    }
+
+    pub fn beat(&self, id: NodeId) -> Option<&Beat> {
+        self.beats.iter().find(|b| b.node_id == id)
+    }
 }
 
 /// Why a request handled on the leader failed, as sent back to the member that forwarded it.

@@ -15,7 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::member::Member;
-use crate::messages::{JoinRequest, LeaveRequest};
+use crate::messages::{HeartbeatRequest, JoinRequest, LeaveRequest};
 use crate::network::{MAX_MESSAGE_BYTES, SECRET_HEADER};
 use crate::pb::cluster_server::{Cluster, ClusterServer};
 use crate::pb::raft_server::{Raft as RaftRpc, RaftServer};
@@ -61,13 +61,14 @@ impl RaftRpc for RaftSvc {
         // What this member may consider committed once it accepts these entries.
         let last_index = rpc.entries.last().map(|e| e.log_id.index).or(rpc.prev_log_id.map(|l| l.index));
         let leader_commit = rpc.leader_commit.map(|l| l.index);
+        let leader = Some(rpc.vote.leader_id().voted_for()).flatten();
         let res = self.member.raft().append_entries(rpc).await;
         if let Ok(AppendEntriesResponse::Success) = &res {
             let committed = match (leader_commit, last_index) {
                 (Some(c), Some(l)) => Some(c.min(l)),
                 _ => None,
             };
-            self.member.inner.follower.saw_leader(committed);
+            self.member.inner.follower.saw_leader(leader, committed);
         }
         Ok(Response::new(Payload { data: wire::encode(&res) }))
     }
@@ -96,7 +97,7 @@ impl RaftRpc for RaftSvc {
         let snapshot = Snapshot { meta, snapshot: Box::new(Cursor::new(data)) };
         let res = self.member.raft().install_full_snapshot(vote, snapshot).await;
         if res.is_ok() {
-            self.member.inner.follower.saw_leader(None);
+            self.member.inner.follower.saw_leader(vote.leader_id().voted_for(), None);
         }
         Ok(Response::new(Payload { data: wire::encode(&res) }))
     }
@@ -158,6 +159,12 @@ impl Cluster for ClusterSvc {
 
     async fn status(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let res = self.member.local_status();
+        Ok(Response::new(Payload { data: wire::encode(&res) }))
+    }
+
+    async fn heartbeat(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let beat: HeartbeatRequest = wire::decode(&req.into_inner().data)?;
+        let res = self.member.local_heartbeat(beat);
         Ok(Response::new(Payload { data: wire::encode(&res) }))
     }
 }

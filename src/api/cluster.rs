@@ -1,6 +1,9 @@
 //! `GET /api/{v}/cluster/members` (an extension: Rundeck documents no member list) and
 //! `DELETE /api/{v}/cluster/members/{id}` (a member leaves).
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,26 +16,27 @@ use super::version::ApiVersion;
 use super::{ApiError, ApiJson, ApiResult, AppState};
 use crate::server::StopReason;
 
-/// A member unheard of for longer than this is `inactive`.
-pub const CONSIDER_INACTIVE_MS: u64 = 2_000;
-/// A member unheard of for longer than this is `dead`.
-pub const CONSIDER_DEAD_MS: u64 = 5_000;
-
-fn liveness(last_contact_ms: Option<u64>) -> &'static str {
-    match last_contact_ms {
-        Some(ms) if ms <= CONSIDER_INACTIVE_MS => "active",
-        Some(ms) if ms <= CONSIDER_DEAD_MS => "inactive",
-        _ => "dead",
-    }
-}
-
+/// The members with, for each: its Raft role and replication, and from the leader's heartbeat
+/// table its liveness (`active`, `inactive`, `dead`), execution mode, load and the age of its
+/// last heartbeat; and the number of jobs it owns.
 pub async fn members(State(state): State<AppState>, _v: ApiVersion) -> ApiResult<Json<Value>> {
     let status = state.member.cluster_status().await?;
     let leader_uuid = status.members.iter().find(|m| m.id == status.leader_id).map(|m| m.node.uuid.clone());
+    let nodes: Vec<_> = status.members.iter().map(|m| (m.id, m.node.clone())).collect();
+    let modes = crate::cluster::mode::all_local(&state.member);
+    let settings = state.heartbeats.settings();
+    let judged =
+        crate::cluster::heartbeat::judge(&status.heartbeats, Duration::ZERO, &nodes, &modes, &settings.heartbeat);
+    let mut owned: HashMap<String, usize> = HashMap::new();
+    for (_, rec, _) in crate::cluster::takeover::owners(&state.member)? {
+        *owned.entry(rec.member).or_default() += 1;
+    }
     let members: Vec<Value> = status
         .members
         .iter()
-        .map(|m| {
+        .zip(&judged)
+        .map(|(m, j)| {
+            let beat = status.heartbeats.beat(m.id);
             json!({
                 "id": m.node.uuid,
                 "raftId": m.id.to_string(),
@@ -40,8 +44,15 @@ pub async fn members(State(state): State<AppState>, _v: ApiVersion) -> ApiResult
                 "raftAddress": m.node.raft_addr,
                 "role": m.role.as_str(),
                 "lastContactMs": m.last_contact_ms,
-                "state": liveness(m.last_contact_ms),
                 "matchedIndex": m.matched_index,
+                "state": j.liveness.as_str(),
+                "executionMode": j.mode.as_str(),
+                "ownedJobs": owned.get(&m.node.uuid).copied().unwrap_or(0),
+                "runningExecutions": j.info.as_ref().map(|i| i.running),
+                "capacity": j.info.as_ref().map(|i| i.capacity),
+                "loadAverage": j.info.as_ref().map(|i| i.load1),
+                "tags": j.info.as_ref().map(|i| i.tags.clone()).unwrap_or_default(),
+                "lastHeartbeatAgeMs": beat.filter(|b| !b.info.is_empty()).map(|b| b.age_ms),
                 "self": m.node.uuid == state.member.node().uuid,
             })
         })

@@ -14,8 +14,9 @@ use super::version::ApiVersion;
 use super::{base_url, ApiError, ApiResult, AppState};
 use crate::acl::{Context, Resource};
 use crate::auth::Principal;
+use crate::codec;
 use crate::engine::executions::{self, ExecError};
-use crate::engine::records::{AbortRequest, ExecStatus, ExecutionRecord};
+use crate::engine::records::{fire_exec_key, AbortRequest, ExecStatus, ExecutionRecord, FireRecord, FIRES};
 use crate::engine::view::{execution_json, execution_state};
 
 impl From<ExecError> for ApiError {
@@ -219,6 +220,64 @@ pub async fn job_history(
     let res = super::jobs::job_resource(&record.definition);
     authz::require(&state, &principal, Context::Project(&project), &res, "read")?;
     history(&state, &principal, v, None, Some(job), q).await
+}
+
+/// `GET /api/{v}/job/{id}/fires` (an extension; Rundeck shows missed slots as executions): what
+/// became of each scheduled slot of the job, oldest first — `fired` (with its execution id),
+/// `missed` or `skipped`, the member that recorded it and when. `begin` / `end` (ms since the
+/// epoch) bound the slots; `max` (default 1000) bounds the answer.
+pub async fn job_fires(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, job)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    let catalog = crate::engine::catalog::Catalog::new(state.member.clone());
+    state.member.read_barrier().await?;
+    let (project, record) = catalog
+        .job(&job)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found(format!("Job ID does not exist: {job}")))?;
+    let res = super::jobs::job_resource(&record.definition);
+    authz::require(&state, &principal, Context::Project(&project), &res, "read")?;
+    let num = |k: &str| -> ApiResult<Option<i64>> {
+        q.get(k)
+            .map(|s| s.parse::<i64>().map_err(|_| ApiError::bad_request(format!("{k} '{s}' is not a number of ms"))))
+            .transpose()
+    };
+    let (begin, end) = (num("begin")?, num("end")?);
+    let max = num("max")?.unwrap_or(1000).clamp(1, 100_000) as usize;
+    let prefix = format!("{FIRES}{job}/");
+    let rows = state.member.kv().range(&prefix).map_err(steward_raft::ClusterError::from)?;
+    let mut slots: Vec<(i64, FireRecord)> = rows
+        .iter()
+        .filter_map(|(k, kv)| Some((k.strip_prefix(&prefix)?.parse().ok()?, codec::decode(&kv.value).ok()?)))
+        .filter(|(slot, _): &(i64, FireRecord)| begin.is_none_or(|b| *slot >= b) && end.is_none_or(|e| *slot <= e))
+        .collect();
+    slots.sort_by_key(|(slot, _)| *slot);
+    let total = slots.len();
+    let items: Vec<Value> = slots
+        .into_iter()
+        .take(max)
+        .map(|(slot, f)| {
+            let exec = state
+                .member
+                .kv()
+                .get(&fire_exec_key(&job, slot))
+                .ok()
+                .flatten()
+                .and_then(|kv| steward_storage::kv::decode_seq(&kv.value));
+            json!({
+                "slot": slot,
+                "outcome": f.outcome,
+                "member": f.member,
+                "recorded": f.recorded_ms,
+                "execution": exec,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "job": job, "total": total, "fires": items })))
 }
 
 async fn history(

@@ -55,7 +55,7 @@ fn require_job(state: &AppState, p: &Principal, project: &str, d: &JobDefinition
 }
 
 /// True when the caller may read the job (lists show only those).
-fn may_read(state: &AppState, p: &Principal, project: &str, d: &JobDefinition) -> ApiResult<bool> {
+pub(crate) fn may_read(state: &AppState, p: &Principal, project: &str, d: &JobDefinition) -> ApiResult<bool> {
     authz::allowed(state, p, Context::Project(project), &job_resource(d), "read")
 }
 
@@ -120,7 +120,14 @@ async fn store_job(
 }
 
 /// A job as Rundeck lists it. `serverOwner` says whether the member answering owns it.
-fn job_summary(base: &str, v: u32, project: &str, r: &JobRecord, owner: Option<&OwnerRecord>, me: &str) -> Value {
+pub(crate) fn job_summary(
+    base: &str,
+    v: u32,
+    project: &str,
+    r: &JobRecord,
+    owner: Option<&OwnerRecord>,
+    me: &str,
+) -> Value {
     let d = &r.definition;
     let uuid = d.uuid().unwrap_or_default();
     json!({
@@ -602,13 +609,16 @@ pub async fn run(
     };
     let user = req.as_user.clone().unwrap_or_else(|| principal.user.clone());
     let now = chrono::Utc::now().timestamp_millis();
+    let me = state.member.node().uuid.clone();
+    let runner = crate::cluster::choose_runner(&state.heartbeats, &me, &state.member)
+        .map_err(|e| ApiError::unavailable("api.error.execution.no-member", e.to_string()))?;
     let exec = ExecutionRecord {
         project: job.project.clone(),
         job_uuid: id.clone(),
         job_name: def.name.clone(),
         job_group: def.group.clone().unwrap_or_default(),
         status: if run_at.is_some_and(|t| t > now) { ExecStatus::Scheduled } else { ExecStatus::Running },
-        member: state.member.node().uuid.clone(),
+        member: runner,
         user,
         trigger: Trigger::User,
         scheduled_ms: run_at,

@@ -23,6 +23,7 @@ pub mod executions;
 pub mod internal;
 pub mod jobs;
 pub mod projects;
+pub mod scheduler;
 pub mod storage;
 pub mod system;
 pub mod tokens;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub acl: Arc<crate::acl::Authorizer>,
     /// Browser sessions.
     pub sessions: Arc<Sessions>,
+    /// Heartbeats: who is alive, and the scheduling settings.
+    pub heartbeats: Arc<crate::cluster::Heartbeats>,
     /// The longest lifetime of an API token; `None` for no limit.
     pub token_max_duration: Option<std::time::Duration>,
 }
@@ -96,6 +99,14 @@ api_routes! {
     GET "/api/{v}/cluster/members", Perm::App { kind: "system", action: "read" } => cluster::members;
     DELETE "/api/{v}/cluster/members/{id}", Perm::App { kind: "system", action: "admin" } => cluster::remove;
     POST "/api/{v}/system/keys/rekey", Perm::App { kind: "system", action: "admin" } => storage::rekey;
+    POST "/api/{v}/system/executions/enable", Perm::App { kind: "system", action: "enable_executions" } => system::enable_executions;
+    POST "/api/{v}/system/executions/disable", Perm::App { kind: "system", action: "disable_executions" } => system::disable_executions;
+    GET "/api/{v}/system/executions/status", Perm::App { kind: "system", action: "read" } => system::executions_status;
+    POST "/api/{v}/enterprise/cluster/executions/enable", Perm::App { kind: "system", action: "enable_executions" } => system::cluster_enable_executions;
+    POST "/api/{v}/enterprise/cluster/executions/disable", Perm::App { kind: "system", action: "disable_executions" } => system::cluster_disable_executions;
+    PUT "/api/{v}/scheduler/takeover", Perm::App { kind: "job", action: "admin" } => scheduler::takeover;
+    GET "/api/{v}/scheduler/jobs", Perm::Filtered => scheduler::my_jobs;
+    GET "/api/{v}/scheduler/server/{id}/jobs", Perm::Filtered => scheduler::server_jobs;
 
     GET "/api/{v}/projects", Perm::Filtered => projects::list;
     POST "/api/{v}/projects", Perm::App { kind: "project", action: "create" } => projects::create;
@@ -121,6 +132,7 @@ api_routes! {
     POST "/api/{v}/job/{id}/run", Perm::InHandler => jobs::run;
     POST "/api/{v}/job/{id}/executions", Perm::InHandler => jobs::run;
     GET "/api/{v}/job/{id}/executions", Perm::InHandler => executions::job_history;
+    GET "/api/{v}/job/{id}/fires", Perm::InHandler => executions::job_fires;
     POST "/api/{v}/job/{id}/execution/enable", Perm::InHandler => jobs::enable_execution;
     POST "/api/{v}/job/{id}/execution/disable", Perm::InHandler => jobs::disable_execution;
     POST "/api/{v}/job/{id}/schedule/enable", Perm::InHandler => jobs::enable_schedule;

@@ -1,13 +1,15 @@
 //! `GET /api/{v}/system/info` in Rundeck's shape, and the load balancer's `GET /health`.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::version::{ApiVersion, API_VERSION_MAX};
-use super::{base_url, AppState};
+use super::{base_url, ApiError, ApiResult, AppState};
+use crate::auth::Principal;
+use crate::cluster::mode::{self, ExecutionMode};
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Value {
     json!({
@@ -17,10 +19,7 @@ fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Value {
     })
 }
 
-/// First number of `/proc/loadavg`.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
-}
+use crate::cluster::heartbeat::load_average;
 
 /// A `kB` field of a /proc status-like file, in bytes.
 fn proc_kb(path: &str, field: &str) -> Option<u64> {
@@ -40,6 +39,7 @@ fn hostname() -> String {
 
 pub async fn info(State(state): State<AppState>, _v: ApiVersion) -> Json<Value> {
     let now = chrono::Utc::now();
+    let mode = mode::local(&state.member, &state.member.node().uuid);
     let threads = proc_kb("/proc/self/status", "Threads:").map(|b| b / 1024);
     let base = base_url(&state);
     Json(json!({
@@ -54,7 +54,7 @@ pub async fn info(State(state): State<AppState>, _v: ApiVersion) -> Json<Value> 
                 "apiversion": API_VERSION_MAX,
                 "serverUUID": state.member.node().uuid,
             },
-            "executions": { "active": true, "executionMode": "active" },
+            "executions": { "active": mode == ExecutionMode::Active, "executionMode": mode.as_str() },
             "os": {
                 "arch": std::env::consts::ARCH,
                 "name": std::env::consts::OS,
@@ -155,4 +155,93 @@ pub async fn metrics(State(state): State<AppState>, _v: ApiVersion) -> Json<Valu
         "meters": {},
         "timers": {},
     }))
+}
+
+/// Sets the execution mode of member `uuid` and answers in Rundeck's shape.
+async fn set_mode(state: &AppState, principal: &Principal, uuid: &str, to: ExecutionMode) -> ApiResult<Json<Value>> {
+    let known = crate::cluster::heartbeat::nodes(&state.member).iter().any(|(_, n)| n.uuid == uuid);
+    if !known {
+        return Err(ApiError::not_found(format!("no cluster member with uuid {uuid}")));
+    }
+    mode::set(&state.member, uuid, to, &principal.user).await?;
+    tracing::info!(member = %uuid, mode = to.as_str(), user = %principal.user, "execution mode changed");
+    Ok(Json(json!({ "executionMode": to.as_str() })))
+}
+
+/// `POST /api/{v}/system/executions/enable`: this member runs executions and owns schedules.
+pub async fn enable_executions(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    let me = state.member.node().uuid.clone();
+    set_mode(&state, &principal, &me, ExecutionMode::Active).await
+}
+
+/// `POST /api/{v}/system/executions/disable`: this member turns passive; its jobs move to
+/// active members and it starts no execution.
+pub async fn disable_executions(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    let me = state.member.node().uuid.clone();
+    set_mode(&state, &principal, &me, ExecutionMode::Passive).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct UuidParam {
+    pub uuid: Option<String>,
+}
+
+/// Rundeck Enterprise's `POST /api/{v}/enterprise/cluster/executions/enable|disable?uuid=`:
+/// the same for any member (this one without `uuid`).
+async fn cluster_mode(
+    state: AppState,
+    principal: Principal,
+    q: UuidParam,
+    to: ExecutionMode,
+) -> ApiResult<Json<Value>> {
+    let uuid = q.uuid.unwrap_or_else(|| state.member.node().uuid.clone());
+    let Json(mut v) = set_mode(&state, &principal, &uuid, to).await?;
+    v["uuid"] = json!(uuid);
+    v["status"] = json!("complete");
+    Ok(Json(v))
+}
+
+pub async fn cluster_enable_executions(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<UuidParam>,
+) -> ApiResult<Json<Value>> {
+    cluster_mode(state, principal, q, ExecutionMode::Active).await
+}
+
+pub async fn cluster_disable_executions(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<UuidParam>,
+) -> ApiResult<Json<Value>> {
+    cluster_mode(state, principal, q, ExecutionMode::Passive).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusParams {
+    pub passive_as503: Option<bool>,
+}
+
+/// `GET /api/{v}/system/executions/status`: 200 with the mode; when passive, 503 with
+/// `passiveAs503=true` (and always before API 36, as Rundeck).
+pub async fn executions_status(
+    State(state): State<AppState>,
+    ApiVersion(v): ApiVersion,
+    Query(q): Query<StatusParams>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let m = mode::get(&state.member, &state.member.node().uuid).await?;
+    let as_503 = q.passive_as503.unwrap_or(v < 36);
+    let status = if m == ExecutionMode::Passive && as_503 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    Ok((status, Json(json!({ "executionMode": m.as_str() }))))
 }

@@ -10,7 +10,9 @@ use steward_raft::{ClusterError, Consistency, Member};
 use steward_storage::kv::{decode_seq, encode_seq};
 use steward_storage::{Guard, Op, Txn};
 
-use super::records::{exec_id, exec_key, job_run_key, ExecStatus, ExecutionRecord, EXECS, RUNNING};
+use super::records::{
+    exec_id, exec_key, job_run_key, running_request_key, ExecStatus, ExecutionRecord, Trigger, EXECS, RUNNING,
+};
 use crate::codec::{self, DecodeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,23 +53,57 @@ pub async fn update(
             return Ok(rec);
         }
         let key = exec_key(id);
-        let mut ops = vec![Op::Put { key: key.clone(), value: codec::encode(&rec) }];
-        if rec.status.is_final() && !was_final {
-            ops.push(Op::Delete { key: rec.running_index.clone() });
-            if rec.exclusive {
-                let run = job_run_key(&rec.job_uuid);
-                ops.push(Op::Txn(Txn::guarded(
-                    vec![Guard::ValueEquals { key: run.clone(), value: encode_seq(id) }],
-                    vec![Op::Delete { key: run }],
-                )));
-            }
-        }
+        let ops = if rec.status.is_final() && !was_final {
+            end_ops(id, &rec)
+        } else {
+            vec![Op::Put { key: key.clone(), value: codec::encode(&rec) }]
+        };
         let res = member.write(Txn::guarded(vec![Guard::ModRevision { key, rev }], ops)).await?;
         if res.succeeded {
             return Ok(rec);
         }
     }
     Err(ExecError::Contended(id))
+}
+
+/// The operations that store execution `id` as `rec`, which has just ended: the record, the
+/// removal of its running index and, for a job that forbids concurrent runs, the release of
+/// `jobrun/{uuid}` if it still names this execution (a guard), never another one's.
+pub fn end_ops(id: u64, rec: &ExecutionRecord) -> Vec<Op> {
+    let mut ops =
+        vec![Op::Put { key: exec_key(id), value: codec::encode(rec) }, Op::Delete { key: rec.running_index.clone() }];
+    if rec.exclusive {
+        let run = job_run_key(&rec.job_uuid);
+        ops.push(Op::Txn(Txn::guarded(
+            vec![Guard::ValueEquals { key: run.clone(), value: encode_seq(id) }],
+            vec![Op::Delete { key: run }],
+        )));
+    }
+    ops
+}
+
+/// The next attempt of execution `id`, which ended failed, timed out or incomplete: a new
+/// execution (Rundeck gives each attempt its own id) assigned to `member`, waiting until
+/// `start_ms` when that is in the future.
+pub fn next_attempt(id: u64, ended: &ExecutionRecord, member: &str, start_ms: i64) -> ExecutionRecord {
+    let now = chrono::Utc::now().timestamp_millis();
+    let later = start_ms > now;
+    ExecutionRecord {
+        status: if later { ExecStatus::Scheduled } else { ExecStatus::Running },
+        member: member.to_string(),
+        trigger: Trigger::Retry,
+        scheduled_ms: if later { Some(start_ms) } else { ended.scheduled_ms },
+        created_ms: now,
+        started_ms: None,
+        ended_ms: None,
+        attempt: ended.attempt + 1,
+        retry_of: Some(id),
+        runner: None,
+        abort: None,
+        message: None,
+        running_index: running_request_key(&ended.project, &ended.job_uuid),
+        ..ended.clone()
+    }
 }
 
 /// Ends execution `id` with `status` (if it has not ended yet).

@@ -39,6 +39,7 @@ pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
     /// What the scheduler fired, for benchmarks and tests.
     pub stats: Arc<Mutex<scheduler::FireStats>>,
+    runner: Arc<runner::Runner>,
 }
 
 impl Engine {
@@ -52,8 +53,14 @@ impl Engine {
             .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone(), keys: keys.clone() }));
         let runner = runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys);
         let sched = scheduler::Scheduler::new(member, catalog, runner.incarnation().to_string(), stats.clone());
-        let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.run(stop.subscribe()))];
-        Engine { stop, tasks, stats }
+        let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.clone().run(stop.subscribe()))];
+        Engine { stop, tasks, stats, runner }
+    }
+
+    /// How many executions this member runs now, for its heartbeats.
+    pub fn running_counter(&self) -> Box<dyn Fn() -> u32 + Send + Sync> {
+        let runner = self.runner.clone();
+        Box::new(move || runner.running_count())
     }
 
     /// Stops the scheduler and the runner; the runner stops the executions it runs (they end

@@ -26,8 +26,9 @@ use tokio::sync::{broadcast, watch};
 use super::catalog::{Catalog, RunPlan};
 use super::executions::{self, ExecError};
 use super::fire::create_execution_op;
-use super::records::{exec_id, running_request_key, ExecStatus, ExecutionRecord, Trigger, RUNNING};
+use super::records::{exec_id, ExecStatus, ExecutionRecord, RUNNING};
 use super::stopped;
+use crate::cluster::ExecutionMode;
 use crate::exec::{abort_pair, AbortHandle, AbortKind, Executor, Status};
 use crate::keys::KeyStore;
 use crate::logs::{LogEntry, LogLevel, LogSink, LogStore};
@@ -57,6 +58,11 @@ impl Runner {
     /// create (they run on this member): the fire's commit is then also the claim.
     pub fn incarnation(&self) -> &str {
         &self.incarnation
+    }
+
+    /// How many executions this incarnation runs or waits to run.
+    pub fn running_count(&self) -> u32 {
+        self.active().len() as u32
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AbortHandle>>> {
@@ -101,10 +107,15 @@ impl Runner {
             }
         }
         self.clone().sweep(true).await;
+        let mode_key = crate::cluster::mode::mode_key(&self.me);
         loop {
             tokio::select! {
                 _ = stopped(&mut stop) => return,
                 ev = feed.recv() => match ev {
+                    Ok(Event::Change(c)) if c.key == mode_key => {
+                        // Active again: start what waited while this member was passive.
+                        self.clone().sweep(false).await;
+                    }
                     Ok(Event::Change(c)) => {
                         if let (Some(id), Some(new)) = (exec_id(&c.key), c.new.as_ref()) {
                             match crate::codec::decode::<ExecutionRecord>(&new.value) {
@@ -162,11 +173,21 @@ impl Runner {
         if let Some(handle) = self.active().get(&id).cloned() {
             if let Some(a) = &rec.abort {
                 handle.abort(if a.force_incomplete { AbortKind::ForceIncomplete } else { AbortKind::Abort });
+            } else if rec.status.is_final() {
+                // Ended by someone else while it runs here: the leader recorded it incomplete
+                // while this member was silent (paused, partitioned). Its outcome is decided;
+                // what still runs here must stop.
+                tracing::warn!(execution = id, status = rec.status.as_str(), "execution ended elsewhere; stopping it");
+                handle.abort(AbortKind::ForceIncomplete);
             }
             return;
         }
         let claimed_at_creation = rec.runner.as_deref() == Some(self.incarnation.as_str());
         if rec.status.is_final() || rec.abort.is_some() || (rec.runner.is_some() && !claimed_at_creation) {
+            return;
+        }
+        if !claimed_at_creation && crate::cluster::mode::local(&self.member, &self.me) == ExecutionMode::Passive {
+            // A passive member starts nothing; the leader gives the execution to another member.
             return;
         }
         let (handle, signal) = abort_pair();
@@ -289,21 +310,7 @@ impl Runner {
             return;
         }
         tokio::time::sleep(policy.delay).await;
-        let now = chrono::Utc::now().timestamp_millis();
-        let next = ExecutionRecord {
-            status: ExecStatus::Running,
-            trigger: Trigger::Retry,
-            created_ms: now,
-            started_ms: None,
-            ended_ms: None,
-            attempt: ended.attempt + 1,
-            retry_of: Some(id),
-            runner: None,
-            abort: None,
-            message: None,
-            running_index: running_request_key(&ended.project, &ended.job_uuid),
-            ..ended.clone()
-        };
+        let next = executions::next_attempt(id, ended, &self.me, 0);
         let mut guards = vec![steward_storage::Guard::Exists(super::records::job_index_key(&ended.job_uuid))];
         if next.exclusive {
             guards.push(steward_storage::Guard::Absent(super::records::job_run_key(&ended.job_uuid)));

@@ -224,6 +224,10 @@ impl Scheduler {
 
     /// Decides every due slot. Returns false when nothing could be written.
     async fn fire_due(&mut self) -> bool {
+        if crate::cluster::mode::local(&self.member, &self.me) == crate::cluster::ExecutionMode::Passive {
+            // A passive member fires nothing; the leader moves its jobs to an active member.
+            return false;
+        }
         let now = Utc::now();
         let now_ms = ms(now);
         let mut due: Vec<(String, i64, SlotAction)> = Vec::new();

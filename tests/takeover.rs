@@ -1,0 +1,380 @@
+//! Cluster scheduling with real `steward` processes: the owner of scheduled jobs is SIGKILLed
+//! or SIGSTOPped, and its jobs fire again on other members within `considerDead + delay + 2 s`,
+//! with every slot in between recorded and no slot run twice; manual takeover and execution
+//! mode through Rundeck's API.
+//!
+//! Every job's step appends `job slot member` to one file shared by the members (they run on
+//! this machine), so "no slot runs twice" is judged by what actually ran, not by what the
+//! cluster says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::fixture::process::ProcCluster;
+use crate::fixture::wait_for;
+
+/// Default `heartbeat.considerDead` + `autotakeover.delay` + the 2 s the issue allows.
+const TAKEOVER_BOUND_MS: i64 = 5_000 + 2_000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `n` jobs firing every second; each run appends a line to `runs`.
+fn every_second_jobs(prefix: &str, n: usize, runs: &Path) -> String {
+    let mut yaml = String::new();
+    for k in 0..n {
+        yaml.push_str(&format!(
+            "- name: {prefix}{k}\n  schedule:\n    crontab: '* * * * * ? *'\n  sequence:\n    commands:\n      \
+             - exec: sh -c 'echo \"$RD_JOB_ID $RD_JOB_SCHEDULEDEXECUTION $RD_JOB_SERVERUUID\" >> {}'\n",
+            runs.display()
+        ));
+    }
+    yaml
+}
+
+/// Imports `yaml` into `project` through member `i`; returns the new jobs' ids.
+async fn import(c: &ProcCluster, i: usize, project: &str, yaml: String) -> Vec<String> {
+    let r = c
+        .req(i, Method::POST, &format!("/api/45/project/{project}/jobs/import?format=yaml"))
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .expect("import");
+    let v: Value = r.json().await.expect("import json");
+    let ok = v["succeeded"].as_array().unwrap_or_else(|| panic!("import: {v}"));
+    assert!(v["failed"].as_array().is_some_and(|f| f.is_empty()), "import failed: {v}");
+    ok.iter().map(|j| j["id"].as_str().expect("id").to_string()).collect()
+}
+
+async fn create_project(c: &ProcCluster, i: usize, name: &str) {
+    let r = c.req(i, Method::POST, "/api/45/projects").json(&json!({ "name": name })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// The slot records of `job`, read through member `i`.
+async fn fires(c: &ProcCluster, i: usize, job: &str) -> Option<Vec<Value>> {
+    let r = c.req(i, Method::GET, &format!("/api/45/job/{job}/fires?max=100000")).send().await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let v: Value = r.json().await.ok()?;
+    v["fires"].as_array().cloned()
+}
+
+/// (job, slot) → the members that ran it, from the shared runs file.
+fn runs(file: &Path) -> BTreeMap<(String, String), Vec<String>> {
+    let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [job, slot, member] = parts[..] {
+            out.entry((job.to_string(), slot.to_string())).or_default().push(member.to_string());
+        }
+    }
+    out
+}
+
+fn assert_no_slot_ran_twice(file: &Path) {
+    let twice: Vec<_> = runs(file).into_iter().filter(|(_, m)| m.len() > 1).collect();
+    assert!(twice.is_empty(), "slots that ran more than once: {twice:?}");
+}
+
+/// The index of a member that does not lead (so killing it does not also cost an election).
+async fn a_follower(c: &ProcCluster, uuids: &[String]) -> usize {
+    let leader = wait_for(Duration::from_secs(10), "a leader", || c.leader_uuid(0)).await;
+    uuids.iter().position(|u| *u != leader).expect("a follower")
+}
+
+async fn uuids(c: &ProcCluster) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..c.procs.len() {
+        out.push(c.uuid(i).await);
+    }
+    out
+}
+
+/// For each job, the first slot fired by a member other than `old` at or after `since_slot`:
+/// (slot, the time it was recorded). `None` until every job has one.
+async fn first_fires_elsewhere(
+    c: &ProcCluster,
+    via: usize,
+    jobs: &[String],
+    old: &str,
+) -> Option<HashMap<String, (i64, i64)>> {
+    let mut out = HashMap::new();
+    for job in jobs {
+        let f = fires(c, via, job).await?;
+        let first = f.iter().find(|r| r["outcome"] == "fired" && r["member"] != old)?;
+        out.insert(job.clone(), (first["slot"].as_i64()?, first["recorded"].as_i64()?));
+    }
+    Some(out)
+}
+
+/// Every slot of each job from its first record to its last has a record (fired, missed or
+/// skipped), and none is recorded before it was due.
+async fn assert_every_slot_recorded(c: &ProcCluster, via: usize, jobs: &[String]) {
+    for job in jobs {
+        let f = fires(c, via, job).await.expect("fires");
+        let slots: Vec<i64> = f.iter().map(|r| r["slot"].as_i64().unwrap()).collect();
+        let (first, last) = (slots[0], *slots.last().unwrap());
+        let expected: Vec<i64> = (0..).map(|k| first + k * 1000).take_while(|s| *s <= last).collect();
+        assert_eq!(slots, expected, "job {job}: a slot between {first} and {last} has no record");
+        for r in &f {
+            assert!(r["recorded"].as_i64().unwrap() >= r["slot"].as_i64().unwrap(), "early fire: {r}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_owner_of_100_jobs_moves_them_within_the_bound_and_no_slot_runs_twice() {
+    let mut c = ProcCluster::start(3).await;
+    let ids = uuids(&c).await;
+    let owner = a_follower(&c, &ids).await;
+    let via = (owner + 1) % 3;
+    let runs_file = c.root.path().join("runs.txt");
+    create_project(&c, owner, "tk").await;
+    let jobs = import(&c, owner, "tk", every_second_jobs("j", 100, &runs_file)).await;
+    assert_eq!(jobs.len(), 100);
+    // Every job has fired on its owner.
+    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for job in &jobs {
+            let f = fires(&c, via, job).await?;
+            f.iter().find(|r| r["outcome"] == "fired" && r["member"] == ids[owner].as_str())?;
+        }
+        Some(())
+    })
+    .await;
+
+    c.kill(owner);
+    let killed_at = now_ms();
+    let firsts = wait_for(Duration::from_secs(30), "every job fired on another member", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first_fires_elsewhere(&c, via, &jobs, &ids[owner]).await
+    })
+    .await;
+    let worst = firsts.values().map(|(_, recorded)| recorded - killed_at).max().unwrap();
+    eprintln!("last job fired again {worst} ms after the kill");
+    assert!(
+        worst <= TAKEOVER_BOUND_MS,
+        "the last job fired again {worst} ms after the kill (bound {TAKEOVER_BOUND_MS})"
+    );
+
+    // The jobs spread over both survivors.
+    let mut per_member: HashMap<String, usize> = HashMap::new();
+    for job in &jobs {
+        let f = fires(&c, via, job).await.unwrap();
+        let last = f.iter().rev().find(|r| r["outcome"] == "fired").unwrap();
+        *per_member.entry(last["member"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(per_member.len(), 2, "both survivors own jobs: {per_member:?}");
+    assert!(per_member.values().all(|n| *n >= 40), "spread evenly: {per_member:?}");
+
+    // Two more seconds of fires, then: every slot recorded, none ran twice.
+    let settle = now_ms() + 2_000;
+    wait_for(Duration::from_secs(20), "fires after the takeover", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for job in &jobs {
+            let f = fires(&c, via, job).await?;
+            f.iter().find(|r| r["slot"].as_i64().is_some_and(|s| s >= settle))?;
+        }
+        Some(())
+    })
+    .await;
+    assert_every_slot_recorded(&c, via, &jobs).await;
+    assert_no_slot_ran_twice(&runs_file);
+
+    // The member list says who is dead and who owns what.
+    let r = c.req(via, Method::GET, "/api/45/cluster/members").send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    let dead = v["members"].as_array().unwrap().iter().find(|m| m["id"] == ids[owner].as_str()).unwrap();
+    assert_eq!(dead["state"], "dead", "{v}");
+    assert_eq!(dead["ownedJobs"], 0, "{v}");
+    let owned: u64 = v["members"].as_array().unwrap().iter().map(|m| m["ownedJobs"].as_u64().unwrap()).sum();
+    assert_eq!(owned, 100, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_that_comes_back_runs_no_slot_twice_and_keeps_nothing_it_lost() {
+    let c = ProcCluster::start(3).await;
+    let ids = uuids(&c).await;
+    let owner = a_follower(&c, &ids).await;
+    let via = (owner + 1) % 3;
+    let runs_file = c.root.path().join("runs.txt");
+    create_project(&c, owner, "ps").await;
+    let jobs = import(&c, owner, "ps", every_second_jobs("p", 20, &runs_file)).await;
+    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for job in &jobs {
+            fires(&c, via, job).await?.iter().find(|r| r["outcome"] == "fired")?;
+        }
+        Some(())
+    })
+    .await;
+
+    c.signal(owner, libc::SIGSTOP);
+    wait_for(Duration::from_secs(30), "every job fired on another member", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first_fires_elsewhere(&c, via, &jobs, &ids[owner]).await
+    })
+    .await;
+    c.signal(owner, libc::SIGCONT);
+    let resumed = now_ms();
+    // Back, it owns nothing, by its own view.
+    wait_for(Duration::from_secs(20), "the resumed member sees it owns nothing", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = c.req(owner, Method::GET, "/api/45/scheduler/jobs").send().await.ok()?;
+        let v: Value = r.json().await.ok()?;
+        v.as_array().is_some_and(|a| a.is_empty()).then_some(())
+    })
+    .await;
+    let settle = now_ms() + 2_000;
+    wait_for(Duration::from_secs(20), "fires after the resume", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for job in &jobs {
+            fires(&c, via, job).await?.iter().find(|r| r["slot"].as_i64().is_some_and(|s| s >= settle))?;
+        }
+        Some(())
+    })
+    .await;
+    assert_every_slot_recorded(&c, via, &jobs).await;
+    assert_no_slot_ran_twice(&runs_file);
+    // Nothing was fired by the old owner after it came back.
+    for job in &jobs {
+        let f = fires(&c, via, job).await.unwrap();
+        let late = f.iter().find(|r| r["member"] == ids[owner].as_str() && r["recorded"].as_i64().unwrap() > resumed);
+        assert!(late.is_none(), "the resumed member fired {late:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_takeover_and_the_scheduler_job_lists() {
+    let c = ProcCluster::start(2).await;
+    let ids = uuids(&c).await;
+    let runs_file = c.root.path().join("runs.txt");
+    create_project(&c, 0, "mt").await;
+    let jobs = import(&c, 0, "mt", every_second_jobs("m", 3, &runs_file)).await;
+    let listed = |i: usize, path: String| {
+        let c = &c;
+        async move {
+            let r = c.req(i, Method::GET, &path).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            let mut ids: Vec<String> =
+                v.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut sorted = jobs.clone();
+    sorted.sort();
+    assert_eq!(listed(0, "/api/45/scheduler/jobs".into()).await, sorted);
+    assert!(listed(1, "/api/45/scheduler/jobs".into()).await.is_empty());
+    assert_eq!(listed(1, format!("/api/45/scheduler/server/{}/jobs", ids[0])).await, sorted);
+
+    // A job that does not exist: 404, nothing moved.
+    let r = c
+        .req(1, Method::PUT, "/api/45/scheduler/takeover")
+        .json(&json!({ "jobs": [{ "id": jobs[0] }, { "id": "no-such-job" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(listed(0, "/api/45/scheduler/jobs".into()).await, sorted);
+    // Nothing named: 400.
+    let r = c.req(1, Method::PUT, "/api/45/scheduler/takeover").json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    // One job, then the rest by server.
+    let r = c.req(1, Method::PUT, "/api/45/scheduler/takeover").json(&json!({ "job": { "id": jobs[0] } })).send();
+    let v: Value = r.await.unwrap().json().await.unwrap();
+    assert_eq!(v["success"], true, "{v}");
+    assert_eq!(v["takeoverSchedule"]["jobs"]["successful"][0]["previous-owner"], ids[0].as_str(), "{v}");
+    assert_eq!(listed(1, "/api/45/scheduler/jobs".into()).await, vec![jobs[0].clone()]);
+    let r = c
+        .req(1, Method::PUT, "/api/45/scheduler/takeover")
+        .json(&json!({ "server": { "uuid": ids[0] }, "project": "mt" }))
+        .send();
+    let v: Value = r.await.unwrap().json().await.unwrap();
+    assert_eq!(v["takeoverSchedule"]["jobs"]["total"], 2, "{v}");
+    assert_eq!(v["self"]["server"]["uuid"], ids[1].as_str(), "{v}");
+    assert_eq!(listed(1, "/api/45/scheduler/jobs".into()).await, sorted);
+    assert!(listed(0, "/api/45/scheduler/jobs".into()).await.is_empty());
+    // The new owner fires them; the old one does not any more.
+    let since = now_ms() + 1_000;
+    wait_for(Duration::from_secs(15), "fires by the new owner", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for job in &jobs {
+            fires(&c, 0, job)
+                .await?
+                .iter()
+                .find(|r| r["slot"].as_i64().is_some_and(|s| s >= since) && r["member"] == ids[1].as_str())?;
+        }
+        Some(())
+    })
+    .await;
+    assert_no_slot_ran_twice(&runs_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_member_loses_its_jobs_at_once_and_runs_nothing() {
+    let c = ProcCluster::start(2).await;
+    let ids = uuids(&c).await;
+    let runs_file = c.root.path().join("runs.txt");
+    create_project(&c, 0, "pa").await;
+    let jobs = import(&c, 0, "pa", every_second_jobs("a", 5, &runs_file)).await;
+    let r = c.req(0, Method::GET, "/api/45/system/executions/status").send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "executionMode": "active" }));
+
+    let r = c.req(0, Method::POST, "/api/45/system/executions/disable").send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "executionMode": "passive" }));
+    let passive_at = now_ms();
+    let r = c.req(0, Method::GET, "/api/45/system/executions/status").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.req(0, Method::GET, "/api/45/system/executions/status?passiveAs503=true").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    // Its jobs move without waiting for considerDead.
+    wait_for(Duration::from_secs(3), "the passive member's jobs moved", || async {
+        let r = c.req(1, Method::GET, &format!("/api/45/scheduler/server/{}/jobs", ids[0])).send().await.ok()?;
+        let v: Value = r.json().await.ok()?;
+        v.as_array().is_some_and(|a| a.is_empty()).then_some(())
+    })
+    .await;
+    let moved_at = now_ms();
+    assert!(moved_at - passive_at < 3_000);
+    let r = c.req(1, Method::GET, "/api/45/cluster/members").send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    let m0 = v["members"].as_array().unwrap().iter().find(|m| m["id"] == ids[0].as_str()).unwrap().clone();
+    assert_eq!(m0["executionMode"], "passive", "{v}");
+    assert_eq!(m0["state"], "active", "{v}");
+    // A run asked of the passive member runs on the active one.
+    let r = c.req(0, Method::POST, &format!("/api/45/job/{}/run", jobs[0])).json(&json!({})).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["serverUUID"], ids[1].as_str(), "{v}");
+    // Nothing ran on the passive member once its jobs moved.
+    let after = moved_at + 500;
+    wait_for(Duration::from_secs(10), "runs after the move", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let runs = runs(&runs_file);
+        runs.iter()
+            .any(|((_, slot), _)| {
+                chrono::DateTime::parse_from_rfc3339(slot).is_ok_and(|t| t.timestamp_millis() > after + 1_000)
+            })
+            .then_some(())
+    })
+    .await;
+    for ((job, slot), members) in runs(&runs_file) {
+        let t = chrono::DateTime::parse_from_rfc3339(&slot).map(|t| t.timestamp_millis()).unwrap_or(0);
+        if t > after {
+            assert!(!members.contains(&ids[0]), "job {job} slot {slot} ran on the passive member");
+        }
+    }
+    // Enabled again.
+    let r = c.req(0, Method::POST, "/api/45/system/executions/enable").send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "executionMode": "active" }));
+}
