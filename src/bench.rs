@@ -240,22 +240,20 @@ fn rss_mib(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
-    crate::cli::init_logging("warn");
-    let root = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => tempfile_dir()?,
-    };
+/// Starts `n` member processes of a new cluster under `root` (the first creates it, the others
+/// join), each logging to `root/m{i}.log`; waits until each is healthy. Returns them with the
+/// admin token.
+async fn spawn_members(
+    root: &std::path::Path,
+    n: usize,
+    http: &reqwest::Client,
+) -> anyhow::Result<(Vec<Child>, String)> {
     let exe = std::env::current_exe()?;
     let token = crate::auth::new_token();
     let secret = crate::datadir::random_secret();
     let master_key = crate::keys::MasterKey::generate().to_hex().to_string();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let mut members: Vec<Child> = Vec::new();
-    for i in 0..args.members {
+    for i in 0..n {
         let (h, r) = (free_addr()?, free_addr()?);
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("serve")
@@ -282,6 +280,20 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    Ok((members, token))
+}
+
+pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
+    crate::cli::init_logging("warn");
+    let root = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tempfile_dir()?,
+    };
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let (members, token) = spawn_members(&root, args.members, &http).await?;
     let api = |i: usize, path: &str| format!("http://{}/api/59{path}", members[i].http);
     let r = http
         .post(api(0, "/projects"))
@@ -358,6 +370,177 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
     }
     println!("all members: fired {total}; worst p99 {} ms, worst max {} ms", worst.0, worst.1);
     drop(members);
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(())
+}
+
+/// `steward bench takeover`: the time from SIGKILL of the member owning scheduled jobs to the
+/// first fire of one of them on its new owner, over several runs, each on a new cluster of real
+/// member processes with the default settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TakeoverArgs {
+    /// Runs (a new cluster each).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Members per cluster.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Jobs on the killed member, each firing every second.
+    #[arg(long, default_value_t = 10)]
+    pub jobs: usize,
+    /// Where to put the members' data dirs [default: a temporary directory].
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// The fire records of `job` as `(slot, outcome, member, recorded ms)`.
+async fn job_fires(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    job: &str,
+) -> anyhow::Result<Vec<(i64, String, String, i64)>> {
+    let v: serde_json::Value = http
+        .get(format!("{base}/api/59/job/{job}/fires?max=100000"))
+        .header("X-Rundeck-Auth-Token", token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["fires"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    (
+                        f["slot"].as_i64().unwrap_or(0),
+                        f["outcome"].as_str().unwrap_or("").to_string(),
+                        f["member"].as_str().unwrap_or("").to_string(),
+                        f["recorded"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// One run: a new cluster, jobs owned by a follower, SIGKILL, the first fire elsewhere. Returns
+/// (first fire on a new owner, the last job's first fire on a new owner) after the kill.
+async fn takeover_once(root: &std::path::Path, args: &TakeoverArgs) -> anyhow::Result<(Duration, Duration)> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let (mut members, token) = spawn_members(root, args.members, &http).await?;
+    let addrs: Vec<String> = members.iter().map(|m| format!("http://{}", m.http)).collect();
+    let base = |i: usize| addrs[i].clone();
+    let get = |url: String| http.get(url).header("X-Rundeck-Auth-Token", &token).send();
+    let info: serde_json::Value = get(format!("{}/api/59/cluster/members", base(0))).await?.json().await?;
+    let leader = info["leader"].as_str().unwrap_or_default().to_string();
+    let mut uuids = Vec::new();
+    for i in 0..members.len() {
+        let v: serde_json::Value = get(format!("{}/api/59/system/info", base(i))).await?.json().await?;
+        uuids.push(v["system"]["rundeck"]["serverUUID"].as_str().unwrap_or_default().to_string());
+    }
+    // The owner is a follower: the figure is the takeover itself, not an election before it.
+    let owner = uuids.iter().position(|u| *u != leader).ok_or_else(|| anyhow::anyhow!("no follower"))?;
+    let via = (owner + 1) % members.len();
+    let r = http
+        .post(format!("{}/api/59/projects", base(owner)))
+        .header("X-Rundeck-Auth-Token", &token)
+        .json(&json!({ "name": "bench" }))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "creating the project: {}", r.status());
+    let mut doc = String::new();
+    for i in 0..args.jobs {
+        doc.push_str(&format!(
+            "- name: job-{i}\n  schedule:\n    crontab: '* * * * * ? *'\n  sequence:\n    commands:\n      - exec: 'true'\n"
+        ));
+    }
+    let v: serde_json::Value = http
+        .post(format!("{}/api/59/project/bench/jobs/import", base(owner)))
+        .header("X-Rundeck-Auth-Token", &token)
+        .header("content-type", "application/yaml")
+        .body(doc)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let jobs: Vec<String> = v["succeeded"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|j| j["id"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    anyhow::ensure!(jobs.len() == args.jobs, "import: {v}");
+    // Wait until the owner has fired every job once.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = true;
+        for j in &jobs {
+            let f = job_fires(&http, &base(via), &token, j).await?;
+            all &= f.iter().any(|(_, o, m, _)| o == "fired" && *m == uuids[owner]);
+        }
+        if all {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < until, "the owner never fired its jobs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let victim = &mut members[owner];
+    let _ = victim.proc.kill();
+    let killed = chrono::Utc::now().timestamp_millis();
+    let _ = victim.proc.wait();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut firsts = Vec::new();
+        for j in &jobs {
+            let f = job_fires(&http, &base(via), &token, j).await?;
+            if let Some((_, _, _, at)) = f.iter().find(|(_, o, m, _)| o == "fired" && *m != uuids[owner]) {
+                firsts.push(*at);
+            }
+        }
+        if firsts.len() == jobs.len() {
+            let ms = |t: i64| Duration::from_millis((t - killed).max(0) as u64);
+            let first = firsts.iter().copied().min().unwrap_or(killed);
+            let last = firsts.iter().copied().max().unwrap_or(killed);
+            return Ok((ms(first), ms(last)));
+        }
+        anyhow::ensure!(Instant::now() < until, "the jobs were not taken over within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn takeover(args: TakeoverArgs) -> anyhow::Result<()> {
+    crate::cli::init_logging("warn");
+    let root = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tempfile_dir()?,
+    };
+    let mut firsts = Vec::new();
+    let mut lasts = Vec::new();
+    for run in 0..args.runs {
+        let dir = root.join(format!("run{run}"));
+        std::fs::create_dir_all(&dir)?;
+        let (first, last) = takeover_once(&dir, &args).await?;
+        println!("run {run}: first fire on a new owner {first:.2?} after SIGKILL; all {} jobs {last:.2?}", args.jobs);
+        firsts.push(first);
+        lasts.push(last);
+    }
+    firsts.sort();
+    lasts.sort();
+    println!(
+        "steward bench takeover: {} runs, {} members, {} one-second jobs on the killed member, default settings",
+        args.runs, args.members, args.jobs
+    );
+    println!(
+        "first fire on the new owner after SIGKILL: p50 {:.2?}  max {:.2?}; every job moved: p50 {:.2?}  max {:.2?}",
+        percentile(&firsts, 0.5),
+        firsts.last().copied().unwrap_or_default(),
+        percentile(&lasts, 0.5),
+        lasts.last().copied().unwrap_or_default()
+    );
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }

@@ -9,6 +9,7 @@
 //! steward keys rekey --new-master-key-file FILE    re-seal key storage under that key
 //! steward bench writes [--etcd URL] ...            the replicated-write benchmark
 //! steward bench fires [--jobs 10000] ...            fire lateness and memory with many jobs
+//! steward bench takeover [--runs 10] ...           SIGKILL of a job owner to the first fire elsewhere
 //! ```
 //!
 //! The cluster commands talk to a member's HTTP API with a token from `--token`,
@@ -90,6 +91,8 @@ pub enum BenchCommand {
     Writes(crate::bench::BenchArgs),
     /// Fire lateness and memory with many one-minute jobs over member processes.
     Fires(crate::bench::FiresArgs),
+    /// Time from SIGKILL of a job owner to the first fire on its new owner.
+    Takeover(crate::bench::TakeoverArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +143,9 @@ pub fn main() -> ExitCode {
         }
         Command::Bench { what: BenchCommand::Fires(args) } => {
             runtime().and_then(|rt| rt.block_on(crate::bench::fires(args)))
+        }
+        Command::Bench { what: BenchCommand::Takeover(args) } => {
+            runtime().and_then(|rt| rt.block_on(crate::bench::takeover(args)))
         }
     };
     match result {
