@@ -378,3 +378,105 @@ async fn a_passive_member_loses_its_jobs_at_once_and_runs_nothing() {
     let r = c.req(0, Method::POST, "/api/45/system/executions/enable").send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({ "executionMode": "active" }));
 }
+
+/// A job whose run appends `member attempt` to `runs`, then runs for a minute.
+fn long_job(name: &str, runs: &Path) -> String {
+    format!(
+        "- name: {name}\n  retry: 1\n  sequence:\n    commands:\n      - exec: sh -c 'echo \"$RD_JOB_SERVERUUID \
+         $RD_JOB_RETRYATTEMPT\" >> {}; sleep 60'\n",
+        runs.display()
+    )
+}
+
+/// The `member attempt` lines of a runs file written by [`long_job`].
+fn attempts(file: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(m, a)| (m.to_string(), a.trim().to_string())))
+        .collect()
+}
+
+async fn execution(c: &ProcCluster, i: usize, id: u64) -> Option<Value> {
+    let r = c.req(i, Method::GET, &format!("/api/45/execution/{id}")).send().await.ok()?;
+    (r.status() == 200).then_some(())?;
+    r.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_members_execution_ends_incomplete_and_its_retry_runs_on_a_live_member() {
+    let mut c = ProcCluster::start(3).await;
+    let ids = uuids(&c).await;
+    let owner = a_follower(&c, &ids).await;
+    let via = (owner + 1) % 3;
+    let runs_file = c.root.path().join("attempts.txt");
+    create_project(&c, owner, "rx").await;
+    let job = import(&c, owner, "rx", long_job("long", &runs_file)).await.remove(0);
+    let r = c.req(owner, Method::POST, &format!("/api/45/job/{job}/run")).json(&json!({})).send().await.unwrap();
+    let first: Value = r.json().await.unwrap();
+    let id = first["id"].as_u64().unwrap_or_else(|| panic!("{first}"));
+    assert_eq!(first["serverUUID"], ids[owner].as_str());
+    wait_for(Duration::from_secs(20), "the first attempt started", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        attempts(&runs_file).iter().any(|(m, _)| *m == ids[owner]).then_some(())
+    })
+    .await;
+
+    c.kill(owner);
+    let killed = now_ms();
+    let ended = wait_for(Duration::from_secs(20), "the execution recorded incomplete", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let e = execution(&c, via, id).await?;
+        (e["status"] == "incomplete").then_some(e)
+    })
+    .await;
+    assert!(now_ms() - killed <= TAKEOVER_BOUND_MS, "incomplete only {} ms after the kill", now_ms() - killed);
+    assert!(ended["message"].as_str().is_some_and(|m| m.contains(&ids[owner])), "{ended}");
+    // The retry runs on a live member.
+    let (member, attempt) = wait_for(Duration::from_secs(20), "the retry started elsewhere", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        attempts(&runs_file).into_iter().find(|(m, _)| *m != ids[owner])
+    })
+    .await;
+    assert!(ids.contains(&member));
+    assert_eq!(attempt, "1", "the retry is the second attempt");
+    let r = c.req(via, Method::GET, &format!("/api/45/job/{job}/executions")).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    let retry = v["executions"].as_array().unwrap().iter().find(|e| e["id"].as_u64() != Some(id)).cloned().unwrap();
+    assert_eq!(retry["status"], "running", "{v}");
+    assert_eq!(retry["retriedExecution"]["id"], id, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_whose_member_died_before_it_started_is_given_to_a_live_member() {
+    let mut c = ProcCluster::start(3).await;
+    let ids = uuids(&c).await;
+    let owner = a_follower(&c, &ids).await;
+    let via = (owner + 1) % 3;
+    let runs_file = c.root.path().join("attempts.txt");
+    create_project(&c, owner, "ua").await;
+    let job = import(&c, owner, "ua", long_job("later", &runs_file)).await.remove(0);
+    let at = chrono::Utc::now() + chrono::Duration::seconds(8);
+    let body = json!({ "runAtTime": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true) });
+    let r = c.req(owner, Method::POST, &format!("/api/45/job/{job}/run")).json(&body).send().await.unwrap();
+    let e: Value = r.json().await.unwrap();
+    let id = e["id"].as_u64().unwrap_or_else(|| panic!("{e}"));
+    assert_eq!((e["status"].as_str(), e["serverUUID"].as_str()), (Some("scheduled"), Some(ids[owner].as_str())));
+    c.kill(owner);
+    let moved = wait_for(Duration::from_secs(20), "the execution given to a live member", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let e = execution(&c, via, id).await?;
+        (e["serverUUID"] != ids[owner].as_str()).then_some(e)
+    })
+    .await;
+    let to = moved["serverUUID"].as_str().unwrap().to_string();
+    // It runs there, once, not before its time.
+    let started = wait_for(Duration::from_secs(20), "the execution ran", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        attempts(&runs_file).into_iter().next().map(|r| (r, now_ms()))
+    })
+    .await;
+    assert_eq!(started.0 .0, to);
+    assert!(started.1 >= at.timestamp_millis(), "ran before its runAtTime");
+    assert_eq!(attempts(&runs_file).len(), 1);
+}
