@@ -78,6 +78,9 @@ mod file;
 mod policy;
 mod rules;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 
 pub use file::{NumberList, PolicyConfigFile, ProfileFile, RemoteExecutionFile, StringList};
