@@ -19,6 +19,7 @@
 //! - [`engine`]: the job engine's replicated core (fires, executions) and its member tasks.
 //! - [`codec`]: the versioned encoding of stored records.
 //! - [`jobs`]: the job definition format, run-time options and schedules (no cluster state).
+//! - [`placement`]: which member runs an execution (Rundeck's remote execution policy; pure).
 //!
 //! The replicated store is in the `steward-storage` crate and the Raft layer in `steward-raft`;
 //! `ARCHITECTURE.md` at the repository root says what goes where and why.
@@ -37,4 +38,5 @@ pub mod exec;
 pub mod jobs;
 pub mod keys;
 pub mod logs;
+pub mod placement;
 pub mod server;
