@@ -101,6 +101,8 @@ pub struct FileConfig {
     pub autotakeover: crate::cluster::settings::AutotakeoverFile,
     #[serde(default)]
     pub member: crate::cluster::settings::MemberFile,
+    #[serde(default, rename = "remoteExecution")]
+    pub remote_execution: crate::placement::RemoteExecutionFile,
 }
 
 /// `[keys]` section: key storage.
@@ -217,6 +219,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Heartbeats, autotakeover and what this member reports of itself.
     pub scheduling: crate::cluster::SchedulingSettings,
+    /// The remote execution policy: which member runs an execution.
+    pub placement: crate::placement::Placement,
 }
 
 /// Default largest key storage value: 1 MiB.
@@ -336,6 +340,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{setting}: {message}")]
     Invalid { setting: &'static str, message: String },
+    #[error(transparent)]
+    Placement(#[from] crate::placement::PlacementError),
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
@@ -485,6 +491,7 @@ impl Config {
         let scheduling =
             crate::cluster::SchedulingSettings::from_file(&file.heartbeat, &file.autotakeover, &file.member)
                 .map_err(|e| ConfigError::Invalid { setting: e.setting, message: e.message })?;
+        let placement = crate::placement::Placement::from_file(&file.remote_execution)?;
         let config = Config {
             data_dir,
             http,
@@ -501,6 +508,7 @@ impl Config {
             auth,
             tls,
             scheduling,
+            placement,
         };
         config.validate()?;
         Ok(config)
@@ -575,6 +583,7 @@ impl Config {
             auth: AuthSettings::default(),
             tls: None,
             scheduling: Default::default(),
+            placement: Default::default(),
         }
     }
 }

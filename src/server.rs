@@ -20,7 +20,7 @@ use crate::acl::Authorizer;
 use crate::api::internal::{JoinAnswer, JoinBody, SECRET_HEADER};
 use crate::api::{self, AppState};
 use crate::auth::{self, session::Sessions};
-use crate::cluster::ClusterTasks;
+use crate::cluster::{ClusterTasks, Heartbeats, Placer};
 use crate::config::Config;
 use crate::datadir::{self, DataDir, Identity};
 use crate::engine::Engine;
@@ -212,10 +212,13 @@ impl Server {
             .map_err(|source| datadir::DataDirError::Io { path: scratch.clone(), source })?;
         tasks.push(spawn_publish_keys(member.clone(), keyring.clone(), stop.subscribe()));
         let keys = KeyStore::new(member.clone(), keyring.clone(), config.keys.max_value_bytes);
-        let engine = Engine::start(member.clone(), logs.clone(), keys.clone(), scratch);
-        let cluster = ClusterTasks::start(member.clone(), config.scheduling.clone(), engine.running_counter());
+        let heartbeats = Heartbeats::new(member.clone(), config.scheduling.clone());
+        let placer = Arc::new(Placer::new(member.clone(), heartbeats.clone(), config.placement.clone()));
+        let engine = Engine::start(member.clone(), logs.clone(), keys.clone(), scratch, placer.clone());
+        heartbeats.set_running(engine.running_counter());
+        let cluster = ClusterTasks::start(member.clone(), placer.clone());
         let state = AppState {
-            heartbeats: cluster.heartbeats.clone(),
+            placer,
             fire_stats: engine.stats.clone(),
             logs,
             member: member.clone(),

@@ -149,8 +149,8 @@ async fn two_members_firing_the_same_slot_commit_it_once_and_a_stale_owner_not_a
     let slot = 1_700_000_000_000;
     // Member 1 believes it owns the job too (the same owner record): only the slot guard stands
     // between the two.
-    let slots0 = [DueSlot { job: &e0.job, slot_ms: slot, action: SlotAction::Fire }];
-    let slots1 = [DueSlot { job: &e1.job, slot_ms: slot, action: SlotAction::Fire }];
+    let slots0 = [DueSlot { job: &e0.job, slot_ms: slot, action: SlotAction::Fire, runs_on: None }];
+    let slots1 = [DueSlot { job: &e1.job, slot_ms: slot, action: SlotAction::Fire, runs_on: None }];
     let (m0, m1) = (c.server(0).member.clone(), c.server(1).member.clone());
     let (t0, t1) = (fire_batch("m0", None, &slots0, slot), fire_batch("m1", None, &slots1, slot));
     let (r0, r1) = tokio::join!(m0.write(t0), m1.write(t1));
@@ -162,7 +162,7 @@ async fn two_members_firing_the_same_slot_commit_it_once_and_a_stale_owner_not_a
     // A member holding an older owner record fires nothing.
     let mut stale = e1.job.clone();
     stale.owner_record = br#"{"member":"someone-else","epoch":0}"#.to_vec();
-    let other = [DueSlot { job: &stale, slot_ms: slot + 1000, action: SlotAction::Fire }];
+    let other = [DueSlot { job: &stale, slot_ms: slot + 1000, action: SlotAction::Fire, runs_on: None }];
     let r = m1.write(fire_batch("m1", None, &other, slot)).await.unwrap();
     assert_eq!(interpret(&other, &r), vec![SlotResult::NotOwner]);
     assert!(m1.kv().get(&format!("fires/{job}/{}", slot + 1000)).unwrap().is_none());

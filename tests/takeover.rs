@@ -480,3 +480,171 @@ async fn an_execution_whose_member_died_before_it_started_is_given_to_a_live_mem
     assert!(started.1 >= at.timestamp_millis(), "ran before its runAtTime");
     assert_eq!(attempts(&runs_file).len(), 1);
 }
+
+/// A job whose step records where it ran, then waits `secs`.
+fn where_job(name: &str, runs: &Path, secs: u32) -> String {
+    format!(
+        "- name: {name}\n  multipleExecutions: true\n  sequence:\n    commands:\n      - exec: sh -c 'echo \
+         \"$RD_JOB_SERVERUUID $RD_JOB_EXECID\" >> {}; sleep {secs}'\n",
+        runs.display()
+    )
+}
+
+/// Runs `job` through member `i`; returns the member the execution was given to.
+async fn run_on(c: &ProcCluster, i: usize, job: &str) -> (u16, Value) {
+    let r = c.req(i, Method::POST, &format!("/api/45/job/{job}/run")).json(&json!({})).send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A cluster of three whose members carry `tags[i]` and share the `[remoteExecution]` section.
+async fn policy_cluster(tags: [&str; 3], policy: &str) -> ProcCluster {
+    let mut c = ProcCluster::new();
+    for (i, t) in tags.iter().enumerate() {
+        c.configs.insert(i, format!("[member]\ntags = \"{t}\"\ncapacity = 1\n{policy}"));
+    }
+    for _ in 0..3 {
+        c.add().await;
+    }
+    // Every member's heartbeat has reached the leader, and members 0 and 1 (which decide in the
+    // tests) have the table back.
+    for i in 0..2 {
+        wait_for(Duration::from_secs(10), "heartbeats from every member", || member_view(&c, i, |_| true)).await;
+    }
+    c
+}
+
+/// Waits on member `i`'s own copy of the heartbeat table: every member reported, and `check`
+/// holds for their entries.
+async fn member_view(c: &ProcCluster, i: usize, check: impl Fn(&[Value]) -> bool) -> Option<()> {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = c.req(i, Method::GET, "/api/45/cluster/members?view=local").send().await.ok()?;
+    let v: Value = r.json().await.ok()?;
+    let members = v["members"].as_array()?;
+    (members.iter().all(|m| m["lastHeartbeatAgeMs"].is_u64()) && check(members)).then_some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_execution_round_robin_over_other_members_and_tag_expressions() {
+    let policy = "[remoteExecution]\npolicy = \"RoundRobin\"\nconfig.allowed = \"Other\"\n\
+                  [remoteExecution.profiles.tagged]\nprojects = \"tg\"\npolicy = \"Random\"\n\
+                  config.allowedTags = \"worker\"\nconfig.preferredTags = \"fast+linux\"\n\
+                  [remoteExecution.profiles.either]\nprojects = \"ei\"\npolicy = \"Random\"\n\
+                  config.allowedTags = \"db,fast+linux\"\n";
+    let c = policy_cluster(["db", "worker", "worker,fast,linux"], policy).await;
+    let ids = uuids(&c).await;
+    let runs_file = c.root.path().join("where.txt");
+    for p in ["rr", "tg", "ei"] {
+        create_project(&c, 0, p).await;
+    }
+    let rr = import(&c, 0, "rr", where_job("w", &runs_file, 0)).await.remove(0);
+    let mut chosen = Vec::new();
+    for _ in 0..6 {
+        let (s, v) = run_on(&c, 0, &rr).await;
+        assert_eq!(s, 200, "{v}");
+        chosen.push(v["serverUUID"].as_str().unwrap().to_string());
+    }
+    assert!(!chosen.contains(&ids[0]), "allowed = Other: never the deciding member: {chosen:?}");
+    for pair in chosen.windows(2) {
+        assert_ne!(pair[0], pair[1], "round robin alternates: {chosen:?}");
+    }
+    // Each execution ran where it was recorded.
+    wait_for(Duration::from_secs(20), "the six runs", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (std::fs::read_to_string(&runs_file).unwrap_or_default().lines().count() >= 6).then_some(())
+    })
+    .await;
+    for line in std::fs::read_to_string(&runs_file).unwrap().lines() {
+        assert!(!line.starts_with(&ids[0]), "ran on the deciding member: {line}");
+    }
+
+    // allowedTags worker, preferredTags fast+linux: only member 2 (which has both).
+    let tg = import(&c, 0, "tg", where_job("t", &runs_file, 0)).await.remove(0);
+    for _ in 0..5 {
+        let (_, v) = run_on(&c, 1, &tg).await;
+        assert_eq!(v["serverUUID"], ids[2].as_str(), "{v}");
+    }
+    // allowedTags db,fast+linux: members 0 and 2, never 1.
+    let ei = import(&c, 0, "ei", where_job("e", &runs_file, 0)).await.remove(0);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let (_, v) = run_on(&c, 1, &ei).await;
+        let m = v["serverUUID"].as_str().unwrap().to_string();
+        assert_ne!(m, ids[1], "{v}");
+        seen.insert(m);
+    }
+    assert_eq!(seen.len(), 2, "random over both eligible members: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_execution_load_prefers_the_least_busy_member_and_preset_names_one() {
+    let policy =
+        "[remoteExecution]\npolicy = \"Load\"\nconfig.allowed = \"Other\"\nconfig.criteria = \"threadRatio\"\n\
+                  config.groupWeight = \"1,0,0\"\n[remoteExecution.profiles.local]\nprojects = \"busy\"\n";
+    let mut c = policy_cluster(["a", "b", "c"], policy).await;
+    let ids = uuids(&c).await;
+    let runs_file = c.root.path().join("where.txt");
+    create_project(&c, 0, "busy").await;
+    create_project(&c, 0, "lb").await;
+    // Member 1 runs a long execution: its thread ratio is 1/1.
+    let long = import(&c, 1, "busy", where_job("long", &runs_file, 60)).await.remove(0);
+    let (_, v) = run_on(&c, 1, &long).await;
+    assert_eq!(v["serverUUID"], ids[1].as_str(), "profile without a policy runs locally: {v}");
+    wait_for(Duration::from_secs(10), "member 0 sees member 1 busy", || {
+        member_view(&c, 0, |ms| ms.iter().any(|m| m["id"] == ids[1].as_str() && m["runningExecutions"] == 1))
+    })
+    .await;
+    let lb = import(&c, 0, "lb", where_job("lb", &runs_file, 0)).await.remove(0);
+    for _ in 0..4 {
+        let (_, v) = run_on(&c, 0, &lb).await;
+        assert_eq!(v["serverUUID"], ids[2].as_str(), "the least busy other member: {v}");
+    }
+
+    // Preset: member 0 restarted with a policy naming member 1.
+    c.kill(0);
+    c.configs.insert(0, format!("[remoteExecution]\npolicy = \"Preset\"\nconfig.uuid = \"{}\"\n", ids[1]));
+    c.spawn(0);
+    c.wait_healthy(0).await;
+    let v = wait_for(Duration::from_secs(10), "a preset run", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (s, v) = run_on(&c, 0, &lb).await;
+        (s == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(v["serverUUID"], ids[1].as_str(), "{v}");
+    // A preset uuid that is not a member: refused at the API, naming the setting.
+    c.kill(0);
+    c.configs.insert(0, "[remoteExecution]\npolicy = \"Preset\"\nconfig.uuid = \"not-a-member\"\n".into());
+    c.spawn(0);
+    c.wait_healthy(0).await;
+    let (s, v) = run_on(&c, 0, &lb).await;
+    assert_eq!(s, 503, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("remoteExecution.config.uuid")), "{v}");
+}
+
+#[test]
+fn bad_policy_settings_are_refused_at_startup_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[remoteExecution]\npolicy = \"Fastest\"\n", "remoteExecution.policy"),
+        (
+            "[remoteExecution]\npolicy = \"Random\"\nconfig.allowedTags = \"a,,b\"\n",
+            "remoteExecution.config.allowedTags",
+        ),
+        ("[remoteExecution]\npolicy = \"Random\"\nconfig.allowed = \"/(/\"\n", "remoteExecution.config.allowed"),
+        ("[autotakeover]\npolicy = \"Nearest\"\n", "autotakeover.policy"),
+        ("[heartbeat]\nconsiderDead = 1\n", "heartbeat.considerDead"),
+    ];
+    for (text, setting) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let data = dir.path().join("data");
+        let (status, out) = crate::fixture::process::run_steward(
+            &["serve", "--config", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()],
+            dir.path(),
+        );
+        assert!(!status.success(), "{text}: started");
+        assert!(out.contains(setting), "{text}: the message names {setting}: {out}");
+        assert!(!data.exists(), "{text}: nothing was created");
+    }
+}

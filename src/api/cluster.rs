@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -18,15 +18,30 @@ use crate::server::StopReason;
 
 /// The members with, for each: its Raft role and replication, and from the leader's heartbeat
 /// table its liveness (`active`, `inactive`, `dead`), execution mode, load and the age of its
-/// last heartbeat; and the number of jobs it owns.
-pub async fn members(State(state): State<AppState>, _v: ApiVersion) -> ApiResult<Json<Value>> {
-    let status = state.member.cluster_status().await?;
+/// last heartbeat; and the number of jobs it owns. With `view=local`, liveness and load come from
+/// this member's own copy of the leader's table (what its remote execution policy decides by,
+/// up to one heartbeat interval old) instead of the leader's.
+pub async fn members(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let mut status = state.member.cluster_status().await?;
+    let mut staleness = Duration::ZERO;
+    match q.get("view").map(String::as_str) {
+        None | Some("leader") => {}
+        Some("local") => {
+            let (view, age) = state.placer.heartbeats().view().unwrap_or_default();
+            status.heartbeats = view;
+            staleness = age;
+        }
+        Some(other) => return Err(ApiError::bad_request(format!("view '{other}' is not 'leader' or 'local'"))),
+    }
     let leader_uuid = status.members.iter().find(|m| m.id == status.leader_id).map(|m| m.node.uuid.clone());
     let nodes: Vec<_> = status.members.iter().map(|m| (m.id, m.node.clone())).collect();
     let modes = crate::cluster::mode::all_local(&state.member);
-    let settings = state.heartbeats.settings();
-    let judged =
-        crate::cluster::heartbeat::judge(&status.heartbeats, Duration::ZERO, &nodes, &modes, &settings.heartbeat);
+    let settings = state.placer.heartbeats().settings();
+    let judged = crate::cluster::heartbeat::judge(&status.heartbeats, staleness, &nodes, &modes, &settings.heartbeat);
     let mut owned: HashMap<String, usize> = HashMap::new();
     for (_, rec, _) in crate::cluster::takeover::owners(&state.member)? {
         *owned.entry(rec.member).or_default() += 1;

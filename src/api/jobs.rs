@@ -610,7 +610,9 @@ pub async fn run(
     let user = req.as_user.clone().unwrap_or_else(|| principal.user.clone());
     let now = chrono::Utc::now().timestamp_millis();
     let me = state.member.node().uuid.clone();
-    let runner = crate::cluster::choose_runner(&state.heartbeats, &me, &state.member)
+    let runner = state
+        .placer
+        .choose(&job.project, &me, &state.placer.candidates())
         .map_err(|e| ApiError::unavailable("api.error.execution.no-member", e.to_string()))?;
     let exec = ExecutionRecord {
         project: job.project.clone(),

@@ -68,8 +68,8 @@ pub struct AppState {
     pub acl: Arc<crate::acl::Authorizer>,
     /// Browser sessions.
     pub sessions: Arc<Sessions>,
-    /// Heartbeats: who is alive, and the scheduling settings.
-    pub heartbeats: Arc<crate::cluster::Heartbeats>,
+    /// Which member runs an execution; through it, the heartbeats (who is alive).
+    pub placer: Arc<crate::cluster::Placer>,
     /// The longest lifetime of an API token; `None` for no limit.
     pub token_max_duration: Option<std::time::Duration>,
 }

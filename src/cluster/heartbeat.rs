@@ -126,19 +126,20 @@ pub fn load_average() -> Option<f64> {
 pub struct Heartbeats {
     member: Member,
     settings: SchedulingSettings,
-    /// How many executions this member runs now.
-    running: Box<dyn Fn() -> u32 + Send + Sync>,
+    /// How many executions this member runs now (set once the runner exists).
+    running: std::sync::OnceLock<Box<dyn Fn() -> u32 + Send + Sync>>,
     /// The leader's table from the last heartbeat reply, and when it arrived.
     last: Mutex<Option<(Instant, HeartbeatView)>>,
 }
 
 impl Heartbeats {
-    pub fn new(
-        member: Member,
-        settings: SchedulingSettings,
-        running: Box<dyn Fn() -> u32 + Send + Sync>,
-    ) -> Arc<Heartbeats> {
-        Arc::new(Heartbeats { member, settings, running, last: Mutex::new(None) })
+    pub fn new(member: Member, settings: SchedulingSettings) -> Arc<Heartbeats> {
+        Arc::new(Heartbeats { member, settings, running: Default::default(), last: Mutex::new(None) })
+    }
+
+    /// Tells the heartbeats how to count this member's running executions.
+    pub fn set_running(&self, running: Box<dyn Fn() -> u32 + Send + Sync>) {
+        let _ = self.running.set(running);
     }
 
     pub fn settings(&self) -> &SchedulingSettings {
@@ -149,7 +150,7 @@ impl Heartbeats {
     pub fn info(&self) -> MemberInfo {
         MemberInfo {
             mode: mode::local(&self.member, &self.member.node().uuid),
-            running: (self.running)(),
+            running: self.running.get().map_or(0, |f| f()),
             capacity: self.settings.member.capacity,
             load1: load_average().unwrap_or(0.0),
             cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 use super::heartbeat::{judge, nodes, Heartbeats, MemberState};
 use super::mode::{self, ExecutionMode};
+use super::placer::Placer;
 use crate::codec;
 use crate::engine::catalog::Catalog;
 use crate::engine::executions::{end_ops, next_attempt};
@@ -132,6 +133,7 @@ enum Loss {
 pub struct Autotakeover {
     member: Member,
     heartbeats: Arc<Heartbeats>,
+    placer: Arc<Placer>,
     catalog: Catalog,
     last_full_scan: Option<Instant>,
     /// Members whose loss was already logged, so a long outage is logged once.
@@ -139,9 +141,10 @@ pub struct Autotakeover {
 }
 
 impl Autotakeover {
-    pub fn new(member: Member, heartbeats: Arc<Heartbeats>) -> Autotakeover {
+    pub fn new(member: Member, placer: Arc<Placer>) -> Autotakeover {
         let catalog = Catalog::new(member.clone());
-        Autotakeover { member, heartbeats, catalog, last_full_scan: None, reported: HashSet::new() }
+        let heartbeats = placer.heartbeats().clone();
+        Autotakeover { member, heartbeats, placer, catalog, last_full_scan: None, reported: HashSet::new() }
     }
 
     /// Runs until `stop` turns true; acts only while this member leads.
@@ -254,7 +257,15 @@ impl Autotakeover {
             let owner = owner.and_then(|kv| codec::decode::<OwnerRecord>(&kv.value).ok()).map(|o| o.member);
             // With nobody to give it to, an unstarted execution waits; a started one is dead
             // either way and is recorded so, without a retry nobody could run.
-            let to = match pick_member(owner.as_deref(), states, targets) {
+            // Policy `None` runs where the run was asked; that member is gone, so the job's
+            // owner (or the least busy member) takes it. Other policies choose again.
+            let chosen = if self.placer.is_local(&rec.project) {
+                pick_member(owner.as_deref(), states, targets)
+            } else {
+                let me = self.member.node().uuid.clone();
+                self.placer.choose(&rec.project, &me, &self.placer.candidates()).ok()
+            };
+            let to = match chosen {
                 Some(t) => t,
                 None if !started => continue,
                 None => String::new(),

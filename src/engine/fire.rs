@@ -52,6 +52,8 @@ pub struct DueSlot<'a> {
     pub job: &'a ScheduledJob,
     pub slot_ms: i64,
     pub action: SlotAction,
+    /// The member the remote execution policy chose to run it; `None` for the firing member.
+    pub runs_on: Option<String>,
 }
 
 /// What became of a slot once its batch was applied.
@@ -135,7 +137,11 @@ pub fn fire_batch(me: &str, runner: Option<&str>, slots: &[DueSlot<'_>], now_ms:
                     vec![Op::Put { key: fire, value: fire_record(FireOutcome::Missed, me, now_ms) }]
                 }
                 SlotAction::Fire => {
-                    let exec = scheduled_execution(job, me, runner, s.slot_ms, now_ms);
+                    // Run elsewhere, the execution is claimed by the runner of that member.
+                    let exec = match s.runs_on.as_deref().filter(|m| *m != me) {
+                        Some(other) => scheduled_execution(job, other, None, s.slot_ms, now_ms),
+                        None => scheduled_execution(job, me, runner, s.slot_ms, now_ms),
+                    };
                     let create = create_execution_op(&exec, vec![fire_exec_key(&job.uuid, s.slot_ms)]);
                     let run = Txn {
                         guards: if job.multiple_executions {

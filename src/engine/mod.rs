@@ -44,15 +44,21 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the scheduler and the runner. `scratch` is where inline scripts are written.
-    pub fn start(member: Member, logs: LogStore, keys: crate::keys::KeyStore, scratch: std::path::PathBuf) -> Engine {
+    pub fn start(
+        member: Member,
+        logs: LogStore,
+        keys: crate::keys::KeyStore,
+        scratch: std::path::PathBuf,
+        placer: Arc<crate::cluster::Placer>,
+    ) -> Engine {
         let (stop, _) = watch::channel(false);
         let stats = Arc::new(Mutex::new(scheduler::FireStats::default()));
         let catalog = catalog::Catalog::new(member.clone());
         let executor = Executor::new()
             .with_scratch_dir(scratch)
             .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone(), keys: keys.clone() }));
-        let runner = runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys);
-        let sched = scheduler::Scheduler::new(member, catalog, runner.incarnation().to_string(), stats.clone());
+        let runner = runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys, placer.clone());
+        let sched = scheduler::Scheduler::new(member, catalog, runner.incarnation().to_string(), stats.clone(), placer);
         let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.clone().run(stop.subscribe()))];
         Engine { stop, tasks, stats, runner }
     }

@@ -45,13 +45,23 @@ pub struct Runner {
     incarnation: String,
     /// Executions this incarnation runs or waits to run, with their abort handles.
     active: Mutex<HashMap<u64, Arc<AbortHandle>>>,
+    /// Where a retry runs.
+    placer: Arc<crate::cluster::Placer>,
 }
 
 impl Runner {
-    pub fn new(member: Member, catalog: Catalog, logs: LogStore, executor: Executor, keys: KeyStore) -> Arc<Runner> {
+    pub fn new(
+        member: Member,
+        catalog: Catalog,
+        logs: LogStore,
+        executor: Executor,
+        keys: KeyStore,
+        placer: Arc<crate::cluster::Placer>,
+    ) -> Arc<Runner> {
         let me = member.node().uuid.clone();
         let incarnation = format!("{me}/{}", uuid::Uuid::new_v4().simple());
-        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active: Mutex::new(HashMap::new()) })
+        let active = Mutex::new(HashMap::new());
+        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active, placer })
     }
 
     /// This process's incarnation id. The scheduler writes it into the executions its fires
@@ -310,7 +320,15 @@ impl Runner {
             return;
         }
         tokio::time::sleep(policy.delay).await;
-        let next = executions::next_attempt(id, ended, &self.me, 0);
+        // Rundeck evaluates the policy again for every execution, retries included.
+        let to = match self.placer.choose(&ended.project, &self.me, &self.placer.candidates()) {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::warn!(execution = id, error = %e, "not retried: no member may run the retry");
+                return;
+            }
+        };
+        let next = executions::next_attempt(id, ended, &to, 0);
         let mut guards = vec![steward_storage::Guard::Exists(super::records::job_index_key(&ended.job_uuid))];
         if next.exclusive {
             guards.push(steward_storage::Guard::Absent(super::records::job_run_key(&ended.job_uuid)));

@@ -95,12 +95,37 @@ pub struct Scheduler {
     /// (next slot ms, job uuid), the timer's queue.
     queue: BTreeSet<(i64, String)>,
     stats: Arc<std::sync::Mutex<FireStats>>,
+    /// Which member runs each fired slot.
+    placer: Arc<crate::cluster::Placer>,
 }
 
 impl Scheduler {
-    pub fn new(member: Member, catalog: Catalog, runner: String, stats: Arc<std::sync::Mutex<FireStats>>) -> Self {
+    pub fn new(
+        member: Member,
+        catalog: Catalog,
+        runner: String,
+        stats: Arc<std::sync::Mutex<FireStats>>,
+        placer: Arc<crate::cluster::Placer>,
+    ) -> Self {
         let me = member.node().uuid.clone();
-        Scheduler { member, catalog, me, runner, owned: HashMap::new(), queue: BTreeSet::new(), stats }
+        Scheduler { member, catalog, me, runner, owned: HashMap::new(), queue: BTreeSet::new(), stats, placer }
+    }
+
+    /// The member that runs a fired slot of `project`: this one under policy `None`, else the
+    /// policy's choice; when no member qualifies, this one (the slot still runs, and the log
+    /// says why it runs here).
+    fn runs_on(&self, project: &str, candidates: &mut Option<Vec<crate::placement::Candidate>>) -> Option<String> {
+        if self.placer.is_local(project) {
+            return None;
+        }
+        let c = candidates.get_or_insert_with(|| self.placer.candidates());
+        match self.placer.choose(project, &self.me, c) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, project, "no member qualifies for a scheduled run; running it on its owner");
+                None
+            }
+        }
     }
 
     /// Runs until `stop` turns true.
@@ -230,7 +255,8 @@ impl Scheduler {
         }
         let now = Utc::now();
         let now_ms = ms(now);
-        let mut due: Vec<(String, i64, SlotAction)> = Vec::new();
+        let mut due: Vec<(String, i64, SlotAction, Option<String>)> = Vec::new();
+        let mut candidates = None;
         for (t, uuid) in self.queue.iter() {
             if *t > now_ms {
                 break;
@@ -244,7 +270,11 @@ impl Scheduler {
                     SlotOutcome::Fire | SlotOutcome::FireLate => SlotAction::Fire,
                     SlotOutcome::Missed => SlotAction::RecordMissed,
                 };
-                due.push((uuid.clone(), ms(d.slot), action));
+                let runs_on = match action {
+                    SlotAction::Fire => self.runs_on(&o.job.project, &mut candidates),
+                    SlotAction::RecordMissed => None,
+                };
+                due.push((uuid.clone(), ms(d.slot), action, runs_on));
             }
         }
         if due.is_empty() {
@@ -259,8 +289,13 @@ impl Scheduler {
             .map(|chunk| {
                 chunk
                     .iter()
-                    .filter_map(|(uuid, slot, action)| {
-                        self.owned.get(uuid).map(|o| DueSlot { job: &o.job, slot_ms: *slot, action: *action })
+                    .filter_map(|(uuid, slot, action, runs_on)| {
+                        self.owned.get(uuid).map(|o| DueSlot {
+                            job: &o.job,
+                            slot_ms: *slot,
+                            action: *action,
+                            runs_on: runs_on.clone(),
+                        })
                     })
                     .collect()
             })
