@@ -648,3 +648,35 @@ fn bad_policy_settings_are_refused_at_startup_naming_the_setting() {
         assert!(!data.exists(), "{text}: nothing was created");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_leader_that_owns_jobs_moves_them_within_the_bound() {
+    let mut c = ProcCluster::start(3).await;
+    let ids = uuids(&c).await;
+    let leader_uuid = wait_for(Duration::from_secs(10), "a leader", || c.leader_uuid(0)).await;
+    let owner = ids.iter().position(|u| *u == leader_uuid).unwrap();
+    let via = (owner + 1) % 3;
+    let runs_file = c.root.path().join("runs.txt");
+    create_project(&c, owner, "lk").await;
+    let jobs = import(&c, owner, "lk", every_second_jobs("l", 10, &runs_file)).await;
+    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for job in &jobs {
+            fires(&c, via, job).await?.iter().find(|r| r["outcome"] == "fired")?;
+        }
+        Some(())
+    })
+    .await;
+    c.kill(owner);
+    let killed_at = now_ms();
+    // The new leader judges its predecessor from its last AppendEntries, not from its own start.
+    let firsts = wait_for(Duration::from_secs(30), "every job fired on another member", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first_fires_elsewhere(&c, via, &jobs, &ids[owner]).await
+    })
+    .await;
+    let worst = firsts.values().map(|(_, recorded)| recorded - killed_at).max().unwrap();
+    assert!(worst <= TAKEOVER_BOUND_MS, "fired again {worst} ms after the leader's kill (bound {TAKEOVER_BOUND_MS})");
+    assert_every_slot_recorded(&c, via, &jobs).await;
+    assert_no_slot_ran_twice(&runs_file);
+}
