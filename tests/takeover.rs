@@ -501,7 +501,9 @@ async fn run_on(c: &ProcCluster, i: usize, job: &str) -> (u16, Value) {
 async fn policy_cluster(tags: [&str; 3], policy: &str) -> ProcCluster {
     let mut c = ProcCluster::new();
     for (i, t) in tags.iter().enumerate() {
-        c.configs.insert(i, format!("[member]\ntags = \"{t}\"\ncapacity = 1\n{policy}"));
+        // Liveness is not under test here: a loaded machine must not make a member look inactive.
+        let hb = "[heartbeat]\nconsiderInactive = 5\nconsiderDead = 10\n";
+        c.configs.insert(i, format!("{hb}[member]\ntags = \"{t}\"\ncapacity = 10\n{policy}"));
     }
     for _ in 0..3 {
         c.add().await;
@@ -586,12 +588,15 @@ async fn remote_execution_load_prefers_the_least_busy_member_and_preset_names_on
     let runs_file = c.root.path().join("where.txt");
     create_project(&c, 0, "busy").await;
     create_project(&c, 0, "lb").await;
-    // Member 1 runs a long execution: its thread ratio is 1/1.
+    // Member 1 runs five long executions: its thread ratio is 5/10, while a quick run on member
+    // 2 makes its ratio at most 1/10.
     let long = import(&c, 1, "busy", where_job("long", &runs_file, 60)).await.remove(0);
-    let (_, v) = run_on(&c, 1, &long).await;
-    assert_eq!(v["serverUUID"], ids[1].as_str(), "profile without a policy runs locally: {v}");
+    for _ in 0..5 {
+        let (_, v) = run_on(&c, 1, &long).await;
+        assert_eq!(v["serverUUID"], ids[1].as_str(), "profile without a policy runs locally: {v}");
+    }
     wait_for(Duration::from_secs(10), "member 0 sees member 1 busy", || {
-        member_view(&c, 0, |ms| ms.iter().any(|m| m["id"] == ids[1].as_str() && m["runningExecutions"] == 1))
+        member_view(&c, 0, |ms| ms.iter().any(|m| m["id"] == ids[1].as_str() && m["runningExecutions"] == 5))
     })
     .await;
     let lb = import(&c, 0, "lb", where_job("lb", &runs_file, 0)).await.remove(0);

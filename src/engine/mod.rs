@@ -64,9 +64,12 @@ impl Engine {
     }
 
     /// How many executions this member runs now, for its heartbeats.
+    ///
+    /// It holds the runner weakly: the runner reaches the heartbeats through its placer, and a
+    /// strong reference back would keep the member (and its store's lock) alive after shutdown.
     pub fn running_counter(&self) -> Box<dyn Fn() -> u32 + Send + Sync> {
-        let runner = self.runner.clone();
-        Box::new(move || runner.running_count())
+        let runner = Arc::downgrade(&self.runner);
+        Box::new(move || runner.upgrade().map_or(0, |r| r.running_count()))
     }
 
     /// Stops the scheduler and the runner; the runner stops the executions it runs (they end
