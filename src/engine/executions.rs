@@ -46,8 +46,17 @@ pub async fn update(
     id: u64,
     mut change: impl FnMut(&mut ExecutionRecord) -> bool,
 ) -> Result<ExecutionRecord, ExecError> {
-    for _ in 0..20 {
-        let (mut rec, rev) = load(member, id, Consistency::Linearizable).await?.ok_or(ExecError::NotFound(id))?;
+    for attempt in 0..20 {
+        // The first try reads this member's applied state: the revision guard makes a stale
+        // read fail rather than overwrite, and a burst of thousands of ends then costs no
+        // leadership confirmation each. Later tries read linearizably.
+        let consistency = if attempt == 0 { Consistency::Local } else { Consistency::Linearizable };
+        let (mut rec, rev) = match load(member, id, consistency).await? {
+            Some(found) => found,
+            // Not applied here yet (a new execution seen first on the leader): ask the leader.
+            None if attempt == 0 => continue,
+            None => return Err(ExecError::NotFound(id)),
+        };
         let was_final = rec.status.is_final();
         if !change(&mut rec) {
             return Ok(rec);

@@ -45,6 +45,9 @@ pub struct Runner {
     incarnation: String,
     /// Executions this incarnation runs or waits to run, with their abort handles.
     active: Mutex<HashMap<u64, Arc<AbortHandle>>>,
+    /// Executions of `active` whose processes are done and whose end this runner is committing:
+    /// their record turning final is this runner's own doing.
+    finishing: Mutex<std::collections::HashSet<u64>>,
     /// Where a retry runs.
     placer: Arc<crate::cluster::Placer>,
 }
@@ -60,8 +63,8 @@ impl Runner {
     ) -> Arc<Runner> {
         let me = member.node().uuid.clone();
         let incarnation = format!("{me}/{}", uuid::Uuid::new_v4().simple());
-        let active = Mutex::new(HashMap::new());
-        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active, placer })
+        let (active, finishing) = (Mutex::new(HashMap::new()), Mutex::new(Default::default()));
+        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active, finishing, placer })
     }
 
     /// This process's incarnation id. The scheduler writes it into the executions its fires
@@ -183,7 +186,7 @@ impl Runner {
         if let Some(handle) = self.active().get(&id).cloned() {
             if let Some(a) = &rec.abort {
                 handle.abort(if a.force_incomplete { AbortKind::ForceIncomplete } else { AbortKind::Abort });
-            } else if rec.status.is_final() {
+            } else if rec.status.is_final() && !self.finishing.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
                 // Ended by someone else while it runs here: the leader recorded it incomplete
                 // while this member was silent (paused, partitioned). Its outcome is decided;
                 // what still runs here must stop.
@@ -224,6 +227,7 @@ impl Runner {
                 tracing::warn!(error = %e, execution = id, "execution failed to run");
             }
             self.active().remove(&id);
+            self.finishing.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         });
     }
 
@@ -262,6 +266,8 @@ impl Runner {
                 (ExecStatus::Failed, Some(msg))
             }
         };
+        self.finishing.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        // Kept until the execution leaves `active`: the feed may bring the final record later.
         let ended = executions::finish(&self.member, id, status, message).await?;
         self.retry_if_asked(id, &ended).await;
         Ok(())

@@ -81,6 +81,23 @@ impl<C: KvTypeConfig> LogStore<C> {
             .collect()
     }
 
+    /// The entries of `[start, end)` up to about `max_bytes` of stored data (always at least
+    /// one entry when the range is not empty).
+    fn read_limited(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<C::Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let Some(range) = key_range(&(start..end)) else { return Ok(out) };
+        for item in self.shared.log.range(range) {
+            let (k, v) = item?;
+            if !out.is_empty() && bytes + v.len() > max_bytes {
+                break;
+            }
+            bytes += v.len();
+            out.push(Self::decode_entry(&k, &v)?);
+        }
+        Ok(out)
+    }
+
     fn log_state(&self) -> Result<LogState<C>, StoreError> {
         let last_purged = self.last_purged()?;
         let last_entry = match self.shared.log.last()? {
@@ -156,7 +173,19 @@ impl<C: KvTypeConfig> RaftLogReader<C> for LogStore<C> {
     ) -> Result<Vec<C::Entry>, StorageError<u64>> {
         self.read_range(&range).map_err(fatal(StorageIOError::read_logs))
     }
+
+    /// What replication sends in one AppendEntries: openraft bounds it by entry count
+    /// (`max_payload_entries`), this also by size. openraft gives an AppendEntries one heartbeat
+    /// interval to complete, follower fsync included; 64 entries of a burst of scheduled fires
+    /// (tens of kilobytes each) do not fit on a busy machine, time out again and again, and the
+    /// leader loses its quorum. Small entries still go 64 at a time.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<C::Entry>, StorageError<u64>> {
+        self.read_limited(start, end, MAX_APPEND_BYTES).map_err(fatal(StorageIOError::read_logs))
+    }
 }
+
+/// About the most stored log data one AppendEntries carries.
+pub const MAX_APPEND_BYTES: usize = 256 * 1024;
 
 impl<C: KvTypeConfig> RaftLogStorage<C> for LogStore<C> {
     type LogReader = Self;

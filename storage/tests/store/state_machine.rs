@@ -590,3 +590,25 @@ async fn sequenced_puts_allocate_increasing_numbers_in_log_order() {
     let r = s.apply(vec![txn_entry(3, Txn::ops(vec![seq("d")]))]).await;
     assert_eq!(r[0].allocated, vec![4]);
 }
+
+#[tokio::test]
+async fn replication_reads_are_bounded_by_size_but_always_carry_an_entry() {
+    let mut s = Store::new();
+    // Ten entries of ~100 KiB, then ten small ones.
+    let big: Vec<Entry<TestConfig>> =
+        (1..=10).map(|i| txn_entry(i, Txn::put(format!("big/{i}"), vec![7u8; 100 * 1024]))).collect();
+    let small: Vec<Entry<TestConfig>> = (11..=20).map(|i| txn_entry(i, Txn::put(format!("s/{i}"), b"v".to_vec()))).collect();
+    s.log.blocking_append(big).await.unwrap();
+    s.log.blocking_append(small).await.unwrap();
+    let mut reader = s.log.get_log_reader().await;
+    let first = reader.limited_get_log_entries(1, 21).await.unwrap();
+    let n = first.len();
+    assert!((1..=3).contains(&n), "about 256 KiB of 100 KiB entries: {n}");
+    assert_eq!(first[0].log_id.index, 1);
+    // One entry larger than the bound still goes alone.
+    let one = reader.limited_get_log_entries(10, 11).await.unwrap();
+    assert_eq!(one.len(), 1);
+    // Small entries all fit.
+    let rest = reader.limited_get_log_entries(11, 21).await.unwrap();
+    assert_eq!(rest.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (11..=20).collect::<Vec<_>>());
+}
