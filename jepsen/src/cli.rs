@@ -34,6 +34,10 @@ pub struct Opts {
     /// Concurrent register clients.
     #[arg(long, default_value_t = 6)]
     pub register_workers: usize,
+    /// Where registers live: `keys` (public keys of key storage) or `config` (project config
+    /// keys).
+    #[arg(long, default_value = "keys", value_parser = ["keys", "config"])]
+    pub register_on: String,
     /// Concurrent set clients.
     #[arg(long, default_value_t = 2)]
     pub set_workers: usize,

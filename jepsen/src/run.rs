@@ -195,6 +195,7 @@ fn run(opts: Opts) -> anyhow::Result<Validity> {
         "time_limit_s": opts.time_limit,
         "nemesis_interval_s": opts.nemesis_interval,
         "workloads": opts.workload,
+        "register_on": opts.register_on,
         "run_id": run_id,
     });
     let member_opts = MemberOpts {
@@ -230,8 +231,12 @@ fn build_workloads(opts: &Opts) -> Vec<Arc<dyn Workload>> {
     let mut out: Vec<Arc<dyn Workload>> = Vec::new();
     for w in &opts.workload {
         match w.as_str() {
-            "register" => out.push(Arc::new(workload::register::Register::new(
+            "register" if opts.register_on == "config" => out.push(Arc::new(workload::register::Register::new(
                 workload::register::ProjectConfig,
+                opts.register_workers,
+            ))),
+            "register" => out.push(Arc::new(workload::register::Register::new(
+                workload::register::KeyStorage,
                 opts.register_workers,
             ))),
             "set" => out.push(Arc::new(workload::set::SetWorkload::new(opts.set_workers))),
