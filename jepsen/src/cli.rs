@@ -16,7 +16,7 @@ pub struct Opts {
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub time_limit: u64,
     /// Faults to mix: all, none, or a comma-separated list of partition, kill, pause, clock,
-    /// member, packet, disk, power.
+    /// member, packet, disk, power, netfault.
     #[arg(long, default_value = "all", value_parser = Packages::parse)]
     pub nemesis: Packages,
     /// Roughly how long each fault lasts, in seconds (faults come about this often).

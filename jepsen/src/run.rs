@@ -206,6 +206,7 @@ fn run(opts: Opts) -> anyhow::Result<Validity> {
         faketime: packages.contains(&Package::Clock),
         fiu: packages.contains(&Package::Disk),
         loop_images: packages.contains(&Package::Power),
+        net_faults: packages.contains(&Package::NetFault),
         snapshot_every: opts.snapshot_every,
         work,
         out: out.clone(),
