@@ -28,9 +28,18 @@ pub struct Opts {
     /// Number of members (3 to 9).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=9))]
     pub nodes: u8,
-    /// Workloads: a comma-separated list of register, set, cluster, auth.
+    /// Workloads: a comma-separated list of register, set, cluster, auth, schedule.
     #[arg(long, default_value = "register,set,cluster,auth", value_delimiter = ',')]
     pub workload: Vec<String>,
+    /// Seconds a due slot may wait for a decision (fire, or recorded missed) when its owner
+    /// cannot act: steward's considerDead (5 s) + takeover delay (0 s) + 2 s; each job adds its
+    /// period.
+    #[arg(long, default_value_t = 7, value_name = "SECS")]
+    pub schedule_bound: u64,
+    /// Judge slots of owners the nemesis killed, paused, cut off, skewed or removed too (once
+    /// steward moves a dead member's jobs to another member; until then they are only counted).
+    #[arg(long)]
+    pub require_takeover: bool,
     /// Concurrent register clients.
     #[arg(long, default_value_t = 6)]
     pub register_workers: usize,

@@ -149,8 +149,8 @@ fn run(opts: Opts) -> anyhow::Result<Validity> {
     let steward = std::fs::canonicalize(find_steward(&opts)?)?;
     for w in &opts.workload {
         anyhow::ensure!(
-            ["register", "set", "cluster", "auth"].contains(&w.as_str()),
-            "unknown workload '{w}': use register, set, cluster, auth"
+            ["register", "set", "cluster", "auth", "schedule"].contains(&w.as_str()),
+            "unknown workload '{w}': use register, set, cluster, auth, schedule"
         );
     }
     let stale = sys::stale_runs();
@@ -243,6 +243,10 @@ fn build_workloads(opts: &Opts) -> Vec<Arc<dyn Workload>> {
             "set" => out.push(Arc::new(workload::set::SetWorkload::new(opts.set_workers))),
             "cluster" => out.push(Arc::new(workload::cluster::ClusterWorkload::new(opts.nodes as usize))),
             "auth" => out.push(Arc::new(workload::auth::AuthWorkload::new())),
+            "schedule" => out.push(Arc::new(workload::schedule::ScheduleWorkload::new(
+                Duration::from_secs(opts.schedule_bound),
+                opts.require_takeover,
+            ))),
             _ => {}
         }
     }
@@ -446,6 +450,7 @@ fn check_and_write(workloads: &[String], history: &[Op], out: &Path, meta: &Valu
             "set" => crate::checker::set::check(history),
             "cluster" => crate::checker::cluster::check(history),
             "auth" => crate::checker::auth::check(history),
+            "schedule" => crate::checker::schedule::check_history(history),
             _ => continue,
         };
         std::fs::write(out.join(format!("{w}.json")), serde_json::to_vec_pretty(&v)?)?;
