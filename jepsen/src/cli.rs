@@ -29,7 +29,7 @@ pub struct Opts {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=9))]
     pub nodes: u8,
     /// Workloads: a comma-separated list of register, set, cluster, auth, schedule.
-    #[arg(long, default_value = "register,set,cluster,auth", value_delimiter = ',')]
+    #[arg(long, default_value = "register,set,cluster,auth,schedule", value_delimiter = ',')]
     pub workload: Vec<String>,
     /// Seconds a due slot may wait for a decision (fire, or recorded missed) when its owner
     /// cannot act: steward's considerDead (5 s) + takeover delay (0 s) + 2 s; each job adds its

@@ -193,6 +193,13 @@ impl Members {
     }
 
     fn spawn(&self, slot: &mut Slot, admin: bool) -> anyhow::Result<()> {
+        // Checkers need to know where a process's life begins: a state machine that crashed may
+        // restart behind what it had applied (sled keeps a prefix; the log is the durable record).
+        self.recorder.record(
+            Op::new(OpType::Info, Process::Named("monitor".into()), "cluster", "start")
+                .node(slot.host.name.clone())
+                .value(json!({ "node": slot.host.name })),
+        );
         let o = &self.opts;
         let dir = o.out.join(&slot.host.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("steward.log"))?;

@@ -306,7 +306,7 @@ async fn run_async(
         Duration::from_secs(opts.time_limit),
         Duration::from_secs(opts.nemesis_interval),
     );
-    std::fs::write(out.join("schedule.json"), serde_json::to_vec_pretty(&steps)?)?;
+    std::fs::write(out.join("nemesis-schedule.json"), serde_json::to_vec_pretty(&steps)?)?;
     let nem = Arc::new(Nemesis {
         net: net.clone(),
         members: members.clone(),

@@ -129,6 +129,16 @@ impl Facts {
             .unwrap_or(0)
     }
 
+    /// The largest clock offset `node` had at any time in `[from, to]`.
+    fn max_skew(&self, node: &str, from: u64, to: u64) -> u64 {
+        self.impaired
+            .iter()
+            .filter(|i| i.node == node && i.from_ms <= to + 2_000 && i.to_ms.is_none_or(|end| end + 2_000 >= from))
+            .map(|i| i.skew_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether `node` was acted on in `[from, to]` (a clock fault's window lasts its offset
     /// longer: a member set back by D seconds waits that long for slots it already decided).
     fn impaired_during(&self, node: &str, from: u64, to: u64) -> bool {
@@ -176,8 +186,9 @@ pub fn check(f: &Facts) -> Verdict {
             return Some("not a slot of the job's schedule");
         }
         // The fire's guard reads the job's owner record, which the delete removes: no slot
-        // after the delete can fire (a member whose clock runs ahead fires early, by its offset).
-        if j.deleted_ms.is_some_and(|d| slot > d + f.skew(&j.owner, d) + 1_000) {
+        // after the delete can fire, except early, by the offset of an owner whose clock ran
+        // ahead at some time while the job existed.
+        if j.deleted_ms.is_some_and(|d| slot > d + f.max_skew(&j.owner, j.first_slot_ms, d) + 1_000) {
             return Some("a slot after the job's delete was acknowledged");
         }
         None
@@ -618,6 +629,17 @@ mod tests {
         assert_eq!(v.details["overlaps"]["count"], 1);
         assert_eq!(v.details["ghost_fires"]["count"], 2, "no such job; a slot after the delete: {}", v.details);
         assert_eq!(v.valid, Validity::Invalid);
+
+        // An owner 10 s ahead fired slot 11000 at 1500; the job was deleted at 4000, after
+        // the offset was gone: an early fire, excused by the offset, not a ghost.
+        let mut f = facts_of(vec![run(1000, "A", "1", 1000), run(11_000, "A", "11", 1500)]);
+        f.read_ms = 3000;
+        f.jobs[0].deleted_ms = Some(4000);
+        f.jobs[0].delete_invoked_ms = Some(3900);
+        f.impaired.push(Impairment { node: "n1".into(), from_ms: 1200, to_ms: Some(1800), skew_ms: 10_000 });
+        let v = check(&f);
+        assert_eq!(v.details["ghost_fires"]["count"], 0, "{}", v.details);
+        assert_eq!(v.details["early_fires"]["count"], 0, "{}", v.details);
 
         // The owner's clock ran 4 s ahead: it fired slot 5000 at 1000.
         let mut f = facts_of(vec![run(1000, "A", "1", 1000), run(5000, "A", "5", 1001)]);
