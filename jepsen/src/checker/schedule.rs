@@ -24,7 +24,8 @@
 //! reached later is recorded missed (except the last one, which runs late), so a slot without
 //! an execution is "recorded missed" when the job's next run started between 5 s and the bound
 //! after it; for `multipleExecutions: false`, a slot is "skipped" when a run of the job was
-//! going (from its start to [`RELEASE_MS`] after its end, for the release to commit). A slot lost
+//! going (from its start, or from its slot when it was fired late in a catch-up, to
+//! [`RELEASE_MS`] after its end, or the bound while a fault may hold the release up). A slot lost
 //! while its owner was deciding on time is still caught (the next run comes too early).
 //!
 //! # Owners that cannot fire
@@ -48,9 +49,13 @@ use crate::history::{Op, OpType};
 pub const ON_TIME_MS: u64 = 5_000;
 
 /// How long after a run's reported end its job may still count as running: the runner
-/// commits the end (and releases `jobrun/`) through Raft after the step exits, which a leader
-/// election can hold up for a second or two.
-pub const RELEASE_MS: u64 = 3_000;
+/// commits the end (and releases `jobrun/`) through Raft after the step exits. Short, so that
+/// a lost slot of a healthy exclusive job is still caught; while the nemesis acts on any
+/// member (a leader election may hold the release up) the bound is used instead.
+pub const RELEASE_MS: u64 = 500;
+
+/// A run that started this long after its slot was fired late, in a catch-up.
+pub const CATCH_UP_MS: u64 = 1_000;
 
 /// A scheduled job as the workload created it.
 #[derive(Debug, Clone)]
@@ -127,6 +132,11 @@ impl Facts {
             .map(|i| i.skew_ms)
             .max()
             .unwrap_or(0)
+    }
+
+    /// Whether the nemesis acted on any member during `[from, to]`.
+    fn any_fault_during(&self, from: u64, to: u64) -> bool {
+        self.impaired.iter().any(|i| i.from_ms <= to && i.to_ms.is_none_or(|end| end >= from))
     }
 
     /// The largest clock offset `node` had at any time in `[from, to]`.
@@ -252,9 +262,15 @@ pub fn check(f: &Facts) -> Verdict {
             } else if missed.contains(&key) {
             } else if !j.multiple_executions
                 && runs.iter().any(|r| {
-                    r.started_ms <= slot + f.early_tolerance_ms
-                        && slot <= r.ended_ms.unwrap_or(r.started_ms) + RELEASE_MS
-                        && r.slot_ms < slot
+                    // Going when the slot came; or fired late, catching up: the owner decides
+                    // every due slot at once, oldest first, so the first fires and the others
+                    // find it running.
+                    let going = r.started_ms <= slot + f.early_tolerance_ms || r.started_ms > r.slot_ms + CATCH_UP_MS;
+                    let end = r.ended_ms.unwrap_or(r.started_ms);
+                    // The release is a Raft write: any fault (the leader's, a partition) may
+                    // hold it up, for as long as the bound.
+                    let release = if f.any_fault_during(end, slot) { bound } else { RELEASE_MS };
+                    r.slot_ms < slot && going && slot <= end + release
                 })
             {
                 inferred_skipped += 1;
@@ -576,6 +592,21 @@ mod tests {
         let v = check(&f);
         assert_eq!(v.valid, Validity::Valid, "{}", v.details);
         assert_eq!(v.details["inferred_skipped"], 1);
+
+        // Catching up after an outage: slot 2000 fired at 5000, slots 3000..=5000 found it
+        // running; slot 6000 came after it ended (plus the release) and must run.
+        let mut runs = vec![run(1000, "A", "1", 1010), run(2000, "A", "2", 5000)];
+        runs[1].ended_ms = Some(5300);
+        let mut f = facts_of(runs);
+        f.read_ms = 11_000;
+        f.bound_ms = 3500;
+        let v = check(&f);
+        assert_eq!(v.details["inferred_skipped"], 3, "{}", v.details);
+        assert_eq!(v.details["not_run"]["examples"][0]["slot_ms"], 6000, "{}", v.details);
+        // A healthy exclusive job that loses a slot is caught: its runs end long before.
+        let mut f = facts_of(vec![run(1000, "A", "1", 1010), run(3000, "A", "3", 3010)]);
+        f.read_ms = 4600;
+        assert_eq!(check(&f).details["not_run"]["count"], 1);
 
         // Nothing runs while the owner is killed (no takeover yet).
         let mut f = facts_of(vec![run(1000, "A", "1", 1010)]);
