@@ -12,6 +12,8 @@
 //! - **no early fire**: a run never starts before its slot (less a tolerance, plus the clock
 //!   offset the nemesis gave the member);
 //! - **no overlap** for jobs with `multipleExecutions: false`;
+//! - **no execution left running**: a run whose step reported its end more than the bound
+//!   before the final read is not still `running` in steward's list;
 //! - **exactly once or recorded missed, within the bound**: every slot due `bound` before the
 //!   final read has an execution (started within the bound, when it reported), or was
 //!   recorded missed or skipped.
@@ -106,6 +108,8 @@ pub struct Facts {
     /// (job, slot, execution id) of every execution steward listed at the end; `None` when
     /// that read failed.
     pub executions: Option<Vec<(String, u64, String)>>,
+    /// Executions steward still listed as running (or scheduled) at the end.
+    pub running: Vec<String>,
     /// Slots steward recorded as missed or skipped, when it exposes them (today it does not:
     /// `None`, and they are inferred).
     pub missed: Option<Vec<(String, u64)>>,
@@ -182,6 +186,7 @@ pub fn check(f: &Facts) -> Verdict {
     let mut not_run = Examples::default();
     let mut late = Examples::default();
     let mut impaired = Examples::default();
+    let mut stuck = Examples::default();
     let mut inferred_missed = 0usize;
     let mut inferred_skipped = 0usize;
     let mut unfinished = 0usize;
@@ -215,6 +220,11 @@ pub fn check(f: &Facts) -> Verdict {
         }
         if r.ended_ms.is_none() {
             unfinished += 1;
+        }
+        // Its step ended long before the read, yet steward still says it runs: for an
+        // exclusive job that also blocks every later slot.
+        if r.ended_ms.is_some_and(|e| e + f.bound_ms < f.read_ms) && f.running.contains(&r.execution) {
+            stuck.push(describe.clone());
         }
     }
     for (j, s, e) in f.executions.iter().flatten() {
@@ -290,9 +300,9 @@ pub fn check(f: &Facts) -> Verdict {
             slot += interval;
         }
     }
-    let bad = [&double, &ghost, &early, &overlap, &not_run, &late].iter().any(|x| !x.is_empty());
+    let bad = [&double, &ghost, &early, &overlap, &not_run, &late, &stuck].iter().any(|x| !x.is_empty());
     let summary = format!(
-        "{} jobs, {} runs: {} double fires, {} ghost, {} early, {} overlaps, {} slots neither run nor missed in time, {} late; {} slots of impaired owners{}; inferred {} missed, {} skipped",
+        "{} jobs, {} runs: {} double fires, {} ghost, {} early, {} overlaps, {} slots neither run nor missed in time, {} late, {} ended but still running; {} slots of impaired owners{}; inferred {} missed, {} skipped",
         jobs.len(),
         f.runs.len(),
         double.count,
@@ -301,6 +311,7 @@ pub fn check(f: &Facts) -> Verdict {
         overlap.count,
         not_run.count,
         late.count,
+        stuck.count,
         impaired.count,
         if f.require_takeover { "" } else { " (not judged: no takeover)" },
         inferred_missed,
@@ -312,7 +323,7 @@ pub fn check(f: &Facts) -> Verdict {
         summary,
         json!({
             "double_fires": double, "ghost_fires": ghost, "early_fires": early, "overlaps": overlap,
-            "not_run": not_run, "late": late, "owner_impaired": impaired,
+            "not_run": not_run, "late": late, "still_running": stuck, "owner_impaired": impaired,
             "inferred_missed": inferred_missed, "inferred_skipped": inferred_skipped,
             "unfinished_runs": unfinished, "bound_ms": f.bound_ms, "require_takeover": f.require_takeover,
             "executions_listed": f.executions.as_ref().map(Vec::len),
@@ -403,6 +414,13 @@ pub fn facts(history: &[Op]) -> Facts {
             }
             ("read", _) => f.read_ms = wall(v),
             ("executions", OpType::Ok) => {
+                f.running = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["status"] == json!("running") || e["status"] == json!("scheduled"))
+                    .filter_map(|e| e["id"].as_str().map(String::from))
+                    .collect();
                 f.executions = Some(
                     v.as_array()
                         .into_iter()
@@ -641,6 +659,10 @@ mod tests {
         );
         let v = check(&f);
         assert_eq!(v.details["double_fires"]["count"], 1, "{}", v.details);
+        // Its step ended long ago, yet steward still lists it as running.
+        f.running = vec!["2".into()];
+        assert_eq!(check(&f).details["still_running"]["count"], 1);
+        f.running.clear();
         // A run whose execution steward does not list is a ghost.
         f.executions.as_mut().unwrap().retain(|e| e.2 != "3");
         assert_eq!(check(&f).details["ghost_fires"]["count"], 1);
