@@ -197,7 +197,7 @@ pub fn check(f: &Facts) -> Verdict {
         // The owner's clock offset when the job was created (a member set back fires slots
         // from before the create) and when it was deleted (one set ahead fires future slots).
         let skew = f.skew(&j.owner, j.first_slot_ms);
-        if slot < j.first_slot_ms.saturating_sub(skew) || slot % j.interval_ms.max(1) != 0 {
+        if slot < j.first_slot_ms.saturating_sub(skew) || !slot.is_multiple_of(j.interval_ms.max(1)) {
             return Some("not a slot of the job's schedule");
         }
         // The fire's guard reads the job's owner record, which the delete removes: no slot
