@@ -16,7 +16,7 @@ pub struct Opts {
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub time_limit: u64,
     /// Faults to mix: all, none, or a comma-separated list of partition, kill, pause, clock,
-    /// member, packet, disk, power.
+    /// member, packet, disk, power, netfault.
     #[arg(long, default_value = "all", value_parser = Packages::parse)]
     pub nemesis: Packages,
     /// Roughly how long each fault lasts, in seconds (faults come about this often).
@@ -28,12 +28,25 @@ pub struct Opts {
     /// Number of members (3 to 9).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=9))]
     pub nodes: u8,
-    /// Workloads: a comma-separated list of register, set, cluster, auth.
-    #[arg(long, default_value = "register,set,cluster,auth", value_delimiter = ',')]
+    /// Workloads: a comma-separated list of register, set, cluster, auth, schedule.
+    #[arg(long, default_value = "register,set,cluster,auth,schedule", value_delimiter = ',')]
     pub workload: Vec<String>,
+    /// Seconds a due slot may wait for a decision (fire, or recorded missed) when its owner
+    /// cannot act: steward's considerDead (5 s) + takeover delay (0 s) + 2 s; each job adds its
+    /// period.
+    #[arg(long, default_value_t = 7, value_name = "SECS")]
+    pub schedule_bound: u64,
+    /// Judge slots of owners the nemesis killed, paused, cut off, skewed or removed too (once
+    /// steward moves a dead member's jobs to another member; until then they are only counted).
+    #[arg(long)]
+    pub require_takeover: bool,
     /// Concurrent register clients.
     #[arg(long, default_value_t = 6)]
     pub register_workers: usize,
+    /// Where registers live: `keys` (public keys of key storage) or `config` (project config
+    /// keys).
+    #[arg(long, default_value = "keys", value_parser = ["keys", "config"])]
+    pub register_on: String,
     /// Concurrent set clients.
     #[arg(long, default_value_t = 2)]
     pub set_workers: usize,

@@ -40,6 +40,18 @@ pub enum Cred {
     Secret(String),
 }
 
+/// A request body.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    None,
+    Json(&'a Value),
+    /// `bytes` sent as they are, with this `Content-Type`.
+    Raw {
+        content_type: &'a str,
+        bytes: &'a [u8],
+    },
+}
+
 /// An answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -146,6 +158,22 @@ impl Api {
         body: Option<&Value>,
         timeout: Option<Duration>,
     ) -> Result<Answer, NoAnswer> {
+        self.send(host, method, path, cred, body.map(Body::Json).unwrap_or(Body::None), None, timeout).await
+    }
+
+    /// As [`Api::request`], with a body of any content type and an `Accept` header: key storage
+    /// takes a key's value as the raw body and answers a public key's content as-is.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send(
+        &self,
+        host: &Host,
+        method: Method,
+        path: &str,
+        cred: &Cred,
+        body: Body<'_>,
+        accept: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, NoAnswer> {
         let url = format!("{}{path}", host.url());
         let mut req = self.http.request(method, &url).timeout(timeout.unwrap_or(self.timeout));
         req = match cred {
@@ -155,8 +183,15 @@ impl Api {
             Cred::Bearer(t) => req.header(reqwest::header::AUTHORIZATION, format!("Bearer {t}")),
             Cred::Secret(s) => req.header(SECRET_HEADER, s),
         };
-        if let Some(b) = body {
-            req = req.json(b);
+        req = match body {
+            Body::None => req,
+            Body::Json(b) => req.json(b),
+            Body::Raw { content_type, bytes } => {
+                req.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes.to_vec())
+            }
+        };
+        if let Some(a) = accept {
+            req = req.header(reqwest::header::ACCEPT, a);
         }
         let classify = |e: reqwest::Error| {
             if e.is_timeout() {

@@ -49,6 +49,8 @@ pub struct MemberOpts {
     pub fiu: bool,
     /// Put each data dir on its own loop-mounted ext4 image (power-loss nemesis).
     pub loop_images: bool,
+    /// Give each member a file for steward's test-only network fault layer (netfault nemesis).
+    pub net_faults: bool,
     /// steward's `snapshot-every`, low so that snapshots and their installation happen in runs.
     pub snapshot_every: u64,
     /// Scratch space: data dirs, images, FIFOs (a registered resource).
@@ -79,6 +81,8 @@ struct Slot {
     /// (image file, mount point, loop device) when on a loop-mounted image.
     image: Option<(PathBuf, PathBuf, String)>,
     clock_file: PathBuf,
+    /// The file `STEWARD_TEST_NET_FAULTS` names (delay and duplication of its outgoing calls).
+    net_fault_file: PathBuf,
     fiu_prefix: PathBuf,
     /// `--join URL` of the command line (`None` for the member that creates the cluster).
     join: Option<String>,
@@ -126,6 +130,8 @@ impl Members {
             std::fs::create_dir_all(&data_dir)?;
             let clock_file = opts.work.join(format!("{}.faketime", host.name));
             std::fs::write(&clock_file, "+0\n")?;
+            let net_fault_file = opts.work.join(format!("{}.netfaults", host.name));
+            std::fs::write(&net_fault_file, "{}\n")?;
             slots.push(Mutex::new(Slot {
                 host: host.clone(),
                 state: State::Down,
@@ -133,6 +139,7 @@ impl Members {
                 data_dir,
                 image,
                 clock_file,
+                net_fault_file,
                 fiu_prefix: opts.work.join(format!("{}.fiu", host.name)),
                 join: (i > 0).then(|| hosts[0].url()),
                 uuid: None,
@@ -186,6 +193,13 @@ impl Members {
     }
 
     fn spawn(&self, slot: &mut Slot, admin: bool) -> anyhow::Result<()> {
+        // Checkers need to know where a process's life begins: a state machine that crashed may
+        // restart behind what it had applied (sled keeps a prefix; the log is the durable record).
+        self.recorder.record(
+            Op::new(OpType::Info, Process::Named("monitor".into()), "cluster", "start")
+                .node(slot.host.name.clone())
+                .value(json!({ "node": slot.host.name })),
+        );
         let o = &self.opts;
         let dir = o.out.join(&slot.host.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("steward.log"))?;
@@ -210,6 +224,9 @@ impl Members {
             .env("STEWARD_LOG", "info,openraft=warn");
         if admin {
             cmd.env("STEWARD_ADMIN_TOKEN", &o.token);
+        }
+        if o.net_faults {
+            cmd.env("STEWARD_TEST_NET_FAULTS", &slot.net_fault_file);
         }
         let mut preload = Vec::new();
         if o.fiu {
@@ -408,6 +425,17 @@ impl Members {
     pub async fn set_clock(&self, i: usize, offset_s: i64) -> anyhow::Result<()> {
         let s = self.slots[i].lock().await;
         std::fs::write(&s.clock_file, format!("{offset_s:+}\n"))?;
+        Ok(())
+    }
+
+    /// Sets the faults steward's test-only network layer applies to member `i`'s outgoing calls
+    /// (`{}`: none). The member re-reads the file within 200 ms.
+    pub async fn set_net_faults(&self, i: usize, spec: &serde_json::Value) -> anyhow::Result<()> {
+        let s = self.slots[i].lock().await;
+        // Written whole and renamed, so the member never reads half a file.
+        let tmp = s.net_fault_file.with_extension("tmp");
+        std::fs::write(&tmp, spec.to_string())?;
+        std::fs::rename(&tmp, &s.net_fault_file)?;
         Ok(())
     }
 

@@ -340,7 +340,7 @@ pub fn html(history: &[Op], verdicts: &[Verdict], meta: &Value) -> String {
             esc(&p.what.to_string())
         );
     }
-    s.push_str("</table><p>Files: <a href=\"history.jsonl\">history.jsonl</a>, <a href=\"results.json\">results.json</a>, <a href=\"schedule.json\">schedule.json</a>, member logs in <code>n*/steward.log</code>.</p></body></html>");
+    s.push_str("</table><p>Files: <a href=\"history.jsonl\">history.jsonl</a>, <a href=\"results.json\">results.json</a>, <a href=\"nemesis-schedule.json\">nemesis-schedule.json</a>, member logs in <code>n*/steward.log</code>.</p></body></html>");
     s
 }
 

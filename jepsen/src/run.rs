@@ -149,8 +149,8 @@ fn run(opts: Opts) -> anyhow::Result<Validity> {
     let steward = std::fs::canonicalize(find_steward(&opts)?)?;
     for w in &opts.workload {
         anyhow::ensure!(
-            ["register", "set", "cluster", "auth"].contains(&w.as_str()),
-            "unknown workload '{w}': use register, set, cluster, auth"
+            ["register", "set", "cluster", "auth", "schedule"].contains(&w.as_str()),
+            "unknown workload '{w}': use register, set, cluster, auth, schedule"
         );
     }
     let stale = sys::stale_runs();
@@ -195,6 +195,7 @@ fn run(opts: Opts) -> anyhow::Result<Validity> {
         "time_limit_s": opts.time_limit,
         "nemesis_interval_s": opts.nemesis_interval,
         "workloads": opts.workload,
+        "register_on": opts.register_on,
         "run_id": run_id,
     });
     let member_opts = MemberOpts {
@@ -205,6 +206,7 @@ fn run(opts: Opts) -> anyhow::Result<Validity> {
         faketime: packages.contains(&Package::Clock),
         fiu: packages.contains(&Package::Disk),
         loop_images: packages.contains(&Package::Power),
+        net_faults: packages.contains(&Package::NetFault),
         snapshot_every: opts.snapshot_every,
         work,
         out: out.clone(),
@@ -230,13 +232,21 @@ fn build_workloads(opts: &Opts) -> Vec<Arc<dyn Workload>> {
     let mut out: Vec<Arc<dyn Workload>> = Vec::new();
     for w in &opts.workload {
         match w.as_str() {
-            "register" => out.push(Arc::new(workload::register::Register::new(
+            "register" if opts.register_on == "config" => out.push(Arc::new(workload::register::Register::new(
                 workload::register::ProjectConfig,
+                opts.register_workers,
+            ))),
+            "register" => out.push(Arc::new(workload::register::Register::new(
+                workload::register::KeyStorage,
                 opts.register_workers,
             ))),
             "set" => out.push(Arc::new(workload::set::SetWorkload::new(opts.set_workers))),
             "cluster" => out.push(Arc::new(workload::cluster::ClusterWorkload::new(opts.nodes as usize))),
             "auth" => out.push(Arc::new(workload::auth::AuthWorkload::new())),
+            "schedule" => out.push(Arc::new(workload::schedule::ScheduleWorkload::new(
+                Duration::from_secs(opts.schedule_bound),
+                opts.require_takeover,
+            ))),
             _ => {}
         }
     }
@@ -296,7 +306,7 @@ async fn run_async(
         Duration::from_secs(opts.time_limit),
         Duration::from_secs(opts.nemesis_interval),
     );
-    std::fs::write(out.join("schedule.json"), serde_json::to_vec_pretty(&steps)?)?;
+    std::fs::write(out.join("nemesis-schedule.json"), serde_json::to_vec_pretty(&steps)?)?;
     let nem = Arc::new(Nemesis {
         net: net.clone(),
         members: members.clone(),
@@ -440,6 +450,7 @@ fn check_and_write(workloads: &[String], history: &[Op], out: &Path, meta: &Valu
             "set" => crate::checker::set::check(history),
             "cluster" => crate::checker::cluster::check(history),
             "auth" => crate::checker::auth::check(history),
+            "schedule" => crate::checker::schedule::check_history(history),
             _ => continue,
         };
         std::fs::write(out.join(format!("{w}.json")), serde_json::to_vec_pretty(&v)?)?;

@@ -9,10 +9,13 @@
 //!   leader when needed), linearizable reads, membership (`join`, `leave`, learner → voter),
 //!   status and health.
 //! - [`messages`], [`wire`], [`error`]: what crosses the wire and what can go wrong.
+//! - [`netfault`]: a test-only fault layer (delay, duplication) for the chaos harness, inert
+//!   unless `STEWARD_TEST_NET_FAULTS` is set.
 
 pub mod error;
 pub mod member;
 pub mod messages;
+pub mod netfault;
 pub mod network;
 pub mod service;
 pub mod types;

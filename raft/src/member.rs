@@ -865,6 +865,8 @@ where
 {
     let unreachable = |detail: String| ClusterError::Unreachable { addr: raft_addr.to_string(), detail };
     let mut client = peers.cluster_client(raft_addr).map_err(|e| unreachable(e.to_string()))?;
+    // Tests only: delayed, never duplicated (a forwarded write is a client's request).
+    peers.injected_delay(raft_addr).await;
     let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
     let mut request = tonic::Request::new(Payload { data: wire::encode(req) });
     request.set_timeout(budget);

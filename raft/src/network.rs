@@ -4,6 +4,9 @@
 //! `openraft` calls `new_client` for every read-index round and every vote, so it must be cheap:
 //! it only clones a cached, lazily connecting `Channel` (HTTP/2 multiplexes all calls to a peer
 //! over one connection).
+//!
+//! Tests only: [`crate::netfault`] delays and duplicates calls when `STEWARD_TEST_NET_FAULTS`
+//! is set; otherwise its hooks here are a `None` check.
 
 use std::collections::HashMap;
 use std::io;
@@ -26,6 +29,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
+use crate::netfault::NetFaults;
 use crate::pb::cluster_client::ClusterClient;
 use crate::pb::raft_client::RaftClient;
 use crate::pb::{Payload, SnapshotChunk};
@@ -128,6 +132,8 @@ struct PeersInner {
     channels: Mutex<HashMap<String, Channel>>,
     /// When each peer last answered a Raft RPC; the leader's view of liveness.
     contacts: Mutex<HashMap<NodeId, Instant>>,
+    /// The test-only fault layer, when its variable is set.
+    faults: Option<Arc<NetFaults>>,
 }
 
 impl Peers {
@@ -144,6 +150,7 @@ impl Peers {
                 tls,
                 channels: Mutex::new(HashMap::new()),
                 contacts: Mutex::new(HashMap::new()),
+                faults: NetFaults::from_env(),
             }),
         })
     }
@@ -182,6 +189,17 @@ impl Peers {
         Ok(ClusterClient::with_interceptor(self.channel(addr)?, self.inner.secret.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Waits as the test-only fault layer says before a call to `addr` that must not be
+    /// duplicated (the `Cluster` service: forwarded client writes among them).
+    pub async fn injected_delay(&self, addr: &str) {
+        if let Some(f) = &self.inner.faults {
+            let plan = f.plan(addr, false);
+            if !plan.delay.is_zero() {
+                tokio::time::sleep(plan.delay).await;
+            }
+        }
     }
 
     fn record_contact(&self, id: NodeId) {
@@ -256,6 +274,37 @@ impl PeerClient {
     }
 }
 
+/// Which Raft RPC a duplicate repeats.
+#[derive(Clone, Copy)]
+enum Idempotent {
+    AppendEntries,
+    Vote,
+}
+
+impl PeerClient {
+    /// The test-only fault layer's part of a call: waits the injected delay, and sends a copy of
+    /// an idempotent RPC (`data`, encoded) after a delay of its own, dropping its answer. A
+    /// no-op unless the layer is enabled.
+    async fn inject(&self, client: &RaftRpcClient, rpc: Option<Idempotent>, data: &Bytes, ttl: Duration) {
+        let Some(f) = &self.peers.inner.faults else { return };
+        let plan = f.plan(&self.node.raft_addr, rpc.is_some());
+        if let (Some(rpc), Some(after)) = (rpc, plan.duplicate) {
+            let mut copy = client.clone();
+            let req = self.request(data.clone(), ttl);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = match rpc {
+                    Idempotent::AppendEntries => copy.append_entries(req).await,
+                    Idempotent::Vote => copy.vote(req).await,
+                };
+            });
+        }
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
@@ -263,7 +312,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
         let mut client = self.peers.raft_client(&self.node.raft_addr).map_err(transport_error)?;
-        let req = self.request(wire::encode(&rpc), option.hard_ttl());
+        let data = wire::encode(&rpc);
+        self.inject(&client, Some(Idempotent::AppendEntries), &data, option.hard_ttl()).await;
+        let req = self.request(data, option.hard_ttl());
         let resp = client.append_entries(req).await.map_err(rpc_error)?;
         self.reply(resp.into_inner())
     }
@@ -275,7 +326,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId, InstallSnapshotError>>>
     {
         let mut client = self.peers.raft_client(&self.node.raft_addr).map_err(transport_error)?;
-        let req = self.request(wire::encode(&rpc), option.hard_ttl());
+        let data = wire::encode(&rpc);
+        self.inject(&client, None, &data, option.hard_ttl()).await;
+        let req = self.request(data, option.hard_ttl());
         let resp = client.install_snapshot(req).await.map_err(rpc_error)?;
         self.reply(resp.into_inner())
     }
@@ -286,7 +339,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
         let mut client = self.peers.raft_client(&self.node.raft_addr).map_err(transport_error)?;
-        let req = self.request(wire::encode(&rpc), option.hard_ttl());
+        let data = wire::encode(&rpc);
+        self.inject(&client, Some(Idempotent::Vote), &data, option.hard_ttl()).await;
+        let req = self.request(data, option.hard_ttl());
         let resp = client.vote(req).await.map_err(rpc_error)?;
         self.reply(resp.into_inner())
     }
@@ -314,6 +369,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .raft_client(&self.node.raft_addr)
             .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
         let header = wire::encode(&(vote, snapshot.meta.clone()));
+        self.inject(&client, None, &header, option.hard_ttl()).await;
         let data = Bytes::from(snapshot.snapshot.into_inner());
         let mut msgs = vec![SnapshotChunk { header, data: Bytes::new() }];
         let mut off = 0;

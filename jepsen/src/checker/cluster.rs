@@ -10,10 +10,14 @@
 //!   serves;
 //! - `removed-read`: a linearizable read sent to a member after its removal was acknowledged;
 //! - `recovery`: whether the cluster served again after the final heal, and how fast;
+//! - `start`: the harness started a member process (first start or restart);
 //! - `exit`: a member process that ended without the nemesis killing it (`expected` says
 //!   whether a fault explains it: removal, an injected disk error).
 //!
-//! Violations: two leaders in one term; a member's term or applied index going backwards; two
+//! Violations: two leaders in one term; a member's term going backwards, or its applied index
+//! within one process's life (steward's state machine is not fsynced on apply: after a crash
+//! it restarts from an earlier applied index and re-applies the durable log, as
+//! `storage/README.md` documents); two
 //! members with different final states; a removed member answering a read; no recovery; an
 //! unexplained exit.
 
@@ -57,6 +61,16 @@ pub fn check(history: &[Op]) -> Verdict {
             by_member.entry(m.to_string()).or_default().push(p);
         }
     }
+    // When each node's processes were started.
+    let mut starts: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for op in history.iter().filter(|o| o.workload == "cluster" && o.f == "start") {
+        if let Some(n) = op.node.as_deref() {
+            starts.entry(n).or_default().push(op.time);
+        }
+    }
+    let restarted_between = |node: Option<&str>, from: u64, to: u64| {
+        node.and_then(|n| starts.get(n)).is_some_and(|ts| ts.iter().any(|t| *t >= from && *t <= to))
+    };
     let mut regressions = Examples::default();
     for (member, samples) in by_member.iter_mut() {
         samples.sort_by_key(|p| p.start());
@@ -65,6 +79,9 @@ pub fn check(history: &[Op]) -> Verdict {
         for p in samples.iter() {
             let r = p.result();
             let end = p.end().unwrap_or(u64::MAX);
+            if best_applied.is_some_and(|(_, b_end)| restarted_between(p.invoke.node.as_deref(), b_end, p.start())) {
+                best_applied = None;
+            }
             for (field, best) in [("term", &mut best_term), ("applied", &mut best_applied)] {
                 let Some(v) = r[field].as_u64() else { continue };
                 if let Some((b, b_end)) = *best {
@@ -252,6 +269,21 @@ mod tests {
         assert_eq!(v.details["regressions"]["count"], 1);
         assert_eq!(v.details["divergent"]["count"], 1);
         assert_eq!(v.details["divergent"]["examples"][0]["differences"][0]["key"], "p");
+    }
+
+    #[test]
+    fn the_applied_index_may_restart_lower_with_a_new_process_but_the_term_may_not() {
+        let mut h = Vec::new();
+        h.extend(pair(1, "health", "n1", 20, json!({ "member": "A", "term": 3, "applied": 9 })));
+        h.push(Op::new(OpType::Info, Process::Named("monitor".into()), "cluster", "start").node("n1").at(25));
+        h.extend(pair(1, "health", "n1", 30, json!({ "member": "A", "term": 3, "applied": 7 })));
+        h.extend(pair(1, "health", "n1", 40, json!({ "member": "A", "term": 3, "applied": 6 })));
+        h.extend(pair(1, "health", "n1", 50, json!({ "member": "A", "term": 2, "applied": 8 })));
+        h.extend(final_states(&["x"]));
+        let v = check(&h);
+        let fields: Vec<&Value> =
+            v.details["regressions"]["examples"].as_array().unwrap().iter().map(|e| &e["field"]).collect();
+        assert_eq!(fields, vec![&json!("applied"), &json!("term")], "7 -> 6 in one life, and the term: {}", v.details);
     }
 
     #[test]

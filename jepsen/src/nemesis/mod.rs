@@ -15,8 +15,10 @@
 //! at most one of them acting on processes (kill, pause, member, disk, power), e.g. a partition
 //! during a membership change.
 //!
-//! Not here: delay, duplication and reordering of packets. This kernel has no `netem`; they
-//! need a test-only fault layer in steward's own network code (its gRPC transport).
+//! Delay, duplication and reordering of member-to-member calls (`netfault`) go through
+//! steward's test-only fault layer (`raft/src/netfault.rs`): this kernel has no `netem`. Each
+//! member is started with `STEWARD_TEST_NET_FAULTS` naming a file of its own, which the nemesis
+//! rewrites.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,10 +56,13 @@ pub enum Package {
     Disk,
     /// Power loss: SIGKILL and lose what was not fsynced (loop-mounted images).
     Power,
+    /// Delay with jitter (hence reordering) and duplication of member-to-member calls, in
+    /// steward's test-only fault layer.
+    NetFault,
 }
 
 impl Package {
-    pub const ALL: [Package; 8] = [
+    pub const ALL: [Package; 9] = [
         Package::Partition,
         Package::Kill,
         Package::Pause,
@@ -66,6 +71,7 @@ impl Package {
         Package::Packet,
         Package::Disk,
         Package::Power,
+        Package::NetFault,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +84,7 @@ impl Package {
             Package::Packet => "packet",
             Package::Disk => "disk",
             Package::Power => "power",
+            Package::NetFault => "netfault",
         }
     }
 
@@ -160,14 +167,47 @@ pub enum DiskKind {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "package", rename_all = "lowercase")]
 pub enum Fault {
-    Partition { kind: PartitionKind, seed: u64 },
-    Kill { target: Target, seed: u64 },
-    Pause { target: Target, seed: u64 },
-    Clock { kind: ClockKind, seed: u64 },
-    Member { seed: u64 },
-    Packet { percent: u32, one_node: bool, seed: u64 },
-    Disk { kind: DiskKind, seed: u64 },
-    Power { target: Target, seed: u64 },
+    Partition {
+        kind: PartitionKind,
+        seed: u64,
+    },
+    Kill {
+        target: Target,
+        seed: u64,
+    },
+    Pause {
+        target: Target,
+        seed: u64,
+    },
+    Clock {
+        kind: ClockKind,
+        seed: u64,
+    },
+    Member {
+        seed: u64,
+    },
+    Packet {
+        percent: u32,
+        one_node: bool,
+        seed: u64,
+    },
+    Disk {
+        kind: DiskKind,
+        seed: u64,
+    },
+    Power {
+        target: Target,
+        seed: u64,
+    },
+    /// Every call waits `delay_ms` + `0..=jitter_ms`; `duplicate_pct` % of Raft RPCs are sent
+    /// twice; on every member's calls, or only on calls to and from one.
+    NetFault {
+        delay_ms: u64,
+        jitter_ms: u64,
+        duplicate_pct: u32,
+        one_node: bool,
+        seed: u64,
+    },
 }
 
 impl Fault {
@@ -181,6 +221,7 @@ impl Fault {
             Fault::Packet { .. } => Package::Packet,
             Fault::Disk { .. } => Package::Disk,
             Fault::Power { .. } => Package::Power,
+            Fault::NetFault { .. } => Package::NetFault,
         }
     }
 
@@ -227,6 +268,31 @@ impl Fault {
             Package::Power => {
                 Fault::Power { target: if rng.random_bool(0.5) { Target::One } else { Target::Majority }, seed }
             }
+            // Delays stay well under the election timeout (300-600 ms) most of the time, so
+            // Raft makes progress, slowly, and reorders; now and then they reach it.
+            Package::NetFault => match rng.random_range(0..3) {
+                0 => Fault::NetFault {
+                    delay_ms: rng.random_range(10..150),
+                    jitter_ms: rng.random_range(0..150),
+                    duplicate_pct: 0,
+                    one_node: rng.random_bool(0.5),
+                    seed,
+                },
+                1 => Fault::NetFault {
+                    delay_ms: 0,
+                    jitter_ms: rng.random_range(20..200),
+                    duplicate_pct: *[20, 50, 100].choose(rng).expect("non-empty"),
+                    one_node: rng.random_bool(0.5),
+                    seed,
+                },
+                _ => Fault::NetFault {
+                    delay_ms: rng.random_range(10..100),
+                    jitter_ms: rng.random_range(50..300),
+                    duplicate_pct: *[10, 30].choose(rng).expect("non-empty"),
+                    one_node: rng.random_bool(0.5),
+                    seed,
+                },
+            },
         }
     }
 }
@@ -295,6 +361,8 @@ enum Active {
     /// Members with these libfiu points enabled.
     Disk(Vec<usize>, Vec<&'static str>),
     PoweredOff(Vec<usize>),
+    /// Members whose network fault files were written.
+    NetFaults(Vec<usize>),
     /// The fault could not be applied (e.g. too few members up); nothing to undo.
     Nothing,
 }
@@ -565,6 +633,29 @@ impl Nemesis {
                 let names = self.names(&hit).await;
                 (Active::Disk(hit, points.iter().map(|p| p.0).collect()), json!({ "failing": names, "kind": kind }))
             }
+            Fault::NetFault { delay_ms, jitter_ms, duplicate_pct, one_node, seed } => {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let spec = |to: Vec<String>| json!({ "delay_ms": delay_ms, "jitter_ms": jitter_ms, "duplicate_pct": duplicate_pct, "to": to });
+                let scope = if one_node {
+                    // Its own calls to everyone, and everyone's calls to it.
+                    let x = *all.choose(&mut rng).expect("members");
+                    let x_host = self.members.host(x).await;
+                    for &i in &all {
+                        let to = if i == x { Vec::new() } else { vec![x_host.raft_addr()] };
+                        self.members.set_net_faults(i, &spec(to)).await?;
+                    }
+                    format!("to and from {}", x_host.name)
+                } else {
+                    for &i in &all {
+                        self.members.set_net_faults(i, &spec(Vec::new())).await?;
+                    }
+                    "between all members".to_string()
+                };
+                (
+                    Active::NetFaults(all.clone()),
+                    json!({ "delay_ms": delay_ms, "jitter_ms": jitter_ms, "duplicate_pct": duplicate_pct, "scope": scope }),
+                )
+            }
             Fault::Power { target, seed } => {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let victims = self.targets(target, self.up().await, &mut rng).await;
@@ -677,6 +768,12 @@ impl Nemesis {
                 }
                 json!({ "restarted": self.names(&started).await })
             }
+            Active::NetFaults(nodes) => {
+                for &i in &nodes {
+                    self.members.set_net_faults(i, &json!({})).await?;
+                }
+                json!({ "healed": "network faults" })
+            }
             Active::Paused(nodes) => {
                 for &i in &nodes {
                     self.members.resume(i).await;
@@ -752,6 +849,7 @@ impl Nemesis {
         for i in 0..n {
             self.members.resume(i).await;
             let _ = self.members.set_clock(i, 0).await;
+            let _ = self.members.set_net_faults(i, &json!({})).await;
             // Disk faults were disabled when their step stopped (steps always stop theirs).
             self.members.expect_exit(i, None).await;
         }
@@ -810,7 +908,7 @@ mod tests {
 
     #[test]
     fn nemesis_lists_parse() {
-        assert_eq!(Package::parse_list("all").unwrap().len(), 8);
+        assert_eq!(Package::parse_list("all").unwrap().len(), 9);
         assert_eq!(Package::parse_list("kill,partition,kill").unwrap(), vec![Package::Partition, Package::Kill]);
         assert!(Package::parse_list("none").unwrap().is_empty());
         assert!(Package::parse_list("flood").unwrap_err().contains("unknown nemesis"));

@@ -5,18 +5,18 @@
 //! - [`Workload`]: the trait. A workload sets up what it needs, runs `workers()` concurrent
 //!   client loops of `step`s, reads its final state in `finish` (after the final heal, on every
 //!   member), and turns the history into a verdict in `check`.
-//! - [`register`]: a linearizable register per key, on any [`register::Backend`] (today project
-//!   config keys; key storage plugs in the same way).
+//! - [`register`]: a linearizable register per key, on any [`register::Backend`] (public keys
+//!   of key storage, or project config keys).
 //! - [`set`]: project creates and deletes (job creates later).
 //! - [`cluster`]: leader, term and applied-index samples from every member; final states.
 //! - [`auth`]: requests without a valid credential to every member in every state; secret scans.
-//!
-//! A schedule workload adds itself as a fifth implementation: jobs created in `step`, runs
-//! collected by a sink in `finish`, judged by [`crate::checker::schedule`].
+//! - [`schedule`]: jobs on 1–2 s schedules report their runs to a sink in the harness; judged
+//!   by [`crate::checker::schedule`].
 
 pub mod auth;
 pub mod cluster;
 pub mod register;
+pub mod schedule;
 pub mod set;
 
 use std::path::PathBuf;

@@ -4,9 +4,12 @@
 //! Reads and writes go to random members; every written value is unique, which makes the
 //! checker's search cheap and turns a re-applied write into a visible anomaly.
 //!
-//! The register lives behind a [`Backend`]: today a project config key
-//! (`PUT/GET /project/{p}/config/{key}`; steward has no compare-and-set there), later a key
-//! of key storage, with a `cas` operation where the API offers one.
+//! The register lives behind a [`Backend`]:
+//! - [`KeyStorage`] (the default): a public key of key storage (`/storage/keys/jepsen/rK`), the
+//!   one kind of key whose content the API returns. Rundeck's key storage API has no
+//!   compare-and-set, so the register is read/write only.
+//! - [`ProjectConfig`]: a project config key (`PUT/GET /project/{p}/config/{key}`; no
+//!   compare-and-set there either).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
@@ -20,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::{Ctx, EveryMember, Worker, Workload};
 use crate::checker::{linear, Verdict};
-use crate::client::{read_outcome, write_outcome, Cred, API};
+use crate::client::{read_outcome, write_outcome, Body, Cred, API};
 use crate::history::OpType;
 use crate::net::Host;
 
@@ -105,6 +108,86 @@ impl Backend for ProjectConfig {
             let body = json!({ "value": v.to_string() });
             let res = ctx.api.request(host, Method::PUT, &Self::path(k), &Cred::Admin, Some(&body), None).await;
             write_outcome(&res)
+        }
+        .boxed()
+    }
+}
+
+/// Registers as public keys of key storage: key `k` is `keys/jepsen/r{k}`, its content the
+/// value in decimal. Private keys and passwords are write-only, so a public key
+/// (`application/pgp-keys`) is the readable type; the values are unique numbers, not keys.
+pub struct KeyStorage;
+
+/// The content type of a public key: readable through the API.
+const PUBLIC_KEY: &str = "application/pgp-keys";
+
+impl KeyStorage {
+    fn path(k: u64) -> String {
+        format!("{API}/storage/keys/jepsen/r{k}")
+    }
+
+    async fn send(
+        ctx: &Ctx,
+        host: &Host,
+        method: Method,
+        k: u64,
+        v: i64,
+    ) -> Result<crate::client::Answer, crate::client::NoAnswer> {
+        let bytes = v.to_string();
+        let body = Body::Raw { content_type: PUBLIC_KEY, bytes: bytes.as_bytes() };
+        ctx.api.send(host, method, &Self::path(k), &Cred::Admin, body, None, None).await
+    }
+}
+
+impl Backend for KeyStorage {
+    fn setup<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<()>> {
+        // Keys are created by their first write.
+        async { Ok(()) }.boxed()
+    }
+
+    fn read<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        host: &'a Host,
+        k: u64,
+    ) -> BoxFuture<'a, Result<Option<i64>, (OpType, String)>> {
+        async move {
+            let res =
+                ctx.api.send(host, Method::GET, &Self::path(k), &Cred::Admin, Body::None, Some(PUBLIC_KEY), None).await;
+            match &res {
+                // The content comes back as it was written: digits, which the client parses as
+                // a JSON number.
+                Ok(a) if a.ok() => a
+                    .body
+                    .as_i64()
+                    .or_else(|| a.body.as_str().and_then(|t| t.trim().parse().ok()))
+                    .map(Some)
+                    .ok_or_else(|| (OpType::Fail, format!("unreadable value: {}", a.body))),
+                Ok(a) if a.status == 404 => Ok(None),
+                _ => {
+                    let (kind, e) = read_outcome(&res);
+                    Err((kind, e.unwrap_or_default()))
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// Rundeck's key storage replaces with PUT (404 if the key is missing) and creates with POST
+    /// (409 if it exists), so a write is PUT, then POST if the key did not exist, then PUT again
+    /// if another client created it meanwhile. Each attempt before the last was answered 4xx,
+    /// so it certainly did nothing: the operation's outcome is the last attempt's.
+    fn write<'a>(&'a self, ctx: &'a Ctx, host: &'a Host, k: u64, v: i64) -> BoxFuture<'a, (OpType, Option<String>)> {
+        async move {
+            let res = Self::send(ctx, host, Method::PUT, k, v).await;
+            if !matches!(&res, Ok(a) if a.status == 404) {
+                return write_outcome(&res);
+            }
+            let res = Self::send(ctx, host, Method::POST, k, v).await;
+            if !matches!(&res, Ok(a) if a.status == 409) {
+                return write_outcome(&res);
+            }
+            write_outcome(&Self::send(ctx, host, Method::PUT, k, v).await)
         }
         .boxed()
     }
