@@ -268,9 +268,33 @@ impl Runner {
         };
         self.finishing.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         // Kept until the execution leaves `active`: the feed may bring the final record later.
-        let ended = executions::finish(&self.member, id, status, message).await?;
+        let ended = self.record_end(id, status, message).await?;
         self.retry_if_asked(id, &ended).await;
         Ok(())
+    }
+
+    /// Commits the end of execution `id`, retrying while the cluster cannot take it (no leader,
+    /// an indeterminate answer): the processes are done, and an execution left `running` would
+    /// hold its job's run lock (`jobrun/`) until this member restarts. Repeating is safe: the
+    /// update re-reads the record and changes nothing once it is final.
+    async fn record_end(
+        &self,
+        id: u64,
+        status: ExecStatus,
+        message: Option<String>,
+    ) -> Result<ExecutionRecord, ExecError> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match executions::finish(&self.member, id, status, message.clone()).await {
+                Ok(rec) => return Ok(rec),
+                Err(ExecError::Cluster(e)) if !matches!(e, steward_raft::ClusterError::Fatal(_)) => {
+                    tracing::warn!(execution = id, error = %e, "could not record the end yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Writes one line to an execution's log (for failures before any process ran).

@@ -282,6 +282,9 @@ impl Scheduler {
         }
         let mut progressed = false;
         let mut decided: BTreeMap<String, i64> = BTreeMap::new();
+        // The earliest slot of each job whose batch could not be written: the job must not
+        // move past it (a later batch of the same job may have succeeded).
+        let mut undecided: BTreeMap<String, i64> = BTreeMap::new();
         // Every batch is proposed at once: Raft carries them in the same round trips, so a
         // burst of thousands of slots commits in about the time of one batch.
         let batches: Vec<Vec<DueSlot<'_>>> = due
@@ -347,11 +350,18 @@ impl Scheduler {
                     // These slots stay due; a later round decides them (the guards make a
                     // repeat harmless).
                     tracing::warn!(error = %e, slots = slots.len(), "could not record due slots; will retry");
+                    for s in slots {
+                        let e = undecided.entry(s.job.uuid.clone()).or_insert(s.slot_ms);
+                        *e = (*e).min(s.slot_ms);
+                    }
                 }
             }
         }
         // Advance each job past the slots that were decided.
-        for (uuid, last) in decided {
+        for (uuid, mut last) in decided {
+            if let Some(first_open) = undecided.get(&uuid) {
+                last = last.min(first_open - 1);
+            }
             if let Some(o) = self.owned.get_mut(&uuid) {
                 if let Some(n) = o.next {
                     self.queue.remove(&(n, uuid.clone()));

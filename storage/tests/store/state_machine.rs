@@ -597,7 +597,8 @@ async fn replication_reads_are_bounded_by_size_but_always_carry_an_entry() {
     // Ten entries of ~100 KiB, then ten small ones.
     let big: Vec<Entry<TestConfig>> =
         (1..=10).map(|i| txn_entry(i, Txn::put(format!("big/{i}"), vec![7u8; 100 * 1024]))).collect();
-    let small: Vec<Entry<TestConfig>> = (11..=20).map(|i| txn_entry(i, Txn::put(format!("s/{i}"), b"v".to_vec()))).collect();
+    let small: Vec<Entry<TestConfig>> =
+        (11..=20).map(|i| txn_entry(i, Txn::put(format!("s/{i}"), b"v".to_vec()))).collect();
     s.log.blocking_append(big).await.unwrap();
     s.log.blocking_append(small).await.unwrap();
     let mut reader = s.log.get_log_reader().await;
