@@ -228,6 +228,17 @@ impl Drop for Child {
     }
 }
 
+/// `dir` (created if needed), or a new temporary directory.
+fn bench_root(dir: Option<&std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok(d.clone())
+        }
+        None => tempfile_dir(),
+    }
+}
+
 fn free_addr() -> anyhow::Result<std::net::SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -285,13 +296,7 @@ async fn spawn_members(
 
 pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
     crate::cli::init_logging("warn");
-    let root = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => tempfile_dir()?,
-    };
+    let root = bench_root(args.dir.as_ref())?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let (members, token) = spawn_members(&root, args.members, &http).await?;
     let api = |i: usize, path: &str| format!("http://{}/api/59{path}", members[i].http);
@@ -511,13 +516,7 @@ async fn takeover_once(root: &std::path::Path, args: &TakeoverArgs) -> anyhow::R
 
 pub async fn takeover(args: TakeoverArgs) -> anyhow::Result<()> {
     crate::cli::init_logging("warn");
-    let root = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => tempfile_dir()?,
-    };
+    let root = bench_root(args.dir.as_ref())?;
     let mut firsts = Vec::new();
     let mut lasts = Vec::new();
     for run in 0..args.runs {

@@ -202,6 +202,18 @@ pub async fn query(
     history(&state, &principal, v, Some(project), None, q).await
 }
 
+/// Job `job` must exist and be readable by `principal`: 404 / 403 rather than an empty list.
+async fn require_readable_job(state: &AppState, principal: &Principal, job: &str) -> ApiResult<()> {
+    let catalog = crate::engine::catalog::Catalog::new(state.member.clone());
+    state.member.read_barrier().await?;
+    let (project, record) = catalog
+        .job(job)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found(format!("Job ID does not exist: {job}")))?;
+    let res = super::jobs::job_resource(&record.definition);
+    authz::require(state, principal, Context::Project(&project), &res, "read")
+}
+
 /// `GET /api/{v}/job/{id}/executions`.
 pub async fn job_history(
     State(state): State<AppState>,
@@ -210,15 +222,7 @@ pub async fn job_history(
     Query(q): Query<Vec<(String, String)>>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
-    // The job must exist and be readable (404 / 403 rather than an empty list).
-    let catalog = crate::engine::catalog::Catalog::new(state.member.clone());
-    state.member.read_barrier().await?;
-    let (project, record) = catalog
-        .job(&job)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .ok_or_else(|| ApiError::not_found(format!("Job ID does not exist: {job}")))?;
-    let res = super::jobs::job_resource(&record.definition);
-    authz::require(&state, &principal, Context::Project(&project), &res, "read")?;
+    require_readable_job(&state, &principal, &job).await?;
     history(&state, &principal, v, None, Some(job), q).await
 }
 
@@ -233,14 +237,7 @@ pub async fn job_fires(
     Query(q): Query<HashMap<String, String>>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
-    let catalog = crate::engine::catalog::Catalog::new(state.member.clone());
-    state.member.read_barrier().await?;
-    let (project, record) = catalog
-        .job(&job)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .ok_or_else(|| ApiError::not_found(format!("Job ID does not exist: {job}")))?;
-    let res = super::jobs::job_resource(&record.definition);
-    authz::require(&state, &principal, Context::Project(&project), &res, "read")?;
+    require_readable_job(&state, &principal, &job).await?;
     let num = |k: &str| -> ApiResult<Option<i64>> {
         q.get(k)
             .map(|s| s.parse::<i64>().map_err(|_| ApiError::bad_request(format!("{k} '{s}' is not a number of ms"))))
