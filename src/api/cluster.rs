@@ -67,7 +67,7 @@ pub async fn members(
                 "capacity": j.info.as_ref().map(|i| i.capacity),
                 "loadAverage": j.info.as_ref().map(|i| i.load1),
                 "tags": j.info.as_ref().map(|i| i.tags.clone()).unwrap_or_default(),
-                "lastHeartbeatAgeMs": beat.filter(|b| !b.info.is_empty()).map(|b| b.age_ms),
+                "lastHeartbeatAgeMs": beat.filter(|b| !b.info.is_empty()).map(|b| b.age_ms + staleness.as_millis() as u64),
                 "self": m.node.uuid == state.member.node().uuid,
             })
         })
