@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::{json, Value};
 
 use super::{Examples, Validity, Verdict};
-use crate::history::{Op, OpType};
+use crate::history::{Op, OpType, Process};
 
 /// steward's `ON_TIME_TOLERANCE`: a slot reached at most this late fires, whatever the policy.
 pub const ON_TIME_MS: u64 = 5_000;
@@ -995,13 +995,26 @@ fn names_in(v: &Value, nodes: &[String], out: &mut BTreeSet<String>) {
 fn impairments(history: &[Op], wall_at_zero: i64, nodes: &[String]) -> Vec<Impairment> {
     let at = |op: &Op| (wall_at_zero + (op.time / 1_000_000) as i64).max(0) as u64;
     let mut started: HashMap<(u64, String), (u64, &Value)> = HashMap::new();
+    // A step's window opens when it was invoked: its `info` comes once the fault is in place,
+    // which can be seconds later (a leave that times out), and the fault acts from the start.
+    let mut invoked: HashMap<u64, u64> = HashMap::new();
     let mut out = Vec::new();
-    for op in history.iter().filter(|o| o.workload == "nemesis" && o.kind == OpType::Info) {
+    for op in history.iter().filter(|o| o.workload == "nemesis") {
         let step = op.value["step"].as_u64().unwrap_or(u64::MAX);
+        if op.kind == OpType::Invoke {
+            if op.f == "start" {
+                invoked.insert(step, at(op));
+            }
+            continue;
+        }
+        if op.kind != OpType::Info {
+            continue;
+        }
         let package = op.value["package"].as_str().unwrap_or_default().to_string();
         match op.f.as_str() {
             "start" => {
-                started.insert((step, package), (at(op), &op.value["done"]));
+                let from = invoked.get(&step).copied().unwrap_or_else(|| at(op)).min(at(op));
+                started.insert((step, package), (from, &op.value["done"]));
             }
             "stop" => {
                 let Some((from, done)) = started.remove(&(step, package.clone())) else { continue };
@@ -1044,6 +1057,33 @@ fn impairments(history: &[Op], wall_at_zero: i64, nodes: &[String]) -> Vec<Impai
             _ => {}
         }
     }
+    // A member is down from its kill (whatever step killed it) or its own exit until it
+    // starts again: a step may leave it down for longer than the step (a power cut whose
+    // remount failed; an exit of a disk fault noticed after the step stopped).
+    let mut down: HashMap<String, u64> = HashMap::new();
+    for op in history.iter().filter(|o| o.workload == "cluster" && o.process == Process::Named("monitor".into())) {
+        let Some(node) = op.node.clone() else { continue };
+        match op.f.as_str() {
+            "killed" | "exit" => {
+                down.entry(node).or_insert(at(op));
+            }
+            "start" => {
+                if let Some(from) = down.remove(&node) {
+                    out.push(Impairment {
+                        node,
+                        from_ms: from,
+                        to_ms: Some(at(op)),
+                        stopped_ms: Some(at(op)),
+                        skew_ms: 0,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for (node, from) in down {
+        out.push(Impairment { node, from_ms: from, to_ms: None, stopped_ms: None, skew_ms: 0 });
+    }
     // Steps still open at the end (an interrupted run) last until the end.
     for ((_, package), (from, done)) in started {
         let mut names = BTreeSet::new();
@@ -1069,7 +1109,6 @@ pub fn check_history(history: &[Op]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Process;
 
     fn job() -> Job {
         Job {
@@ -1394,6 +1433,53 @@ mod tests {
         assert_eq!(check(&f).details["early_fires"]["count"], 1);
         f.impaired.push(imp("n1", 900, 1500, 4000));
         assert_eq!(check(&f).details["early_fires"]["count"], 0);
+    }
+
+    #[test]
+    fn members_are_down_from_their_kill_or_exit_to_their_start_and_steps_act_from_their_invocation() {
+        let at = |kind, p: Process, w: &str, f: &str, node: Option<&str>, v: Value, ms: u64| {
+            let mut op = Op::new(kind, p, w, f).value(v);
+            op.node = node.map(String::from);
+            op.time = ms * 1_000_000;
+            op
+        };
+        let monitor = || Process::Named("monitor".into());
+        let h = vec![
+            at(OpType::Info, monitor(), "cluster", "killed", Some("n3"), json!({}), 1000),
+            at(OpType::Info, monitor(), "cluster", "exit", Some("n4"), json!({}), 2000),
+            at(OpType::Info, monitor(), "cluster", "start", Some("n3"), json!({}), 9000),
+            at(OpType::Invoke, Process::nemesis(), "nemesis", "start", None, json!({ "step": 4 }), 3000),
+            at(
+                OpType::Info,
+                Process::nemesis(),
+                "nemesis",
+                "start",
+                None,
+                json!({ "step": 4, "package": "member", "done": { "left": "n5" } }),
+                8000,
+            ),
+            at(
+                OpType::Info,
+                Process::nemesis(),
+                "nemesis",
+                "stop",
+                None,
+                json!({ "step": 4, "package": "member" }),
+                20_000,
+            ),
+        ];
+        let nodes: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let mut imp: Vec<(String, u64, Option<u64>)> =
+            impairments(&h, 0, &nodes).into_iter().map(|i| (i.node, i.from_ms, i.to_ms)).collect();
+        imp.sort();
+        assert_eq!(imp, vec![("n3".into(), 1000, Some(9000)), ("n4".into(), 2000, None), ("n5".into(), 3000, None)]);
+        // n3, n4 and n5 down together: a majority outage from the leave's invocation.
+        let f = Facts {
+            nodes,
+            impaired: impairments(&h, 0, &(1..=5).map(|i| format!("n{i}")).collect::<Vec<_>>()),
+            ..Facts::default()
+        };
+        assert_eq!(f.outages(), vec![(3000, 9000)]);
     }
 
     #[test]
