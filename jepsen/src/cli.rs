@@ -36,9 +36,11 @@ pub struct Opts {
     /// period.
     #[arg(long, default_value_t = 7, value_name = "SECS")]
     pub schedule_bound: u64,
-    /// Judge slots of owners the nemesis killed, paused, cut off, skewed or removed too (once
-    /// steward moves a dead member's jobs to another member; until then they are only counted).
-    #[arg(long)]
+    /// Judge slots of owners the nemesis killed, paused, cut off or removed like any other:
+    /// steward's leader moves a dead member's jobs to a live one (autotakeover), so they must
+    /// be decided within the bound too. `--require-takeover=false` only counts them (for a
+    /// build without takeover).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub require_takeover: bool,
     /// Concurrent register clients.
     #[arg(long, default_value_t = 6)]

@@ -340,6 +340,14 @@ impl Members {
         let Some(mut child) = s.child.take() else { return false };
         let _ = child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        // Checkers need to know when a member is down, whatever step killed it (a step may fail
+        // after its kill and leave it down until the final heal): down from here to its next
+        // `start`.
+        self.recorder.record(
+            Op::new(OpType::Info, Process::Named("monitor".into()), "cluster", "killed")
+                .node(s.host.name.clone())
+                .value(json!({ "node": s.host.name })),
+        );
         if s.state != State::Removed {
             s.state = State::Down;
         }
@@ -469,6 +477,11 @@ impl Members {
     /// cache of its mount is thrown away with the old mount). Leaves it down.
     pub async fn power_cut(&self, i: usize) -> anyhow::Result<()> {
         self.kill(i).await;
+        // Power loss stops everything on the machine, also the job steps steward started (in
+        // process groups of their own, they outlive a SIGKILL of steward); left running, they
+        // keep the mount busy and the unmount fails.
+        let ns = self.host(i).await.ns;
+        let _ = tokio::task::spawn_blocking(move || sys::kill_ns_processes(&ns)).await;
         let mut s = self.slots[i].lock().await;
         let Some((img, mnt, dev)) = s.image.clone() else { bail!("{} is not on a disk image", s.host.name) };
         let crash = img.with_extension("crash");

@@ -239,7 +239,7 @@ impl Resources {
 
 /// Kills every process in namespace `ns` (by pid, as `ip netns pids` lists them) and waits
 /// until none is left.
-fn kill_ns_processes(ns: &str) {
+pub fn kill_ns_processes(ns: &str) {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let pids: Vec<i32> = run(IP.name, &["netns", "pids", ns])

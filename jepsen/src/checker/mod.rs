@@ -9,8 +9,9 @@
 //! - [`cluster`]: one leader per term, monotonic terms and applied indexes, the same state on
 //!   every member, removed members refuse reads, recovery after the final heal, no crashes.
 //! - [`auth`]: no answer without a valid token; secrets never appear in answers or files.
-//! - [`schedule`]: each due slot of a scheduled job runs once or is recorded missed within a
-//!   bound, never twice, never early, never overlapping, never for a deleted job.
+//! - [`schedule`]: each due slot of a scheduled job is fired once or recorded missed or
+//!   skipped (steward's fire records) within a bound, never twice, never early, never
+//!   overlapping, never for a deleted job.
 
 pub mod auth;
 pub mod cluster;

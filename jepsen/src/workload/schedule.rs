@@ -8,7 +8,10 @@
 //! member's network namespace) reports `start` and `end` of each run, with `RD_JOB_ID`,
 //! `RD_JOB_SCHEDULEDEXECUTION`, `RD_JOB_SERVERUUID` and `RD_JOB_EXECID`, to a TCP sink the
 //! harness runs in the hub namespace (198.18.0.254); the sink records each report with the
-//! harness's wall clock. At the end, steward's list of executions is read once.
+//! harness's wall clock (and the member it came from, by its address). At the end, after the
+//! final heal and recovery, steward's list of executions is read once, then every job's fire
+//! records (`GET /job/{id}/fires`: what became of each slot, fired, missed or skipped, by whom
+//! and when) through a member that answers; a deleted job's records went with it (404).
 //! [`crate::checker::schedule`] judges it all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +73,8 @@ pub struct ScheduleWorkload {
     port: AtomicU64,
     churn: Mutex<Option<Churn>>,
     next: AtomicU64,
+    /// Every job a create was sent for (even an indeterminate one), for the final reads.
+    created: std::sync::Mutex<Vec<String>>,
 }
 
 impl ScheduleWorkload {
@@ -81,6 +86,7 @@ impl ScheduleWorkload {
             port: AtomicU64::new(0),
             churn: Mutex::new(None),
             next: AtomicU64::new(0),
+            created: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -144,7 +150,80 @@ impl ScheduleWorkload {
             _ => write_outcome(&res),
         };
         w.complete(ctx, inv, kind, done, err);
+        if kind != OpType::Fail {
+            self.created.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
+        }
         (kind != OpType::Fail).then_some(id)
+    }
+
+    /// Reads every job's fire records, each from the first member that answers (reads are
+    /// linearizable on every member, so any member's answer is the cluster's). A 404 means the
+    /// job is gone, and its records with it. Recorded as one `fires` op per job (`ok`, value
+    /// `{job, found, fires, wall_ms}`), or an `info` when no member answered in time; a
+    /// `fires-read` op first gives the time the reads began, and the members' current uuids.
+    async fn read_fires(&self, ctx: &Ctx) {
+        let harness = Process::Named("harness".into());
+        let mut uuids = serde_json::Map::new();
+        for (i, h) in ctx.hosts.iter().enumerate() {
+            if let Some(u) = ctx.members.uuid(i).await {
+                uuids.insert(u, json!(h.name));
+            }
+        }
+        ctx.recorder.record(
+            Op::new(OpType::Info, harness.clone(), "schedule", "fires-read")
+                .value(json!({ "wall_ms": wall_ms(), "uuids": uuids })),
+        );
+        let jobs = self.created.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let deadline = Instant::now() + ctx.final_patience;
+        for (n, job) in jobs.iter().enumerate() {
+            ctx.recorder.record(Op::new(OpType::Invoke, harness.clone(), "schedule", "fires").key(job.clone()));
+            let mut outcome = None;
+            let mut last = String::new();
+            'read: loop {
+                // Start with a different member for each job: one slow member does not hold
+                // every read up.
+                for k in 0..ctx.hosts.len() {
+                    let host = &ctx.hosts[(n + k) % ctx.hosts.len()];
+                    let res = ctx
+                        .api
+                        .request(
+                            host,
+                            Method::GET,
+                            &format!("{API}/job/{job}/fires?max=100000"),
+                            &Cred::Admin,
+                            None,
+                            Some(Duration::from_secs(20)),
+                        )
+                        .await;
+                    match res {
+                        Ok(a) if a.ok() => {
+                            outcome = Some((host.name.clone(), true, a.body["fires"].clone()));
+                            break 'read;
+                        }
+                        Ok(a) if a.status == 404 => {
+                            outcome = Some((host.name.clone(), false, json!([])));
+                            break 'read;
+                        }
+                        Ok(a) => last = format!("{}: {}", host.name, a.error()),
+                        Err(e) => last = format!("{}: {e}", host.name),
+                    }
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let op = match outcome {
+                Some((node, found, fires)) => Op::new(OpType::Ok, harness.clone(), "schedule", "fires")
+                    .key(job.clone())
+                    .node(node)
+                    .value(json!({ "job": job, "found": found, "fires": fires, "wall_ms": wall_ms() })),
+                None => Op::new(OpType::Info, harness.clone(), "schedule", "fires")
+                    .key(job.clone())
+                    .error(format!("no member answered: {last}")),
+            };
+            ctx.recorder.record(op);
+        }
     }
 
     async fn delete(&self, ctx: &Ctx, w: &mut Worker, host: &Host, id: &str) {
@@ -156,9 +235,13 @@ impl ScheduleWorkload {
 }
 
 /// Accepts the steps' reports: one line per connection, `start|end JOB SLOT MEMBER EXECID`.
-async fn sink(listener: tokio::net::TcpListener, recorder: Arc<Recorder>) {
+/// The connection's source address names the member whose namespace ran the step, which ties
+/// a member uuid to a node (the checker needs it to apply a node's clock offsets to what that
+/// uuid recorded).
+async fn sink(listener: tokio::net::TcpListener, recorder: Arc<Recorder>, hosts: Vec<Host>) {
     loop {
-        let Ok((conn, _)) = listener.accept().await else { continue };
+        let Ok((conn, peer)) = listener.accept().await else { continue };
+        let from = hosts.iter().find(|h| std::net::IpAddr::V4(h.ip) == peer.ip()).map(|h| h.name.clone());
         let recorder = recorder.clone();
         tokio::spawn(async move {
             let mut line = String::new();
@@ -179,6 +262,7 @@ async fn sink(listener: tokio::net::TcpListener, recorder: Arc<Recorder>) {
             let f = if what == "start" { "run-start" } else { "run-end" };
             recorder.record(Op::new(OpType::Info, Process::Named("sink".into()), "schedule", f).value(json!({
                 "job": job, "slot_ms": slot_ms, "slot": slot, "member": member, "execution": exec, "wall_ms": arrived,
+                "from": from,
             })));
         });
     }
@@ -204,7 +288,13 @@ impl Workload for ScheduleWorkload {
             let listener = tokio::net::TcpListener::bind(format!("{a}.{b}.{c}.{HUB_HOST}:0")).await?;
             self.port.store(u64::from(listener.local_addr()?.port()), Ordering::Relaxed);
             *self.sink.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(tokio::spawn(sink(listener, ctx.recorder.clone())));
+                Some(tokio::spawn(sink(listener, ctx.recorder.clone(), ctx.hosts.clone())));
+            let mut uuids = serde_json::Map::new();
+            for (i, h) in ctx.hosts.iter().enumerate() {
+                if let Some(u) = ctx.members.uuid(i).await {
+                    uuids.insert(u, json!(h.name));
+                }
+            }
             ctx.recorder.record(Op::new(OpType::Info, Process::Named("harness".into()), "schedule", "config").value(
                 json!({
                     "wall_ms": wall_ms(),
@@ -213,6 +303,7 @@ impl Workload for ScheduleWorkload {
                     "require_takeover": self.require_takeover,
                     "nodes": ctx.hosts.iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
                     "sink_port": self.port.load(Ordering::Relaxed),
+                    "uuids": uuids,
                 }),
             ));
             let body = json!({ "name": PROJECT, "description": "jepsen scheduled jobs" });
@@ -337,6 +428,7 @@ impl Workload for ScheduleWorkload {
             ctx.recorder.record(
                 Op::new(OpType::Info, harness, "schedule", "counters").value(json!({ "since_each_members_start": counters })),
             );
+            self.read_fires(ctx).await;
             if let Some(t) = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 t.abort();
             }
