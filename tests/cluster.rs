@@ -202,6 +202,37 @@ async fn beyond_max_voters_members_stay_learners_until_a_voter_leaves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_that_would_leave_no_reachable_majority_is_refused() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let mut others = (0..3).filter(|&i| i != leader);
+    let (down, up) = (others.next().unwrap(), others.next().unwrap());
+    let stopped = c.kill(down).await;
+    stopped.await.unwrap();
+    let down_uuid = c.slots[down].uuid.clone();
+    wait_for(Duration::from_secs(10), "the leader has not heard from the stopped member for a while", || async {
+        let r = c.req(leader, reqwest::Method::GET, "/api/45/cluster/members").send().await.ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        let m = v["members"].as_array()?.iter().find(|m| m["id"] == down_uuid.as_str())?.clone();
+        m["lastContactMs"].as_u64().is_none_or(|ms| ms > 1_500).then_some(())
+    })
+    .await;
+    // Removing the live follower would leave the leader and a dead member: no majority.
+    let uuid = c.slots[up].uuid.clone();
+    let r = c.req(leader, reqwest::Method::DELETE, &format!("/api/45/cluster/members/{uuid}")).send().await.unwrap();
+    let (s, v) = crate::fixture::body(r).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("not a majority")), "{v}");
+    assert_eq!(c.create_project(leader, "still-writable").await, 201);
+    // Removing the dead one leaves two of two reachable.
+    let dead = c.slots[down].uuid.clone();
+    let r = c.req(leader, reqwest::Method::DELETE, &format!("/api/45/cluster/members/{dead}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(c.create_project(leader, "after-removal").await, 201);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_with_the_wrong_secret_cannot_join_and_leaves_nothing_behind() {
     let c = TestCluster::start(1).await;
     let mut config = c.member_config(1);

@@ -672,6 +672,23 @@ impl Member {
                     "the last voter cannot leave; the cluster would have no members".into(),
                 ));
             }
+            // As etcd's strict reconfiguration check: refuse a removal after which the voters
+            // this leader can reach are not a majority, or the cluster would stop committing.
+            let remaining: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+            let fresh = Duration::from_millis(self.inner.config.raft.election_timeout_max * 2);
+            let reachable = remaining
+                .iter()
+                .filter(|v| {
+                    **v == self.inner.id || self.inner.peers.last_contact(**v).is_some_and(|t| t.elapsed() < fresh)
+                })
+                .count();
+            if reachable < remaining.len() / 2 + 1 {
+                return Err(RemoteError::Rejected(format!(
+                    "removing member {id} would leave {reachable} of {} voters reachable, not a majority: the cluster \
+                     could not commit anything; bring the others back first",
+                    remaining.len()
+                )));
+            }
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))

@@ -43,9 +43,12 @@ impl ClusterTasks {
         ClusterTasks { stop, tasks, heartbeats }
     }
 
+    /// Stops the tasks at once: they keep nothing worth finishing, and a round blocked on a
+    /// write to a cluster without a leader must not hold up a member that is shutting down.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
+            t.abort();
             let _ = t.await;
         }
     }

@@ -52,6 +52,8 @@ pub struct JobEntry {
     /// The schedule, when the job has one and it is enabled.
     pub schedule: Option<Arc<JobSchedule>>,
     pub misfire: MisfirePolicy,
+    /// When the job was last created or changed (ms): no slot before it is due.
+    pub since_ms: i64,
 }
 
 /// What the runner needs to run one execution.
@@ -154,6 +156,7 @@ impl Catalog {
             owner,
             schedule,
             misfire: def.misfire_policy(),
+            since_ms: record.updated_ms,
         })
     }
 

@@ -50,6 +50,9 @@ pub struct Runner {
     finishing: Mutex<std::collections::HashSet<u64>>,
     /// Where a retry runs.
     placer: Arc<crate::cluster::Placer>,
+    /// Set when the member stops: an end that cannot be recorded then is left to the leader
+    /// (or to this member's next start) instead of being retried forever.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Runner {
@@ -64,7 +67,8 @@ impl Runner {
         let me = member.node().uuid.clone();
         let incarnation = format!("{me}/{}", uuid::Uuid::new_v4().simple());
         let (active, finishing) = (Mutex::new(HashMap::new()), Mutex::new(Default::default()));
-        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active, finishing, placer })
+        let stopping = Default::default();
+        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active, finishing, placer, stopping })
     }
 
     /// This process's incarnation id. The scheduler writes it into the executions its fires
@@ -102,6 +106,7 @@ impl Runner {
     /// Runs until `stop` turns true; then stops the executions it runs.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         self.clone().follow(stop).await;
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         self.stop_all(Duration::from_secs(10)).await;
     }
 
@@ -287,7 +292,10 @@ impl Runner {
         loop {
             match executions::finish(&self.member, id, status, message.clone()).await {
                 Ok(rec) => return Ok(rec),
-                Err(ExecError::Cluster(e)) if !matches!(e, steward_raft::ClusterError::Fatal(_)) => {
+                Err(ExecError::Cluster(e))
+                    if !matches!(e, steward_raft::ClusterError::Fatal(_))
+                        && !self.stopping.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
                     tracing::warn!(execution = id, error = %e, "could not record the end yet; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));

@@ -226,11 +226,12 @@ impl Scheduler {
             return;
         };
         // Resume after the last decided slot: this member's own progress, else the last slot
-        // recorded in the cluster (a restart or a takeover), else now — a new or newly enabled
-        // job does not fire slots from before it existed.
+        // recorded in the cluster (a restart or a takeover), else the job's last change — a
+        // new or newly enabled job does not fire slots from before it existed, and the slots of
+        // a job whose owner died before it recorded any are still decided by the new owner.
         let after = match self.owned.get(&uuid) {
             Some(o) => o.after,
-            None => self.last_recorded(&uuid).unwrap_or_else(|| Utc::now().timestamp_millis()),
+            None => self.last_recorded(&uuid).unwrap_or(entry.since_ms).max(entry.since_ms),
         };
         self.untrack(&uuid);
         let next = schedule.next_after(at(after)).map(ms);
