@@ -123,25 +123,10 @@ pub(crate) async fn run(
     if let Some(dir) = &ctx.working_dir {
         cmd.current_dir(dir);
     }
-    // A step must not outlive a member that dies while it runs (SIGKILL, power loss): the
-    // member's jobs move to another member, and a second run of a job that allows only one would
-    // overlap with it. The kernel kills the step's leader when the thread that started it exits
-    // (steward starts steps from the runtime's worker threads, which live as long as the member);
-    // its descendants lose their leader and their output pipes.
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The member may have died between fork and prctl.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
+    // No `pre_exec` (e.g. PR_SET_PDEATHSIG so a step dies with a SIGKILLed member): it makes
+    // the standard library fork and run code in the child instead of posix_spawn, and a forked
+    // child of this multi-threaded process can deadlock on a lock another thread held (seen with
+    // the chaos harness's LD_PRELOADed libfiu: members hung between fork and exec).
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return ProcessEnd::NotStarted(e),
