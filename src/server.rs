@@ -437,9 +437,15 @@ impl Server {
         }
         stop_once(&self.stop, StopReason::Requested);
         let reason = self.stop.borrow().clone().unwrap_or(StopReason::Requested);
+        // Bounded: a stuck HTTP connection must not keep the process alive. After a fatal error
+        // nothing in flight can complete (every write fails), so do not wait for it: a member
+        // whose storage failed must be gone at once, not after its clients' request timeouts.
+        let patience = match reason {
+            StopReason::Fatal(_) => Duration::from_millis(200),
+            _ => Duration::from_secs(5),
+        };
         for mut t in self.tasks {
-            // Bounded: a stuck HTTP connection must not keep the process alive.
-            if tokio::time::timeout(Duration::from_secs(5), &mut t).await.is_err() {
+            if tokio::time::timeout(patience, &mut t).await.is_err() {
                 t.abort();
                 let _ = t.await;
             }
