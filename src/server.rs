@@ -239,6 +239,13 @@ impl Server {
                 let shutdown = async move {
                     let _ = rx.wait_for(|r| r.is_some()).await;
                 };
+                // TCP_NODELAY: with Nagle's algorithm a response written in more than one
+                // segment waits for the client's delayed ACK (~40 ms on Linux).
+                let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an HTTP connection");
+                    }
+                });
                 if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
