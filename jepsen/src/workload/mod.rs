@@ -172,3 +172,19 @@ impl EveryMember {
         self.pending.push(h);
     }
 }
+
+/// Creates project `name` (or finds it there), trying the members in turn from `first`: a
+/// workload's setup runs before any fault, but an election may still be under way.
+pub(crate) async fn ensure_project(ctx: &Ctx, name: &str, description: &str, first: usize) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "name": name, "description": description });
+    for attempt in 0..20 {
+        let host = &ctx.hosts[(first + attempt) % ctx.hosts.len()];
+        let path = format!("{}/projects", crate::client::API);
+        let res = ctx.api.request(host, reqwest::Method::POST, &path, &crate::client::Cred::Admin, Some(&body), None);
+        match res.await {
+            Ok(a) if a.ok() || a.status == 409 => return Ok(()),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    anyhow::bail!("could not create project {name}")
+}

@@ -55,23 +55,7 @@ impl Backend for ProjectConfig {
     fn setup<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, anyhow::Result<()>> {
         async move {
             for p in 0..PROJECTS {
-                let body = json!({ "name": format!("jr-{p}"), "description": "jepsen register keys" });
-                let mut created = false;
-                for attempt in 0..20 {
-                    let host = &ctx.hosts[(p as usize + attempt) % ctx.hosts.len()];
-                    match ctx
-                        .api
-                        .request(host, Method::POST, &format!("{API}/projects"), &Cred::Admin, Some(&body), None)
-                        .await
-                    {
-                        Ok(a) if a.ok() || a.status == 409 => {
-                            created = true;
-                            break;
-                        }
-                        _ => tokio::time::sleep(Duration::from_millis(250)).await,
-                    }
-                }
-                anyhow::ensure!(created, "could not create project jr-{p} for the register workload");
+                super::ensure_project(ctx, &format!("jr-{p}"), "jepsen register keys", p as usize).await?;
             }
             Ok(())
         }

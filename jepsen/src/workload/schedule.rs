@@ -306,23 +306,7 @@ impl Workload for ScheduleWorkload {
                     "uuids": uuids,
                 }),
             ));
-            let body = json!({ "name": PROJECT, "description": "jepsen scheduled jobs" });
-            let mut created = false;
-            for attempt in 0..20 {
-                let host = &ctx.hosts[attempt % ctx.hosts.len()];
-                match ctx
-                    .api
-                    .request(host, Method::POST, &format!("{API}/projects"), &Cred::Admin, Some(&body), None)
-                    .await
-                {
-                    Ok(a) if a.ok() || a.status == 409 => {
-                        created = true;
-                        break;
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(250)).await,
-                }
-            }
-            anyhow::ensure!(created, "could not create project {PROJECT} for the schedule workload");
+            super::ensure_project(ctx, PROJECT, "jepsen scheduled jobs", 0).await?;
             let mut w = ctx.worker("schedule", usize::MAX - 1, rand::SeedableRng::seed_from_u64(1));
             for (i, host) in ctx.hosts.iter().enumerate() {
                 let id = self.create(ctx, &mut w, host, &KINDS[i % KINDS.len()]).await;
