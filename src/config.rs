@@ -160,30 +160,16 @@ pub struct LogsFile {
 }
 
 /// `[logs.s3]` section.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct S3File {
     pub bucket: Option<String>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<SecretText>,
     pub allow_http: Option<bool>,
     pub virtual_hosted_style: Option<bool>,
-}
-
-impl std::fmt::Debug for S3File {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3File")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
-            .field("allow_http", &self.allow_http)
-            .field("virtual_hosted_style", &self.virtual_hosted_style)
-            .finish()
-    }
 }
 
 /// The validated configuration a member runs with.
@@ -232,15 +218,7 @@ pub const DEFAULT_TOKEN_MAX_DURATION: &str = "30d";
 /// Default browser session lifetime.
 pub const DEFAULT_SESSION_TTL: &str = "12h";
 
-/// A secret setting: never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretText(pub String);
-
-impl std::fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::secret::SecretText;
 
 /// Key storage settings.
 #[derive(Debug, Clone)]

@@ -39,4 +39,5 @@ pub mod jobs;
 pub mod keys;
 pub mod logs;
 pub mod placement;
+pub mod secret;
 pub mod server;

@@ -42,7 +42,7 @@ fn s3_config(moto: &Moto, bucket: &str) -> LogStoreConfig {
         endpoint: Some(moto.endpoint.clone()),
         region: "us-east-1".into(),
         access_key_id: Some("testing".into()),
-        secret_access_key: Some("testing".into()),
+        secret_access_key: Some(steward::secret::SecretText("testing".into())),
         allow_http: true,
         virtual_hosted_style: false,
     });
@@ -296,7 +296,7 @@ async fn output_survives_a_store_that_is_down_for_a_while() {
         endpoint: Some(Moto::endpoint_at(addr)),
         region: "us-east-1".into(),
         access_key_id: Some("testing".into()),
-        secret_access_key: Some("testing".into()),
+        secret_access_key: Some(steward::secret::SecretText("testing".into())),
         allow_http: true,
         virtual_hosted_style: false,
     });

@@ -612,7 +612,7 @@ pub async fn run(
     let me = state.member.node().uuid.clone();
     let runner = state
         .placer
-        .choose(&job.project, &me, &state.placer.candidates())
+        .choose(&job.project, &me, &mut None)
         .map_err(|e| ApiError::unavailable("api.error.execution.no-member", e.to_string()))?;
     let exec = ExecutionRecord {
         project: job.project.clone(),

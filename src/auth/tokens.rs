@@ -97,41 +97,10 @@ pub fn admin_token_ops(token: &str) -> Vec<Op> {
     put_ops(token, &record)
 }
 
-/// Parses Rundeck's token durations: a sequence of number+unit, units `s m h d w y`
-/// (e.g. `120d`, `1h30m`). A bare number is seconds.
+/// Parses Rundeck's token durations (`120d`, `1h30m`; a bare number is seconds): the job
+/// engine's duration syntax.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let bad = || format!("invalid duration '{text}': use e.g. 30d, 12h or 1h30m (units s, m, h, d, w, y)");
-    if text.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            'y' => 365 * 86_400,
-            _ => return Err(bad()),
-        };
-        total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(bad)?;
-    }
-    if !num.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    crate::jobs::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Stores a new token (its id must be fresh).

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use steward_raft::{HeartbeatView, Member, MemberNode, NodeId};
-use tokio::sync::watch;
 
 use super::mode::{self, ExecutionMode};
 use super::settings::{HeartbeatSettings, SchedulingSettings};
@@ -158,16 +157,13 @@ impl Heartbeats {
         }
     }
 
-    /// Sends a heartbeat every `heartbeat.interval` until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Sends a heartbeat every `heartbeat.interval`, until the task is aborted.
+    pub async fn run(self: Arc<Self>) {
         let interval = self.settings.heartbeat.interval;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = crate::engine::stopped(&mut stop) => return,
-                _ = tick.tick() => {}
-            }
+            tick.tick().await;
             let info = codec::encode(&self.info());
             // Bounded by the interval: a heartbeat that cannot reach a leader in time is
             // replaced by the next one rather than queued behind it.

@@ -17,7 +17,6 @@ pub mod takeover;
 use std::sync::Arc;
 
 use steward_raft::Member;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use heartbeat::{Heartbeats, Liveness, MemberInfo, MemberState};
@@ -28,25 +27,19 @@ pub use settings::SchedulingSettings;
 /// The cluster-scheduling tasks of one member: its heartbeat sender and the autotakeover (which
 /// acts only while the member leads).
 pub struct ClusterTasks {
-    stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    pub heartbeats: Arc<Heartbeats>,
 }
 
 impl ClusterTasks {
     pub fn start(member: Member, placer: Arc<Placer>) -> ClusterTasks {
-        let (stop, _) = watch::channel(false);
         let heartbeats = placer.heartbeats().clone();
         let takeover = takeover::Autotakeover::new(member, placer);
-        let tasks =
-            vec![tokio::spawn(heartbeats.clone().run(stop.subscribe())), tokio::spawn(takeover.run(stop.subscribe()))];
-        ClusterTasks { stop, tasks, heartbeats }
+        ClusterTasks { tasks: vec![tokio::spawn(heartbeats.run()), tokio::spawn(takeover.run())] }
     }
 
     /// Stops the tasks at once: they keep nothing worth finishing, and a round blocked on a
     /// write to a cluster without a leader must not hold up a member that is shutting down.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
         for t in self.tasks {
             t.abort();
             let _ = t.await;

@@ -44,7 +44,7 @@ impl Placer {
 
     /// The members as the policy sees them. Without a heartbeat table yet (this member never
     /// reached a leader) only this member is known.
-    pub fn candidates(&self) -> Vec<Candidate> {
+    fn candidates(&self) -> Vec<Candidate> {
         let me = &self.member.node().uuid;
         match self.heartbeats.members() {
             Some(states) => states
@@ -79,18 +79,20 @@ impl Placer {
         }
     }
 
-    /// The member that runs an execution of `project` decided by member `me`, among
-    /// `candidates` (from [`Placer::candidates`], read once for a batch of decisions).
+    /// The member that runs an execution of `project` decided by member `me`. The members are
+    /// read into `candidates` only when the decision needs them (policy `None` on an active
+    /// member does not); a caller deciding many executions passes the same cache to each.
     ///
     /// Under `None` that is `me`, unless `me` is passive: then the available member running the
     /// fewest executions (a load balancer may send a run to any member; a passive one hands it
     /// on rather than refusing it).
-    pub fn choose(&self, project: &str, me: &str, candidates: &[Candidate]) -> Result<String, NoRunner> {
+    pub fn choose(&self, project: &str, me: &str, candidates: &mut Option<Vec<Candidate>>) -> Result<String, NoRunner> {
         let policy = self.placement.policy_for(project);
+        if policy.name() == "None" && mode::local(&self.member, me) == ExecutionMode::Active {
+            return Ok(me.to_string());
+        }
+        let candidates = candidates.get_or_insert_with(|| self.candidates());
         if policy.name() == "None" {
-            if mode::local(&self.member, me) == ExecutionMode::Active {
-                return Ok(me.to_string());
-            }
             return candidates
                 .iter()
                 .filter(|c| c.active && !c.passive && c.uuid != me)

@@ -33,26 +33,8 @@ impl DurationText {
         match self {
             DurationText::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
             DurationText::Seconds(s) => Err(bad(format!("{s} is not a number of seconds"))),
-            DurationText::Text(t) => parse_duration(t).map_err(bad),
+            DurationText::Text(t) => crate::jobs::duration::parse_duration(t).map_err(|e| bad(e.to_string())),
         }
-    }
-}
-
-/// `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    match num.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Duration::from_secs_f64(v * scale)),
-        _ => Err(format!("'{text}' is not a duration: use seconds (5) or a unit (500ms, 5s, 1m)")),
     }
 }
 

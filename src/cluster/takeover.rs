@@ -23,9 +23,8 @@ use std::time::{Duration, Instant};
 use steward_raft::{ClusterError, Member};
 use steward_storage::kv::decode_seq;
 use steward_storage::{Guard, Op, Txn};
-use tokio::sync::watch;
 
-use super::heartbeat::{judge, nodes, Heartbeats, MemberState};
+use super::heartbeat::{judge, nodes, MemberState};
 use super::mode::{self, ExecutionMode};
 use super::placer::Placer;
 use crate::codec;
@@ -132,7 +131,6 @@ enum Loss {
 /// The leader's autotakeover task.
 pub struct Autotakeover {
     member: Member,
-    heartbeats: Arc<Heartbeats>,
     placer: Arc<Placer>,
     catalog: Catalog,
     last_full_scan: Option<Instant>,
@@ -143,18 +141,18 @@ pub struct Autotakeover {
 impl Autotakeover {
     pub fn new(member: Member, placer: Arc<Placer>) -> Autotakeover {
         let catalog = Catalog::new(member.clone());
-        let heartbeats = placer.heartbeats().clone();
-        Autotakeover { member, heartbeats, placer, catalog, last_full_scan: None, reported: HashSet::new() }
+        Autotakeover { member, placer, catalog, last_full_scan: None, reported: HashSet::new() }
     }
 
-    /// Runs until `stop` turns true; acts only while this member leads.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let every = (self.heartbeats.settings().heartbeat.interval / 4).max(Duration::from_millis(100));
+    fn settings(&self) -> &super::SchedulingSettings {
+        self.placer.heartbeats().settings()
+    }
+
+    /// Runs until the task is aborted; acts only while this member leads.
+    pub async fn run(mut self) {
+        let every = (self.settings().heartbeat.interval / 4).max(Duration::from_millis(100));
         loop {
-            tokio::select! {
-                _ = crate::engine::stopped(&mut stop) => return,
-                _ = tokio::time::sleep(every) => {}
-            }
+            tokio::time::sleep(every).await;
             if !self.member.is_leader() {
                 self.last_full_scan = None;
                 self.reported.clear();
@@ -167,7 +165,7 @@ impl Autotakeover {
     }
 
     fn loss(&self, uuid: &str, states: &HashMap<String, MemberState>) -> Option<Loss> {
-        let s = self.heartbeats.settings();
+        let s = self.settings();
         let Some(state) = states.get(uuid) else { return Some(Loss::Gone) };
         if state.silence >= s.heartbeat.consider_dead + s.autotakeover.delay {
             return Some(Loss::Dead);
@@ -180,7 +178,7 @@ impl Autotakeover {
 
     async fn round(&mut self) -> Result<(), ClusterError> {
         let Some(view) = self.member.heartbeat_view() else { return Ok(()) };
-        let settings = self.heartbeats.settings().clone();
+        let settings = self.settings().clone();
         let modes = mode::all_local(&self.member);
         let states: HashMap<String, MemberState> =
             judge(&view, Duration::ZERO, &nodes(&self.member), &modes, &settings.heartbeat)
@@ -263,7 +261,7 @@ impl Autotakeover {
                 pick_member(owner.as_deref(), states, targets)
             } else {
                 let me = self.member.node().uuid.clone();
-                self.placer.choose(&rec.project, &me, &self.placer.candidates()).ok()
+                self.placer.choose(&rec.project, &me, &mut None).ok()
             };
             let to = match chosen {
                 Some(t) => t,

@@ -359,7 +359,7 @@ impl Runner {
         }
         tokio::time::sleep(policy.delay).await;
         // Rundeck evaluates the policy again for every execution, retries included.
-        let to = match self.placer.choose(&ended.project, &self.me, &self.placer.candidates()) {
+        let to = match self.placer.choose(&ended.project, &self.me, &mut None) {
             Ok(to) => to,
             Err(e) => {
                 tracing::warn!(execution = id, error = %e, "not retried: no member may run the retry");

@@ -118,8 +118,7 @@ impl Scheduler {
         if self.placer.is_local(project) {
             return None;
         }
-        let c = candidates.get_or_insert_with(|| self.placer.candidates());
-        match self.placer.choose(project, &self.me, c) {
+        match self.placer.choose(project, &self.me, candidates) {
             Ok(m) => Some(m),
             Err(e) => {
                 tracing::warn!(error = %e, project, "no member qualifies for a scheduled run; running it on its owner");

@@ -2,8 +2,8 @@
 //! `misfire.window`.
 //!
 //! A duration is either a plain number of seconds (`120`) or a sequence of number-unit pairs,
-//! optionally separated by spaces (`30s`, `1h30m`, `6h 30m`, `1d 2h 3m 4s`). Units: `s`
-//! seconds, `m` minutes, `h` hours, `d` days, `w` weeks, `y` years of 365 days. A value that
+//! optionally separated by spaces (`30s`, `1h30m`, `6h 30m`, `1d 2h 3m 4s`). Units: `ms`
+//! milliseconds (a steward extension), `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks, `y` years of 365 days. A value that
 //! contains `${` (e.g. `${option.timeout}`) is a reference to a job option; it is kept as text
 //! and resolved when the job runs, once the option values are known.
 
@@ -39,20 +39,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| err("a number is too large"))?;
         rest = rest[digits..].trim_start();
-        let unit = match rest.as_bytes().first() {
-            Some(b's') => 1,
-            Some(b'm') => 60,
-            Some(b'h') => 3_600,
-            Some(b'd') => 86_400,
-            Some(b'w') => 7 * 86_400,
-            Some(b'y') => 365 * 86_400,
-            Some(_) => return Err(err("unknown unit; use s, m, h, d, w or y")),
-            None => return Err(err("a number without a unit must stand alone")),
+        // Milliseconds (steward's settings need them; Rundeck's fields never use them).
+        let (unit_ms, len): (u64, usize) = match rest.as_bytes() {
+            [b'm', b's', ..] => (1, 2),
+            [b's', ..] => (1_000, 1),
+            [b'm', ..] => (60_000, 1),
+            [b'h', ..] => (3_600_000, 1),
+            [b'd', ..] => (86_400_000, 1),
+            [b'w', ..] => (7 * 86_400_000, 1),
+            [b'y', ..] => (365 * 86_400_000, 1),
+            [_, ..] => return Err(err("unknown unit; use ms, s, m, h, d, w or y")),
+            [] => return Err(err("a number without a unit must stand alone")),
         };
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| err("it is too large"))?;
-        rest = rest[1..].trim_start();
+        total = n.checked_mul(unit_ms).and_then(|v| total.checked_add(v)).ok_or_else(|| err("it is too large"))?;
+        rest = rest[len..].trim_start();
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total))
 }
 
 /// What a duration field holds once parsed.
@@ -157,6 +159,8 @@ mod tests {
         assert_eq!(secs("2w"), 1_209_600);
         assert_eq!(secs("1y"), 31_536_000);
         assert_eq!(secs("1h1m1s"), 3_661);
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m30s250ms").unwrap(), Duration::from_millis(90_250));
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub enum LogBackend {
 }
 
 /// An S3-compatible bucket.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// The bucket; it must exist.
     pub bucket: String,
@@ -89,25 +89,11 @@ pub struct S3Config {
     /// variables and the instance's credentials are used.
     pub access_key_id: Option<String>,
     /// Secret access key; never printed.
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<crate::secret::SecretText>,
     /// Allow a plain `http://` endpoint.
     pub allow_http: bool,
     /// Address the bucket as `bucket.endpoint` instead of `endpoint/bucket`.
     pub virtual_hosted_style: bool,
-}
-
-impl fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Config")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
-            .field("allow_http", &self.allow_http)
-            .field("virtual_hosted_style", &self.virtual_hosted_style)
-            .finish()
-    }
 }
 
 /// The log store's settings.
@@ -310,7 +296,7 @@ impl LogStore {
                     b = b.with_endpoint(e);
                 }
                 if let (Some(k), Some(s)) = (&s3.access_key_id, &s3.secret_access_key) {
-                    b = b.with_access_key_id(k).with_secret_access_key(s);
+                    b = b.with_access_key_id(k).with_secret_access_key(&s.0);
                 }
                 let describe =
                     format!("s3:{}{}", s3.endpoint.as_deref().map(|e| format!("{e}/")).unwrap_or_default(), s3.bucket);
@@ -516,7 +502,7 @@ mod tests {
             endpoint: Some("http://127.0.0.1:9000".into()),
             region: DEFAULT_S3_REGION.into(),
             access_key_id: Some("k".into()),
-            secret_access_key: Some("very-secret".into()),
+            secret_access_key: Some(crate::secret::SecretText("very-secret".into())),
             allow_http: false,
             virtual_hosted_style: false,
         };
