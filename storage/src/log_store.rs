@@ -67,8 +67,29 @@ impl<C: KvTypeConfig> LogStore<C> {
         Ok(entry)
     }
 
+    /// The keys of `range` that are part of the log: entries at or below `last_purged` may
+    /// still be stored while their background removal runs, and are skipped.
+    fn live_key_range<RB: RangeBounds<u64>>(&self, range: &RB) -> Result<Option<KeyRange>, StoreError> {
+        let Some((Bound::Included(start), end)) = key_range(range) else {
+            return Ok(None);
+        };
+        let Some(purged) = self.last_purged()? else {
+            return Ok(Some((Bound::Included(start), end)));
+        };
+        let Some(first_live) = purged.index.checked_add(1).map(codec::log_key) else {
+            return Ok(None);
+        };
+        let start = start.max(first_live);
+        let empty = match end {
+            Bound::Included(e) => e < start,
+            Bound::Excluded(e) => e <= start,
+            Bound::Unbounded => false,
+        };
+        Ok((!empty).then_some((Bound::Included(start), end)))
+    }
+
     fn read_range<RB: RangeBounds<u64>>(&self, range: &RB) -> Result<Vec<C::Entry>, StoreError> {
-        let Some((start, end)) = key_range(range) else {
+        let Some((start, end)) = self.live_key_range(range)? else {
             return Ok(Vec::new());
         };
         self.shared
@@ -86,7 +107,7 @@ impl<C: KvTypeConfig> LogStore<C> {
     fn read_limited(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<C::Entry>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        let Some(range) = key_range(&(start..end)) else { return Ok(out) };
+        let Some(range) = self.live_key_range(&(start..end))? else { return Ok(out) };
         for item in self.shared.log.range(range) {
             let (k, v) = item?;
             if !out.is_empty() && bytes + v.len() > max_bytes {
@@ -145,6 +166,22 @@ impl<C: KvTypeConfig> LogStore<C> {
         self.shared.log.apply_batch(batch)?;
         Ok(())
     }
+}
+
+/// How many purged entries one background removal batch takes.
+const PURGE_CHUNK: usize = 2048;
+
+/// Removes up to [`PURGE_CHUNK`] of the entries with index `<= index`, in one atomic batch;
+/// says whether there may be more.
+fn remove_chunk_up_to(log: &sled::Tree, index: u64) -> Result<bool, StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for key in log.range(..=codec::log_key(index)).keys().take(PURGE_CHUNK) {
+        batch.remove(key?);
+        n += 1;
+    }
+    log.apply_batch(batch)?;
+    Ok(n == PURGE_CHUNK)
 }
 
 /// A range of log keys, as sled takes it.
@@ -259,8 +296,22 @@ impl<C: KvTypeConfig> RaftLogStorage<C> for LogStore<C> {
             self.shared.meta.insert(META_LAST_PURGED, codec::encode("last purged log id", &log_id)?)?;
             self.shared.writer.flushed().await?;
             // The removal need not be flushed now: a later flush covers it, and if it is
-            // lost `open` redoes it.
-            self.remove_up_to(log_id.index)
+            // lost `open` redoes it. Nor need it happen now: nothing reads at or below
+            // `last_purged` again. After a snapshot it is some 100 000 entries, and removing
+            // them here would hold openraft's core (no AppendEntries sent or answered) for
+            // longer than an AppendEntries may take; so the writer thread does it between
+            // flushes, a chunk at a time.
+            let log = self.shared.log.clone();
+            let index = log_id.index;
+            self.shared.writer.in_background(move || match remove_chunk_up_to(&log, index) {
+                Ok(more) => more,
+                Err(e) => {
+                    // The entries stay until the next start's `open` removes them.
+                    tracing::warn!(error = %e, index, "removing purged log entries failed");
+                    false
+                }
+            });
+            Ok(())
         };
         res.await.map_err(fatal(|e| StorageIOError::write_log_entry(log_id, e)))
     }

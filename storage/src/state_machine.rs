@@ -266,6 +266,20 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
+/// Makes the calling thread yield the CPU to the rest of the process (nice 19).
+fn lower_thread_priority() {
+    // SAFETY: plain syscalls without pointers; on Linux `PRIO_PROCESS` with a thread id
+    // applies to that thread only.
+    #[allow(unsafe_code)]
+    let ret = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+    };
+    if ret != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the snapshot thread's priority");
+    }
+}
+
 /// Builds snapshots from a consistent view of the state machine.
 pub struct SnapshotBuilder<C: KvTypeConfig> {
     sm: Arc<SmShared>,
@@ -274,6 +288,7 @@ pub struct SnapshotBuilder<C: KvTypeConfig> {
 
 impl<C: KvTypeConfig> SnapshotBuilder<C> {
     fn build(sm: &SmShared, snapshots: &SnapshotFiles<C::Node>) -> Result<Snapshot<C>, StoreError> {
+        let started = std::time::Instant::now();
         let (last_applied, membership, raw) = {
             // Excludes apply/install while we read, so last applied, membership and data
             // are one state. Copy raw bytes only; decoding happens after releasing.
@@ -288,6 +303,11 @@ impl<C: KvTypeConfig> SnapshotBuilder<C> {
             }
             (last_applied, membership, raw)
         };
+        // The rest (decoding, encoding tens of megabytes, writing them) holds no lock and can
+        // wait: every member builds its snapshot at the same log index, and at normal priority
+        // the three builds starve the appends and AppendEntries of a small machine.
+        let locked = started.elapsed();
+        lower_thread_priority();
         let mut entries = Vec::with_capacity(raw.len());
         for (k, v) in raw {
             if let Some(key) = user_key(&k)? {
@@ -303,6 +323,13 @@ impl<C: KvTypeConfig> SnapshotBuilder<C> {
         if !snapshots.save(&meta, &data, SaveMode::IfNotOlder)? {
             tracing::info!(snapshot = %meta.snapshot_id, "a newer snapshot was saved meanwhile; not replacing it");
         }
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            bytes = data.len(),
+            applies_held_ms = locked.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -310,9 +337,19 @@ impl<C: KvTypeConfig> SnapshotBuilder<C> {
 impl<C: KvTypeConfig> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<u64>> {
         let (sm, snapshots) = (self.sm.clone(), self.snapshots.clone());
-        run_blocking(move || Self::build(&sm, &snapshots))
-            .await
-            .map_err(fatal(|e| StorageIOError::write_snapshot(None, e)))
+        // A thread of its own rather than the blocking pool: the build lowers its thread's
+        // priority, which an unprivileged process cannot raise again for a pooled thread.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("steward-snapshot".into()).spawn(move || {
+            let _ = tx.send(Self::build(&sm, &snapshots));
+        });
+        let res = match spawned {
+            Ok(_) => {
+                rx.await.unwrap_or_else(|_| Err(StoreError::Io(std::io::Error::other("snapshot thread panicked"))))
+            }
+            Err(e) => Err(StoreError::Io(e)),
+        };
+        res.map_err(fatal(|e| StorageIOError::write_snapshot(None, e)))
     }
 }
 

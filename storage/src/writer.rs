@@ -25,7 +25,7 @@
 //! covered by a successful fsync. After a flush fails, every later waiter fails too: the
 //! store is in an unknown state and the Raft node must stop rather than limp on.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -39,17 +39,25 @@ pub(crate) type FlushResult = Result<(), sled::Error>;
 
 type Waiter = Box<dyn FnOnce(FlushResult) + Send + 'static>;
 
+/// Background work done between flushes, a piece per call; returns whether there is more.
+pub(crate) type Chore = Box<dyn FnMut() -> bool + Send + 'static>;
+
+enum Work {
+    Flush(Waiter),
+    Chore(Chore),
+}
+
 /// Handle on the writer thread. Dropping it stops the thread after it has completed every
 /// queued waiter, and waits for that, so that the sled files are released when the store is.
 pub(crate) struct Writer {
-    tx: Option<mpsc::Sender<Waiter>>,
+    tx: Option<mpsc::Sender<Work>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
     /// Starts the writer thread for `db`, whose files are in `sled_dir`.
     pub(crate) fn start(db: sled::Db, sled_dir: &Path) -> Result<Writer, StoreError> {
-        let (tx, rx) = mpsc::channel::<Waiter>();
+        let (tx, rx) = mpsc::channel::<Work>();
         let files = SledFiles::open(sled_dir)?;
         let thread =
             std::thread::Builder::new().name("steward-storage-writer".to_string()).spawn(move || run(db, files, rx))?;
@@ -66,11 +74,21 @@ impl Writer {
             waiter(Err(stopped()));
             return Err(StoreError::WriterStopped);
         };
-        if let Err(mpsc::SendError(waiter)) = tx.send(waiter) {
+        if let Err(mpsc::SendError(Work::Flush(waiter))) = tx.send(Work::Flush(waiter)) {
             waiter(Err(stopped()));
             return Err(StoreError::WriterStopped);
         }
         Ok(())
+    }
+
+    /// Runs `chore` on the writer thread a piece at a time, between flushes, until it says it
+    /// is done or the store is closed. For work that must not hold up its caller and may be
+    /// left unfinished by a crash (the next open redoes it); a closed store drops it.
+    pub(crate) fn in_background(&self, chore: impl FnMut() -> bool + Send + 'static) {
+        if let Some(tx) = &self.tx {
+            // A stopped writer means a closed store: the chore is dropped, as documented.
+            let _ = tx.send(Work::Chore(Box::new(chore)));
+        }
     }
 
     /// Like [`Writer::flushed`], for a caller outside the async runtime (opening the store).
@@ -163,14 +181,43 @@ impl SledFiles {
     }
 }
 
-fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Waiter>) {
+fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Work>) {
     // Sticky: once a flush failed, nothing written afterwards may be acknowledged.
     let mut failed: Option<sled::Error> = None;
-    while let Ok(first) = rx.recv() {
+    let mut chores: VecDeque<Chore> = VecDeque::new();
+    loop {
+        // Block for work only when no chore is pending; a closed channel ends the thread and
+        // drops pending chores.
+        let first = if chores.is_empty() {
+            match rx.recv() {
+                Ok(work) => Some(work),
+                Err(_) => break,
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(work) => Some(work),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            }
+        };
         // Group commit: everything queued so far is covered by the one flush below, because
         // each waiter was queued after its write had been applied.
-        let mut waiters = vec![first];
-        waiters.extend(rx.try_iter());
+        let mut waiters = Vec::new();
+        for work in first.into_iter().chain(rx.try_iter()) {
+            match work {
+                Work::Flush(w) => waiters.push(w),
+                Work::Chore(c) => chores.push_back(c),
+            }
+        }
+        if waiters.is_empty() {
+            // Flushes first; a chore runs one piece when none is waiting.
+            if let Some(mut chore) = chores.pop_front() {
+                if chore() {
+                    chores.push_back(chore);
+                }
+            }
+            continue;
+        }
 
         let res = match &failed {
             Some(e) => Err(e.clone()),
@@ -190,7 +237,27 @@ fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Waiter>) {
 
 #[cfg(test)]
 mod tests {
-    use super::SledFiles;
+    use super::{SledFiles, Writer};
+
+    #[test]
+    fn a_chore_runs_to_its_end_in_pieces_and_flushes_are_served_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled_dir = dir.path().join("sled");
+        let db = sled::Config::new().path(&sled_dir).open().unwrap();
+        let writer = Writer::start(db.clone(), &sled_dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut left = 5;
+        writer.in_background(move || {
+            left -= 1;
+            tx.send(left).unwrap();
+            left > 0
+        });
+        db.insert("k", "v").unwrap();
+        writer.flushed_blocking().unwrap();
+        // The chore (and its sender) is dropped once it says it is done, which ends the
+        // iteration: every piece ran, in order.
+        assert_eq!(rx.iter().collect::<Vec<_>>(), vec![4, 3, 2, 1, 0]);
+    }
 
     #[test]
     fn blobs_are_synced_once_and_a_blob_removed_meanwhile_is_not_an_error() {
