@@ -613,3 +613,45 @@ async fn replication_reads_are_bounded_by_size_but_always_carry_an_entry() {
     let rest = reader.limited_get_log_entries(11, 21).await.unwrap();
     assert_eq!(rest.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (11..=20).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_snapshot_built_while_applies_go_on_is_the_state_at_its_index() {
+    const KEYS: usize = 20_000;
+    let mut leader = Store::new();
+    let mut index = 0;
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(500) {
+        index += 1;
+        let ops = chunk.iter().map(|i| put(&format!("k/{i:05}"), "start")).collect();
+        leader.apply(vec![txn_entry(index, Txn::ops(ops))]).await;
+    }
+    let mut builder = leader.sm.get_snapshot_builder().await;
+    let build = tokio::spawn(async move { builder.build_snapshot().await });
+    // Overwrite, delete and create keys until the build is done.
+    let mut later = Vec::new();
+    let mut round = 0;
+    while !build.is_finished() {
+        round += 1;
+        let i = round % KEYS;
+        let txn = Txn::ops(vec![
+            put(&format!("k/{i:05}"), "changed"),
+            del(&format!("k/{:05}", (i + 7) % KEYS)),
+            put(&format!("new/{round:06}"), "x"),
+        ]);
+        index += 1;
+        let entry = txn_entry(index, txn);
+        later.push(entry.clone());
+        leader.apply(vec![entry]).await;
+    }
+    let snap = build.await.unwrap().unwrap();
+    let at = snap.meta.last_log_id.unwrap().index;
+    assert!(at < index, "the build ended before any apply ran beside it; nothing was tested");
+
+    // A member that installs the snapshot and applies the entries after it ends where the
+    // leader is, revisions included: the snapshot is exactly the state at its index.
+    let mut follower = Store::new();
+    let mut data = follower.sm.begin_receiving_snapshot().await.unwrap();
+    *data = Cursor::new(snap.snapshot.into_inner());
+    follower.sm.install_snapshot(&snap.meta, data).await.unwrap();
+    follower.apply(later.into_iter().filter(|e| e.log_id.index > at).collect()).await;
+    assert_eq!(follower.reader.range("").unwrap(), leader.reader.range("").unwrap());
+}
