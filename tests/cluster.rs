@@ -288,3 +288,67 @@ async fn a_data_dir_of_another_cluster_is_refused_when_told_to_join() {
     assert_eq!(m.membership_config.membership().nodes().count(), 1, "cluster a is unchanged");
     a.shutdown().await;
 }
+
+/// Writes that reach the leader together share log entries (`raft/src/coalesce.rs`); each must
+/// still see its own guards, its own failure branch and its own allocated numbers, and one
+/// invalid write must not take the others with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_sharing_log_entries_keep_their_own_outcomes() {
+    use steward_storage::{Guard, Op, Txn};
+    const N: u64 = 200;
+    let c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let member = c.server(leader).member.clone();
+    let writes = (0..N).map(|i| {
+        let m = member.clone();
+        async move {
+            // Everyone tries to create the same key; exactly one may.
+            let race = Txn {
+                guards: vec![Guard::Absent("t/race".into())],
+                success: vec![Op::Put { key: "t/race".into(), value: i.to_be_bytes().to_vec() }],
+                failure: vec![Op::Put { key: format!("t/lost/{i}"), value: vec![1] }],
+            };
+            let numbered = Txn::ops(vec![
+                Op::PutSequenced {
+                    counter: "t/counter".into(),
+                    prefix: "t/seq/".into(),
+                    value: vec![],
+                    indexes: vec![],
+                },
+                Op::Put { key: format!("t/own/{i}"), value: vec![1] },
+            ]);
+            // A key the state machine refuses: this write fails alone.
+            let invalid = Txn::ops(vec![Op::Put { key: String::new(), value: vec![1] }]);
+            let (a, b, bad) = tokio::join!(m.write(race), m.write(numbered), m.write(invalid));
+            (a.unwrap(), b.unwrap(), bad.unwrap())
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+
+    let winners: Vec<u64> = (0..N).filter(|&i| results[i as usize].0.succeeded).collect();
+    assert_eq!(winners.len(), 1, "exactly one create-if-absent wins");
+    for (race, _, bad) in &results {
+        if !race.succeeded {
+            assert_eq!(race.failed_guards, vec![0], "a loser reports its own failed guard");
+        }
+        assert!(!bad.succeeded && bad.failed_guards.is_empty(), "the invalid write is refused: {bad:?}");
+    }
+    let mut numbers: Vec<u64> = results.iter().map(|(_, n, _)| n.allocated[0]).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=N).collect::<Vec<_>>(), "every write got its own number");
+
+    let read = |prefix: &'static str| {
+        let m = member.clone();
+        async move { m.range(prefix, steward_raft::Consistency::Linearizable).await.unwrap() }
+    };
+    let race = read("t/race").await;
+    assert_eq!(race[0].1.value, winners[0].to_be_bytes().to_vec(), "the winner's value is stored");
+    assert_eq!(read("t/lost/").await.len() as u64, N - 1, "every loser ran its failure branch");
+    assert_eq!(read("t/own/").await.len() as u64, N);
+    assert_eq!(read("t/seq/").await.len() as u64, N);
+
+    // The point of the test: the writes did share entries.
+    let revisions: BTreeSet<u64> = results.iter().flat_map(|(a, b, _)| [a.revision, b.revision]).collect();
+    assert!((revisions.len() as u64) < 2 * N, "{} entries for {} writes: none shared", revisions.len(), 2 * N);
+    c.shutdown().await;
+}

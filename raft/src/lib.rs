@@ -8,10 +8,12 @@
 //! - [`member`]: [`Member`], the service the rest of steward uses: `write` (forwarded to the
 //!   leader when needed), linearizable reads, membership (`join`, `leave`, learner → voter),
 //!   status and health.
+//! - `coalesce`: several concurrent writes proposed as one log entry on the leader.
 //! - [`messages`], [`wire`], [`error`]: what crosses the wire and what can go wrong.
 //! - [`netfault`]: a test-only fault layer (delay, duplication) for the chaos harness, inert
 //!   unless `STEWARD_TEST_NET_FAULTS` is set.
 
+mod coalesce;
 pub mod error;
 pub mod member;
 pub mod messages;

@@ -21,6 +21,7 @@ use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use steward_storage::{KeyValue, KvReader, StoreOptions, Txn, TxnResult};
 use tokio::sync::watch;
 
+use crate::coalesce::Coalescer;
 use crate::error::{ClusterError, StartError};
 use crate::messages::{
     Beat, ClusterStatus, HeartbeatRequest, HeartbeatView, JoinReply, JoinRequest, LeaveRequest, MemberStatus,
@@ -116,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) peers: Peers,
     pub(crate) config: MemberConfig,
     pub(crate) follower: FollowerView,
+    /// Proposes this member's writes while it leads, several to an entry under load.
+    writes: Coalescer,
     /// The leader's heartbeat table (empty and unused on followers).
     beats: Mutex<BeatTable>,
     /// Serialises membership changes on the leader.
@@ -166,6 +169,7 @@ impl Member {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let (shutdown, _) = watch::channel(false);
+        let writes = Coalescer::start(raft.clone(), config.id);
         let member = Member {
             inner: Arc::new(Inner {
                 id: config.id,
@@ -175,6 +179,7 @@ impl Member {
                 peers,
                 config,
                 follower: FollowerView::default(),
+                writes,
                 beats: Mutex::new(BeatTable::default()),
                 membership_lock: tokio::sync::Mutex::new(()),
                 shutdown,
@@ -321,27 +326,13 @@ impl Member {
         }
     }
 
-    /// `client_write` on this member, which believes it is the leader.
+    /// `client_write` on this member, which believes it is the leader, coalesced with the
+    /// other writes in flight here (`crate::coalesce`).
     pub(crate) async fn local_write(&self, txn: Txn, until: Instant) -> Result<TxnResult, RemoteError> {
         let budget = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
-        // openraft answers "forward to leader" both when this member is not the leader (nothing
-        // appended) and when it stepped down after appending (the entry may still commit under
-        // the next leader). Only the first may be retried elsewhere; a member that believed it
-        // led cannot tell them apart, so it reports the outcome as unknown.
-        let believed_leader = self.is_leader();
-        match tokio::time::timeout(budget, self.inner.raft.client_write(txn)).await {
+        match tokio::time::timeout(budget, self.inner.writes.write(txn)).await {
             Err(_) => Err(RemoteError::Timeout),
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) if believed_leader => {
-                Err(RemoteError::Indeterminate)
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(RemoteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(RemoteError::Rejected(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(RemoteError::Fatal(f.to_string())),
+            Ok(res) => res,
         }
     }
 
@@ -931,7 +922,8 @@ fn remote_to_cluster(e: RemoteError) -> ClusterError {
     }
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> RemoteError {
+/// What a failed `client_write` means to a member that forwarded it.
+pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> RemoteError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             RemoteError::NotLeader { leader: f.leader_id.zip(f.leader_node) }
