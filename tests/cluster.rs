@@ -352,3 +352,27 @@ async fn concurrent_writes_sharing_log_entries_keep_their_own_outcomes() {
     assert!((revisions.len() as u64) < 2 * N, "{} entries for {} writes: none shared", revisions.len(), 2 * N);
     c.shutdown().await;
 }
+
+/// A combined entry stays small enough for one AppendEntries: big writes are not all coalesced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_concurrent_writes_are_spread_over_entries_of_bounded_size() {
+    use steward_storage::Txn;
+    const N: usize = 100;
+    const VALUE: usize = 16 * 1024;
+    let c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let member = c.server(leader).member.clone();
+    let writes = (0..N).map(|i| {
+        let m = member.clone();
+        async move { m.write(Txn::put(format!("big/{i:03}"), vec![i as u8; VALUE])).await.unwrap() }
+    });
+    let results = futures::future::join_all(writes).await;
+    assert!(results.iter().all(|r| r.succeeded));
+    let revisions: BTreeSet<u64> = results.iter().map(|r| r.revision).collect();
+    // 1.6 MB of values in entries of about 256 KiB at most: at least 7 entries.
+    assert!(revisions.len() >= (N * VALUE).div_ceil(256 * 1024), "{} entries", revisions.len());
+    let stored = member.range("big/", steward_raft::Consistency::Linearizable).await.unwrap();
+    assert_eq!(stored.len(), N);
+    assert!(stored.iter().all(|(k, kv)| kv.value.len() == VALUE && kv.value[0] == k[4..].parse::<u8>().unwrap()));
+    c.shutdown().await;
+}

@@ -37,6 +37,11 @@ const IN_FLIGHT: usize = 4;
 /// Member writes in one entry at most.
 const MAX_BATCH: usize = 128;
 
+/// About the most bytes of member writes one combined entry carries (a single write may be
+/// larger). An entry travels whole in one AppendEntries, which must complete within openraft's
+/// heartbeat interval, follower fsync included; scheduled-fire batches are tens of kilobytes.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 struct Pending {
     txn: Txn,
     done: oneshot::Sender<Result<TxnResult, RemoteError>>,
@@ -91,17 +96,34 @@ async fn run(
     permits: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,
 ) {
-    while let Some(first) = rx.recv().await {
+    // A write taken from the queue that did not fit into the previous entry.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        // Whatever queued while every permit was taken goes into this entry.
+        // Whatever queued while every permit was taken goes into this entry, up to its limits.
+        let mut bytes = first.txn.size_hint();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => {
+                    bytes += p.txn.size_hint();
+                    if bytes > MAX_BATCH_BYTES {
+                        carried = Some(p);
+                        break;
+                    }
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        queued.fetch_sub(batch.len() + usize::from(carried.is_some()), Ordering::AcqRel);
         let raft = raft.clone();
         tokio::spawn(async move {
             propose(&raft, id, batch).await;

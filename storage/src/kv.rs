@@ -112,6 +112,30 @@ impl Txn {
             }
         })
     }
+
+    /// About how many bytes this transaction takes in a log entry: its keys and values, and a
+    /// few bytes per guard and operation. For sizing batches, not exact.
+    pub fn size_hint(&self) -> usize {
+        let guard = |g: &Guard| {
+            8 + match g {
+                Guard::Absent(k) | Guard::Exists(k) | Guard::PrefixEmpty(k) => k.len(),
+                Guard::ModRevision { key, .. } => key.len() + 8,
+                Guard::ValueEquals { key, value } => key.len() + value.len(),
+            }
+        };
+        let op = |o: &Op| {
+            8 + match o {
+                Op::Put { key, value } => key.len() + value.len(),
+                Op::Delete { key } => key.len(),
+                Op::DeletePrefix { prefix } => prefix.len(),
+                Op::Txn(t) => t.size_hint(),
+                Op::PutSequenced { counter, prefix, value, indexes } => {
+                    counter.len() + prefix.len() + value.len() + indexes.iter().map(|k| k.len() + 8).sum::<usize>()
+                }
+            }
+        };
+        self.guards.iter().map(guard).sum::<usize>() + self.success.iter().chain(&self.failure).map(op).sum::<usize>()
+    }
 }
 
 /// What applying one log entry produced.
