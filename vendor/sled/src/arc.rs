@@ -3,7 +3,7 @@
 /// `Arc`, but we use a LOT of `Arc`'s, so the extra 8 bytes
 /// turn into a huge overhead.
 use std::{
-    alloc::{alloc, dealloc, Layout},
+    alloc::{Layout, alloc, dealloc},
     convert::TryFrom,
     fmt::{self, Debug},
     mem,

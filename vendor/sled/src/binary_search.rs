@@ -1,6 +1,6 @@
 use std::cmp::Ordering::{Equal, Greater, Less};
 
-use crate::{fastcmp, IVec};
+use crate::{IVec, fastcmp};
 
 pub(crate) fn binary_search_lub(key: &[u8], s: &[IVec]) -> Option<usize> {
     match binary_search(key, s) {
@@ -32,11 +32,7 @@ pub fn binary_search(key: &[u8], s: &[IVec]) -> Result<usize, usize> {
     #[allow(unsafe_code)]
     let l = unsafe { s.get_unchecked(base).as_ref() };
     let cmp = fastcmp(l, key);
-    if cmp == Equal {
-        Ok(base)
-    } else {
-        Err(base + (cmp == Less) as usize)
-    }
+    if cmp == Equal { Ok(base) } else { Err(base + (cmp == Less) as usize) }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::{
     sync::atomic::AtomicUsize,
 };
 
-use crate::pagecache::{arr_to_u32, u32_to_arr, Lsn};
+use crate::pagecache::{Lsn, arr_to_u32, u32_to_arr};
 use crate::*;
 
 const DEFAULT_PATH: &str = "default.sled";

@@ -1,6 +1,6 @@
 use std::ops::{Bound, Deref};
 
-use crate::{Measure, M};
+use crate::{M, Measure};
 
 use super::*;
 

@@ -87,7 +87,13 @@
 // dependency is built and linted without `--cap-lints`, and these lints fire with today's
 // compiler; the code is unchanged but for the patch in `threadpool.rs` (and one `cfg` spelled
 // the way clippy accepts in `sys_limits.rs`).
-#![allow(warnings, clippy::all, clippy::pedantic, clippy::nursery, clippy::cargo)]
+#![allow(
+    warnings,
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery,
+    clippy::cargo
+)]
 #![allow(clippy::mem_replace_with_default)] // Not using std::mem::take() due to MSRV of 1.37 (intro'd in 1.40)
 #![allow(clippy::match_like_matches_macro)] // Not using std::matches! due to MSRV of 1.37 (intro'd in 1.42)
 
@@ -224,24 +230,24 @@ pub use {
         config::RunningConfig,
         lazy::Lazy,
         pagecache::{
+            BatchManifest, DiskPtr, Log, LogKind, LogOffset, LogRead, Lsn,
+            PageCache, PageId,
             constants::{
                 MAX_MSG_HEADER_LEN, MAX_SPACE_AMPLIFICATION,
                 MINIMUM_ITEMS_PER_SEGMENT, SEG_HEADER_LEN,
             },
-            BatchManifest, DiskPtr, Log, LogKind, LogOffset, LogRead, Lsn,
-            PageCache, PageId,
         },
         serialization::Serialize,
     },
     crossbeam_epoch::{
-        pin as crossbeam_pin, Atomic, Guard as CrossbeamGuard, Owned, Shared,
+        Atomic, Guard as CrossbeamGuard, Owned, Shared, pin as crossbeam_pin,
     },
 };
 
 pub use self::{
     batch::Batch,
     config::{Config, Mode},
-    db::{open, Db},
+    db::{Db, open},
     iter::Iter,
     ivec::IVec,
     result::{Error, Result},
@@ -261,7 +267,7 @@ use {
         histogram::Histogram,
         lru::Lru,
         meta::Meta,
-        metrics::{clock, Measure, M},
+        metrics::{M, Measure, clock},
         node::{Data, Node},
         oneshot::{OneShot, OneShotFiller},
         result::CasResult,

@@ -6,11 +6,11 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::{
+    Guard, PageId,
     atomic_shim::AtomicU64,
     debug_delay,
     dll::{DoublyLinkedList, Node},
     fastlock::FastLock,
-    Guard, PageId,
 };
 
 #[cfg(any(test, feature = "lock_free_delays"))]

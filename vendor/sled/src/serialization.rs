@@ -7,11 +7,11 @@ use std::{
 };
 
 use crate::{
+    Data, DiskPtr, Error, IVec, Link, Meta, Node, Result,
     node::{Index, Leaf},
     pagecache::{
         BatchManifest, MessageHeader, PageState, SegmentNumber, Snapshot,
     },
-    Data, DiskPtr, Error, IVec, Link, Meta, Node, Result,
 };
 
 /// Items that may be serialized and deserialized
@@ -477,11 +477,7 @@ impl Serialize for Option<i64> {
 
 fn shift_i64_opt(value_opt: &Option<i64>) -> i64 {
     if let Some(value) = value_opt {
-        if value.signum() == -1 {
-            *value
-        } else {
-            value + 1
-        }
+        if value.signum() == -1 { *value } else { value + 1 }
     } else {
         0
     }

@@ -6,7 +6,7 @@ use std::{
     sync::atomic::Ordering::{Acquire, Release},
 };
 
-use crossbeam_epoch::{unprotected, Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared, unprotected};
 
 use crate::debug_delay;
 

@@ -2,7 +2,8 @@
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 use std::io;
-#[cfg(target_os = "linux")] // steward: was `any(..)` of one; clippy rejects it before any `allow` applies
+#[cfg(target_os = "linux")]
+// steward: was `any(..)` of one; clippy rejects it before any `allow` applies
 use {std::fs::File, std::io::Read};
 
 /// See the Kernel's documentation for more information about this subsystem,

@@ -10,8 +10,8 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 
 use crate::{
-    debug_delay, warn, Acquire, AtomicUsize, Error, Lazy, OneShot, Result,
-    SeqCst,
+    Acquire, AtomicUsize, Error, Lazy, OneShot, Result, SeqCst, debug_delay,
+    warn,
 };
 
 // This is lower for CI reasons.

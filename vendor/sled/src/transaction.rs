@@ -84,8 +84,8 @@ use std::collections::HashMap as Map;
 use std::collections::BTreeMap as Map;
 
 use crate::{
-    concurrency_control, pin, Batch, Error, Guard, IVec, Protector, Result,
-    Tree,
+    Batch, Error, Guard, IVec, Protector, Result, Tree, concurrency_control,
+    pin,
 };
 
 /// A transaction that will
@@ -268,8 +268,7 @@ impl TransactionalTree {
     {
         let old = self.get(key.as_ref())?;
         let mut writes = self.writes.borrow_mut();
-        let _last_write =
-            writes.insert(key.into(), Some(value.into()));
+        let _last_write = writes.insert(key.into(), Some(value.into()));
         Ok(old)
     }
 

@@ -1,7 +1,7 @@
 use std::{
-    num::NonZeroU64,
     borrow::Cow,
     fmt::{self, Debug},
+    num::NonZeroU64,
     ops::{self, Deref, RangeBounds},
     sync::atomic::Ordering::SeqCst,
 };
@@ -105,8 +105,8 @@ impl Drop for TreeInner {
                 Ok(_) => continue,
                 Err(e) => {
                     error!("failed to flush data to disk: {:?}", e);
-                    return
-                },
+                    return;
+                }
             }
         }
     }
@@ -160,9 +160,11 @@ impl Tree {
         let _cc = concurrency_control::read();
         loop {
             trace!("setting key {:?}", key.as_ref());
-            if let Ok(res) =
-                self.insert_inner(key.as_ref(), Some(value.clone()), &mut guard)?
-            {
+            if let Ok(res) = self.insert_inner(
+                key.as_ref(),
+                Some(value.clone()),
+                &mut guard,
+            )? {
                 return Ok(res);
             }
         }
@@ -189,7 +191,7 @@ impl Tree {
 
         if value == last_value {
             // short-circuit a no-op set or delete
-            return Ok(Ok(value))
+            return Ok(Ok(value));
         }
 
         let frag = if let Some(value) = value.clone() {
@@ -198,12 +200,8 @@ impl Tree {
             Link::Del(encoded_key)
         };
 
-        let link = self.context.pagecache.link(
-            pid,
-            node_view.0,
-            frag,
-            guard,
-        )?;
+        let link =
+            self.context.pagecache.link(pid, node_view.0, frag, guard)?;
 
         if link.is_ok() {
             // success
@@ -432,7 +430,8 @@ impl Tree {
 
         trace!("getting key {:?}", key);
 
-        let View { node_view, pid, .. } = self.view_for_key(key.as_ref(), guard)?;
+        let View { node_view, pid, .. } =
+            self.view_for_key(key.as_ref(), guard)?;
 
         let pair = node_view.leaf_pair_for_key(key.as_ref());
         let val = pair.map(|kv| kv.1.clone());
@@ -467,7 +466,9 @@ impl Tree {
         loop {
             trace!("removing key {:?}", key.as_ref());
 
-            if let Ok(res) = self.insert_inner(key.as_ref(), None, &mut guard)? {
+            if let Ok(res) =
+                self.insert_inner(key.as_ref(), None, &mut guard)?
+            {
                 return Ok(res);
             }
         }
@@ -813,7 +814,8 @@ impl Tree {
     #[allow(clippy::used_underscore_binding)]
     pub async fn flush_async(&self) -> Result<usize> {
         let pagecache = self.context.pagecache.clone();
-        if let Some(result) = threadpool::spawn(move || pagecache.flush())?.await
+        if let Some(result) =
+            threadpool::spawn(move || pagecache.flush())?.await
         {
             result
         } else {
@@ -1581,7 +1583,11 @@ impl Tree {
                 let size = node_view.0.log_size();
                 let view = View { node_view: *node_view, pid, size };
                 if view.merging_child.is_some() {
-                    self.merge_node(&view, view.merging_child.unwrap().get(), guard)?;
+                    self.merge_node(
+                        &view,
+                        view.merging_child.unwrap().get(),
+                        guard,
+                    )?;
                 } else {
                     return Ok(Some(view));
                 }
@@ -1653,7 +1659,11 @@ impl Tree {
 
             // When we encounter a merge intention, we collaboratively help out
             if view.merging_child.is_some() {
-                self.merge_node(&view, view.merging_child.unwrap().get(), guard)?;
+                self.merge_node(
+                    &view,
+                    view.merging_child.unwrap().get(),
+                    guard,
+                )?;
                 retry!();
             } else if view.merging {
                 // we missed the parent merge intention due to a benign race,
@@ -1677,10 +1687,13 @@ impl Tree {
 
             if undershot {
                 // half-complete split detect & completion
-                cursor = view.next.expect(
-                    "if our hi bound is not Inf (inity), \
+                cursor = view
+                    .next
+                    .expect(
+                        "if our hi bound is not Inf (inity), \
                      we should have a right sibling",
-                ).get();
+                    )
+                    .get();
                 if unsplit_parent.is_none() && parent_view.is_some() {
                     unsplit_parent = parent_view.clone();
                 } else if parent_view.is_none() && view.lo.is_empty() {
@@ -1840,8 +1853,7 @@ impl Tree {
                     trace!(
                         "ParentMergeConfirm succeeded on parent pid {}, \
                          now freeing child pid {}",
-                        parent_view.pid,
-                        child_pid
+                        parent_view.pid, child_pid
                     );
                     return Ok(true);
                 }
@@ -1872,13 +1884,14 @@ impl Tree {
                         return Ok(false);
                     };
 
-                    if new_parent_view.merging_child.map(NonZeroU64::get) != Some(child_pid) {
+                    if new_parent_view.merging_child.map(NonZeroU64::get)
+                        != Some(child_pid)
+                    {
                         trace!(
                             "someone else must have already \
                              completed the merge, and now the \
                              merging child for parent pid {} is {:?}",
-                            new_parent_view.pid,
-                            new_parent_view.merging_child
+                            new_parent_view.pid, new_parent_view.merging_child
                         );
                         return Ok(false);
                     }
@@ -1897,8 +1910,7 @@ impl Tree {
     ) -> Result<()> {
         trace!(
             "merging child pid {} of parent pid {}",
-            child_pid,
-            parent_view.pid
+            child_pid, parent_view.pid
         );
 
         let child_view = if let Some(merging_child) =
@@ -1967,8 +1979,7 @@ impl Tree {
             if cursor_view.next.map(NonZeroU64::get) == Some(child_pid) {
                 trace!(
                     "found left sibling pid {} points to merging node pid {}",
-                    cursor_view.pid,
-                    child_pid
+                    cursor_view.pid, child_pid
                 );
                 let cursor_node = cursor_view.node_view;
 
@@ -1983,8 +1994,7 @@ impl Tree {
                     Ok(_) => {
                         trace!(
                             "merged node pid {} into left sibling pid {}",
-                            child_pid,
-                            cursor_pid
+                            child_pid, cursor_pid
                         );
                         break;
                     }
@@ -1992,9 +2002,7 @@ impl Tree {
                         trace!(
                             "failed to merge pid {} into \
                              pid {} since pid {} doesn't exist anymore",
-                            child_pid,
-                            cursor_pid,
-                            cursor_pid
+                            child_pid, cursor_pid, cursor_pid
                         );
                         return Ok(());
                     }
@@ -2002,8 +2010,7 @@ impl Tree {
                         trace!(
                             "failed to merge pid {} into \
                              pid {} due to cas failure",
-                            child_pid,
-                            cursor_pid
+                            child_pid, cursor_pid
                         );
                         continue;
                     }
@@ -2013,10 +2020,7 @@ impl Tree {
                 trace!(
                     "cursor pid {} has hi key {:?}, which is \
                      >= merging child pid {}'s lo key of {:?}, breaking",
-                    cursor_pid,
-                    cursor_view.hi,
-                    child_pid,
-                    child_view.lo
+                    cursor_pid, cursor_view.hi, child_pid, child_view.lo
                 );
                 break;
             } else {
@@ -2024,8 +2028,7 @@ impl Tree {
                 if let Some(next) = cursor_view.next {
                     trace!(
                         "traversing from cursor pid {} to right sibling pid {}",
-                        cursor_pid,
-                        next
+                        cursor_pid, next
                     );
                     cursor_pid = next.get();
                 } else {
@@ -2042,8 +2045,7 @@ impl Tree {
         trace!(
             "trying to install parent merge \
              confirmation of merged child pid {} for parent pid {}",
-            child_pid,
-            parent_view.pid
+            child_pid, parent_view.pid
         );
 
         let should_continue =
@@ -2230,7 +2232,10 @@ impl Debug for Tree {
                                 saw them on this level",
                                 expected_pids
                             );
-                            std::mem::swap(&mut expected_pids, &mut referenced_pids);
+                            std::mem::swap(
+                                &mut expected_pids,
+                                &mut referenced_pids,
+                            );
                         } else {
                             panic!("trying to debug print empty index node");
                         }

@@ -1,5 +1,5 @@
 use std::{
-    alloc::{alloc, dealloc, Layout},
+    alloc::{Layout, alloc, dealloc},
     cell::UnsafeCell,
     sync::atomic::AtomicPtr,
 };
@@ -163,11 +163,7 @@ impl IoBuf {
     ) -> std::result::Result<Header, Header> {
         debug_delay();
         let res = self.header.compare_and_swap(old, new, SeqCst);
-        if res == old {
-            Ok(new)
-        } else {
-            Err(res)
-        }
+        if res == old { Ok(new) } else { Err(res) }
     }
 }
 
@@ -195,8 +191,7 @@ impl StabilityIntervals {
     fn mark_fsync(&mut self, interval: (Lsn, Lsn)) -> Option<Lsn> {
         trace!(
             "pushing interval {:?} into fsynced_ranges {:?}",
-            interval,
-            self.fsynced_ranges
+            interval, self.fsynced_ranges
         );
         if let Some((low, high)) = self.fsynced_ranges.last_mut() {
             if *low == interval.1 + 1 {
@@ -592,9 +587,7 @@ impl IoBufs {
 
         trace!(
             "write_to_log log_offset {} lsn {} len {}",
-            log_offset,
-            base_lsn,
-            bytes_to_write
+            log_offset, base_lsn, bytes_to_write
         );
 
         let maxed = header::is_maxed(header);

@@ -1,12 +1,12 @@
 use std::fs::File;
 
 use super::{
-    arr_to_lsn, arr_to_u32, assert_usize, bump_atomic_lsn, header, iobuf,
-    lsn_to_arr, maybe_decompress, pread_exact, pread_exact_or_eof, read_blob,
-    roll_iobuf, u32_to_arr, Arc, BasedBuf, BlobPointer, DiskPtr, IoBuf, IoBufs,
-    LogKind, LogOffset, Lsn, MessageKind, Reservation, Serialize, Snapshot,
-    BATCH_MANIFEST_PID, COUNTER_PID, MAX_MSG_HEADER_LEN, META_PID,
-    MINIMUM_ITEMS_PER_SEGMENT, SEG_HEADER_LEN,
+    Arc, BATCH_MANIFEST_PID, BasedBuf, BlobPointer, COUNTER_PID, DiskPtr,
+    IoBuf, IoBufs, LogKind, LogOffset, Lsn, MAX_MSG_HEADER_LEN, META_PID,
+    MINIMUM_ITEMS_PER_SEGMENT, MessageKind, Reservation, SEG_HEADER_LEN,
+    Serialize, Snapshot, arr_to_lsn, arr_to_u32, assert_usize, bump_atomic_lsn,
+    header, iobuf, lsn_to_arr, maybe_decompress, pread_exact,
+    pread_exact_or_eof, read_blob, roll_iobuf, u32_to_arr,
 };
 
 use crate::*;
@@ -348,9 +348,7 @@ impl Log {
 
             trace!(
                 "reserved {} bytes at lsn {} lid {}",
-                inline_buf_len,
-                reservation_lsn,
-                reservation_lid,
+                inline_buf_len, reservation_lsn, reservation_lid,
             );
 
             bump_atomic_lsn(
@@ -803,8 +801,7 @@ pub(crate) fn read_message<R: ReadAt>(
                     assert_eq!(header.kind, kind);
                     trace!(
                         "read a successful blob message for blob {} in segment number {:?}",
-                        id,
-                        header.segment_number,
+                        id, header.segment_number,
                     );
 
                     Ok(LogRead::Blob(header, buf, id, inline_len))

@@ -41,19 +41,19 @@ use self::{
         PAGE_CONSOLIDATION_THRESHOLD, SEGMENT_CLEANUP_THRESHOLD,
     },
     header::Header,
-    iobuf::{roll_iobuf, IoBuf, IoBufs},
-    iterator::{raw_segment_iter_from, LogIter},
+    iobuf::{IoBuf, IoBufs, roll_iobuf},
+    iterator::{LogIter, raw_segment_iter_from},
     pagetable::PageTable,
     segment::{SegmentAccountant, SegmentCleaner, SegmentOp},
 };
 
 pub(crate) use self::{
     logger::{
-        read_message, read_segment_header, MessageHeader, SegmentHeader,
-        SegmentNumber,
+        MessageHeader, SegmentHeader, SegmentNumber, read_message,
+        read_segment_header,
     },
     reservation::Reservation,
-    snapshot::{read_snapshot_or_default, PageState, Snapshot},
+    snapshot::{PageState, Snapshot, read_snapshot_or_default},
 };
 
 pub use self::{
@@ -398,11 +398,7 @@ impl Update {
     }
 
     fn is_free(&self) -> bool {
-        if let Update::Free = self {
-            true
-        } else {
-            false
-        }
+        if let Update::Free = self { true } else { false }
     }
 }
 
@@ -1115,8 +1111,7 @@ impl PageCache {
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
                         "accessed pid {} -> paging out pids {:?}",
-                        pid,
-                        to_evict
+                        pid, to_evict
                     );
                     if !to_evict.is_empty() {
                         self.page_out(to_evict, guard)?;
@@ -1311,8 +1306,7 @@ impl PageCache {
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
                         "accessed pid {} -> paging out pids {:?}",
-                        pid,
-                        to_evict
+                        pid, to_evict
                     );
                     if !to_evict.is_empty() {
                         self.page_out(to_evict, guard)?;
@@ -1548,8 +1542,7 @@ impl PageCache {
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
                         "accessed pid {} -> paging out pids {:?}",
-                        pid,
-                        to_evict
+                        pid, to_evict
                     );
                     if !to_evict.is_empty() {
                         self.page_out(to_evict, guard)?;
@@ -1688,8 +1681,7 @@ impl PageCache {
                 let to_evict = self.lru.accessed(pid, total_page_size, guard);
                 trace!(
                     "accessed pid {} -> paging out pids {:?}",
-                    pid,
-                    to_evict
+                    pid, to_evict
                 );
                 if !to_evict.is_empty() {
                     self.page_out(to_evict, guard)?;
@@ -1816,8 +1808,7 @@ impl PageCache {
                 trace!(
                     "persisting ID gen, as persist count {} \
                     is below necessary persists {}",
-                    persisted,
-                    necessary_persists
+                    persisted, necessary_persists
                 );
                 let guard = pin();
                 let (key, current) = self.get_idgen(&guard)?;

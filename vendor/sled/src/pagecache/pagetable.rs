@@ -2,18 +2,17 @@
 #![allow(unsafe_code)]
 
 use std::{
-    alloc::{alloc_zeroed, Layout},
+    alloc::{Layout, alloc_zeroed},
     convert::TryFrom,
     mem::{align_of, size_of},
     sync::atomic::Ordering::{Acquire, Relaxed, Release},
 };
 
-use crossbeam_epoch::{pin, Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared, pin};
 
 use crate::{
-    debug_delay,
-    pagecache::{constants::MAX_PID_BITS, Page, PageView},
-    Measure, M,
+    M, Measure, debug_delay,
+    pagecache::{Page, PageView, constants::MAX_PID_BITS},
 };
 
 #[allow(unused)]

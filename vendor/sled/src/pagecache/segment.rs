@@ -211,27 +211,15 @@ impl Default for Segment {
 
 impl Segment {
     fn is_free(&self) -> bool {
-        if let Segment::Free(_) = self {
-            true
-        } else {
-            false
-        }
+        if let Segment::Free(_) = self { true } else { false }
     }
 
     fn is_active(&self) -> bool {
-        if let Segment::Active { .. } = self {
-            true
-        } else {
-            false
-        }
+        if let Segment::Active { .. } = self { true } else { false }
     }
 
     fn is_inactive(&self) -> bool {
-        if let Segment::Inactive { .. } = self {
-            true
-        } else {
-            false
-        }
+        if let Segment::Inactive { .. } = self { true } else { false }
     }
 
     fn free_to_active(&mut self, new_lsn: Lsn) {
@@ -268,8 +256,7 @@ impl Segment {
                 trace!(
                     "removing blob {} while transitioning \
                      segment lsn {:?} to Inactive",
-                    ptr,
-                    active.lsn,
+                    ptr, active.lsn,
                 );
                 remove_blob(*ptr, config)?;
             }
@@ -379,9 +366,7 @@ impl Segment {
     fn remove_pid(&mut self, pid: PageId, replacement_lsn: Lsn, sz: usize) {
         trace!(
             "removing pid {} at lsn {} from segment {:?}",
-            pid,
-            replacement_lsn,
-            self
+            pid, replacement_lsn, self
         );
         match self {
             Segment::Active(active) => {
@@ -527,7 +512,9 @@ impl SegmentAccountant {
                 segments.push(Segment::default());
             }
             if segments.len() <= tip_idx {
-                error!("failed to properly initialize segments, suspected disk corruption");
+                error!(
+                    "failed to properly initialize segments, suspected disk corruption"
+                );
                 return Err(Error::corruption(None));
             }
             trace!(
@@ -546,11 +533,7 @@ impl SegmentAccountant {
                 trace!(
                     "adding lsn: {} lid: {} sz: {} for \
                      pid {} to segment {} during SA recovery",
-                    lsn,
-                    lid,
-                    sz,
-                    pid,
-                    idx
+                    lsn, lid, sz, pid, idx
                 );
                 let segment_lsn = self.config.normalize(lsn);
                 segments[idx].recovery_ensure_initialized(segment_lsn);
@@ -696,8 +679,7 @@ impl SegmentAccountant {
         {
             trace!(
                 "removing segment {} with lsn {} from ordering",
-                lid,
-                last_lsn
+                lid, last_lsn
             );
             self.ordering.remove(&last_lsn);
         }
@@ -892,16 +874,13 @@ impl SegmentAccountant {
         let lsn = ((stable_lsn / segment_size) - 1) * segment_size;
         trace!(
             "stabilize({}), normalized: {}, last: {}",
-            stable_lsn,
-            lsn,
-            self.max_stabilized_lsn
+            stable_lsn, lsn, self.max_stabilized_lsn
         );
         if self.max_stabilized_lsn >= lsn {
             trace!(
                 "expected stabilization lsn {} \
                  to be greater than the previous value of {}",
-                lsn,
-                self.max_stabilized_lsn
+                lsn, self.max_stabilized_lsn
             );
             return Ok(());
         }
@@ -938,9 +917,7 @@ impl SegmentAccountant {
 
         trace!(
             "deactivating segment with lid {} lsn {}: {:?}",
-            lid,
-            lsn,
-            self.segments[idx]
+            lid, lsn, self.segments[idx]
         );
 
         let freeable_segments = if self.segments[idx].is_active() {
@@ -1060,18 +1037,13 @@ impl SegmentAccountant {
 
         trace!(
             "generated iterator over {:?} where lsn >= {}",
-            self.ordering,
-            normalized_lsn
+            self.ordering, normalized_lsn
         );
 
         self.ordering
             .iter()
             .filter_map(move |(l, r)| {
-                if *l >= normalized_lsn {
-                    Some((*l, *r))
-                } else {
-                    None
-                }
+                if *l >= normalized_lsn { Some((*l, *r)) } else { None }
             })
             .collect()
     }

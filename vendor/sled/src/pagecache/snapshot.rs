@@ -4,9 +4,9 @@ use zstd::block::{compress, decompress};
 use crate::*;
 
 use super::{
+    BasedBuf, DiskPtr, LogIter, LogKind, LogOffset, Lsn, MessageKind,
     arr_to_u32, gc_blobs, pwrite_all, raw_segment_iter_from, u32_to_arr,
-    u64_to_arr, BasedBuf, DiskPtr, LogIter, LogKind, LogOffset, Lsn,
-    MessageKind,
+    u64_to_arr,
 };
 
 /// A snapshot of the state required to quickly restart
@@ -127,9 +127,7 @@ impl Snapshot {
     ) -> Result<()> {
         trace!(
             "trying to deserialize buf for pid {} ptr {} lsn {}",
-            pid,
-            disk_ptr,
-            lsn
+            pid, disk_ptr, lsn
         );
         let _measure = Measure::new(&M.snapshot_apply);
 
@@ -147,9 +145,7 @@ impl Snapshot {
             LogKind::Replace => {
                 trace!(
                     "compact of pid {} at ptr {} lsn {}",
-                    pid,
-                    disk_ptr,
-                    lsn,
+                    pid, disk_ptr, lsn,
                 );
 
                 let pid_usize = usize::try_from(pid).unwrap();
@@ -168,23 +164,21 @@ impl Snapshot {
                 {
                     trace!(
                         "append of pid {} at lid {} lsn {}",
-                        pid,
-                        disk_ptr,
-                        lsn,
+                        pid, disk_ptr, lsn,
                     );
 
                     lids.push((lsn, disk_ptr, sz));
                 } else {
                     trace!(
                         "skipping dangling append of pid {} at lid {} lsn {}",
-                        pid,
-                        disk_ptr,
-                        lsn,
+                        pid, disk_ptr, lsn,
                     );
                     if pushed {
                         let old = self.pt.pop().unwrap();
                         if old != PageState::Uninitialized {
-                            error!("expected previous page state to be uninitialized");
+                            error!(
+                                "expected previous page state to be uninitialized"
+                            );
                             return Err(Error::corruption(None));
                         }
                     }
@@ -222,9 +216,7 @@ fn advance_snapshot(
     while let Some((log_kind, pid, lsn, ptr, sz)) = iter.next() {
         trace!(
             "in advance_snapshot looking at item with pid {} lsn {} ptr {}",
-            pid,
-            lsn,
-            ptr
+            pid, lsn, ptr
         );
 
         if lsn < snapshot.stable_lsn.unwrap_or(-1) {
@@ -232,9 +224,7 @@ fn advance_snapshot(
             // item ALREADY INCLUDED lsn in the snapshot.
             trace!(
                 "continuing in advance_snapshot, lsn {} ptr {} stable_lsn {:?}",
-                lsn,
-                ptr,
-                snapshot.stable_lsn
+                lsn, ptr, snapshot.stable_lsn
             );
             continue;
         }
@@ -295,9 +285,9 @@ fn advance_snapshot(
         let monotonic = segment_progress >= SEG_HEADER_LEN as Lsn
             || (segment_progress == 0 && iter.segment_base.is_none());
         if !monotonic {
-            error!("expected segment progress {} to be above SEG_HEADER_LEN or == 0, cur_lsn: {}",
-                segment_progress,
-                iterated_lsn,
+            error!(
+                "expected segment progress {} to be above SEG_HEADER_LEN or == 0, cur_lsn: {}",
+                segment_progress, iterated_lsn,
             );
             return Err(Error::corruption(None));
         }
