@@ -133,38 +133,35 @@ async fn run(
 }
 
 async fn propose(raft: &Raft, id: NodeId, batch: Vec<Pending>) {
-    let (valid, invalid): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| p.txn.is_valid());
+    let (mut valid, invalid): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| p.txn.is_valid());
+    if valid.len() == 1 {
+        let p = valid.remove(0);
+        let _ = p.done.send(client_write(raft, id, p.txn).await);
+    } else if !valid.is_empty() {
+        let (txns, dones): (Vec<Txn>, Vec<_>) = valid.into_iter().map(|p| (p.txn, p.done)).unzip();
+        let combined = Txn::ops(txns.into_iter().map(Op::Txn).collect());
+        match client_write(raft, id, combined).await {
+            Ok(result) => {
+                let mut nested = result.nested.into_iter();
+                for done in dones {
+                    // An outer transaction without guards runs every nested one, so each has a
+                    // result; a missing one would be a state machine bug, reported as such.
+                    let own = nested.next().ok_or_else(|| {
+                        RemoteError::Fatal("a combined write came back without this write's result".into())
+                    });
+                    let _ = done.send(own);
+                }
+            }
+            Err(e) => {
+                for done in dones {
+                    let _ = done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    // Rare (a proposer's bug), so they go after the others, each alone.
     for p in invalid {
         let _ = p.done.send(client_write(raft, id, p.txn).await);
-    }
-    let mut valid = valid;
-    if valid.len() == 1 {
-        let p = valid.pop().expect("one write");
-        let _ = p.done.send(client_write(raft, id, p.txn).await);
-        return;
-    }
-    if valid.is_empty() {
-        return;
-    }
-    let (txns, dones): (Vec<Txn>, Vec<_>) = valid.into_iter().map(|p| (p.txn, p.done)).unzip();
-    let combined = Txn::ops(txns.into_iter().map(Op::Txn).collect());
-    match client_write(raft, id, combined).await {
-        Ok(result) => {
-            let mut nested = result.nested.into_iter();
-            for done in dones {
-                // An outer transaction without guards runs every nested one, so each has a
-                // result; a missing one would be a state machine bug, reported as such.
-                let own = nested
-                    .next()
-                    .ok_or_else(|| RemoteError::Fatal("a combined write came back without this write's result".into()));
-                let _ = done.send(own);
-            }
-        }
-        Err(e) => {
-            for done in dones {
-                let _ = done.send(Err(e.clone()));
-            }
-        }
     }
 }
 

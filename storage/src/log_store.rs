@@ -43,7 +43,7 @@ impl<C: KvTypeConfig> LogStore<C> {
         // between, entries at or below it are still there. Remove them now so that the log
         // starts right after `last_purged`.
         if let Some(purged) = store.last_purged()? {
-            store.remove_up_to(purged.index)?;
+            while remove_chunk_up_to(&store.shared.log, purged.index)? {}
         }
         Ok(store)
     }
@@ -135,16 +135,6 @@ impl<C: KvTypeConfig> LogStore<C> {
         Ok(LogState { last_purged_log_id: last_purged, last_log_id })
     }
 
-    /// Removes every entry with index `<= index` in one atomic batch.
-    fn remove_up_to(&self, index: u64) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for key in self.shared.log.range(..=codec::log_key(index)).keys() {
-            batch.remove(key?);
-        }
-        self.shared.log.apply_batch(batch)?;
-        Ok(())
-    }
-
     fn append_now<I>(&self, entries: I) -> Result<(), StoreError>
     where
         I: IntoIterator<Item = C::Entry>,
@@ -168,11 +158,12 @@ impl<C: KvTypeConfig> LogStore<C> {
     }
 }
 
-/// How many purged entries one background removal batch takes.
+/// How many purged entries one removal batch takes.
 const PURGE_CHUNK: usize = 2048;
 
-/// Removes up to [`PURGE_CHUNK`] of the entries with index `<= index`, in one atomic batch;
-/// says whether there may be more.
+/// Removes up to [`PURGE_CHUNK`] of the entries with index `<= index`, lowest first, in one
+/// atomic batch; says whether there may be more. Only entries at or below `last_purged` are
+/// removed this way, so a crash between two batches leaves no hole in the live log.
 fn remove_chunk_up_to(log: &sled::Tree, index: u64) -> Result<bool, StoreError> {
     let mut batch = sled::Batch::default();
     let mut n = 0;

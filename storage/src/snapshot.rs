@@ -137,17 +137,16 @@ impl<N: Node> SnapshotFiles<N> {
     }
 }
 
-/// The index a snapshot covers up to; `None` (nothing applied) sorts first.
 /// How much snapshot data is written before its write-back is started and waited for.
 const PACE_BYTES: usize = 4 << 20;
 
 /// Writes `data` at the end of `f`, pushing each 4 MiB to the disk before writing the next.
 ///
 /// A snapshot is tens of megabytes, written by every member at the same log index. Left to
-/// the final `fsync`, all of it is dirty at once, and on ext4 the log's next `fdatasync` waits
-/// behind it (the journal commit writes that data out first): the followers' appends then take
-/// longer than openraft's AppendEntries timeout and the leader loses its quorum. Written back a
-/// piece at a time, the final `fsync` has little left to do.
+/// the final `fsync`, all of it is dirty at once, and on ext4 the log's next `fdatasync` can
+/// wait behind it (a journal commit writes such data out first). Written back a piece at a
+/// time, the final `fsync` has little left to do. (What cost the leader its quorum at a
+/// snapshot was the purge after it; see `LogStore::purge`.)
 fn write_paced(mut f: &File, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::io::AsRawFd;
     let mut offset = f.stream_position()?;
@@ -175,6 +174,7 @@ fn write_paced(mut f: &File, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The index a snapshot covers up to; `None` (nothing applied) sorts first.
 pub(crate) fn index_of(id: &Option<LogId<u64>>) -> Option<u64> {
     id.as_ref().map(|id| id.index)
 }

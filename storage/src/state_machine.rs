@@ -317,23 +317,17 @@ pub struct SnapshotBuilder<C: KvTypeConfig> {
 impl<C: KvTypeConfig> SnapshotBuilder<C> {
     fn build(sm: &SmShared, snapshots: &SnapshotFiles<C::Node>) -> Result<Snapshot<C>, StoreError> {
         let started = std::time::Instant::now();
-        let (last_applied, membership, raw, held) = match Self::read_without_holding_applies::<C>(sm)? {
-            Some((last_applied, membership, raw)) => (last_applied, membership, raw, std::time::Duration::ZERO),
+        let ((last_applied, membership, raw), held) = match read_beside_applies::<C>(sm)? {
+            Some(view) => (view, std::time::Duration::ZERO),
+            // Another build is running, or an install replaced the state meanwhile.
             None => {
-                // Another build is running, or an install replaced the state meanwhile:
-                // read the state with applies excluded.
-                let (last_applied, membership, raw) = {
-                    let _view = sm.lock.read().unwrap_or_else(PoisonError::into_inner);
-                    let (last_applied, membership) = read_applied_state::<C>(&sm.tree)?;
-                    (last_applied, membership, user_entries(&sm.tree)?)
-                };
-                (last_applied, membership, raw, started.elapsed())
+                let t = std::time::Instant::now();
+                (read_holding_applies::<C>(sm)?, t.elapsed())
             }
         };
         // The rest (decoding, encoding tens of megabytes, writing them) holds no lock and can
         // wait: every member builds its snapshot at the same log index, and at normal priority
         // the three builds starve the appends and AppendEntries of a small machine.
-        let locked = held;
         lower_thread_priority();
         let mut entries = Vec::with_capacity(raw.len());
         for (k, v) in raw {
@@ -353,7 +347,7 @@ impl<C: KvTypeConfig> SnapshotBuilder<C> {
         tracing::info!(
             snapshot = %meta.snapshot_id,
             bytes = data.len(),
-            applies_held_ms = locked.as_millis() as u64,
+            applies_held_ms = held.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "snapshot built"
         );
@@ -361,50 +355,54 @@ impl<C: KvTypeConfig> SnapshotBuilder<C> {
     }
 }
 
-impl<C: KvTypeConfig> SnapshotBuilder<C> {
-    /// Reads the state as of one moment while applies go on: sled 0.34 has no point-in-time
-    /// view, so applies record, for every key they write during the read, what it held at the
-    /// start ([`Undo`]), and the read is corrected with that afterwards. Holding applies back
-    /// instead took 60-130 ms per 100 000 keys, on every member at once. `None` when another
-    /// build is running or a snapshot install replaced the state meanwhile.
-    #[allow(clippy::type_complexity)]
-    fn read_without_holding_applies<T: KvTypeConfig>(
-        sm: &SmShared,
-    ) -> Result<Option<(Option<LogId<u64>>, StoredMembership<u64, T::Node>, Vec<(sled::IVec, sled::IVec)>)>, StoreError>
-    {
-        let (last_applied, membership) = {
-            // No apply is half done while the write side is held.
-            let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
-            let mut undo = sm.undo.lock().unwrap_or_else(PoisonError::into_inner);
-            if undo.is_some() {
-                return Ok(None);
-            }
-            let state = read_applied_state::<T>(&sm.tree)?;
-            *undo = Some(Undo::default());
-            state
-        };
-        let read = user_entries(&sm.tree);
-        let undo = {
-            let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
-            sm.undo.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
-        };
-        let raw = read?;
-        if undo.replaced {
+/// One state of the state machine: last applied, membership and every user entry.
+type StateView<N> = (Option<LogId<u64>>, StoredMembership<u64, N>, Vec<(sled::IVec, sled::IVec)>);
+
+/// Reads the state with applies and installs excluded.
+fn read_holding_applies<C: KvTypeConfig>(sm: &SmShared) -> Result<StateView<C::Node>, StoreError> {
+    let _view = sm.lock.read().unwrap_or_else(PoisonError::into_inner);
+    let (last_applied, membership) = read_applied_state::<C>(&sm.tree)?;
+    Ok((last_applied, membership, user_entries(&sm.tree)?))
+}
+
+/// Reads the state as of one moment while applies go on: sled 0.34 has no point-in-time
+/// view, so applies record, for every key they write during the read, what it held at the
+/// start ([`Undo`]), and the read is corrected with that afterwards. Holding applies back
+/// instead took 60-130 ms per 100 000 keys, on every member at once. `None` when another
+/// build is running or a snapshot install replaced the state meanwhile.
+fn read_beside_applies<C: KvTypeConfig>(sm: &SmShared) -> Result<Option<StateView<C::Node>>, StoreError> {
+    let (last_applied, membership) = {
+        // No apply is half done while the write side is held.
+        let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
+        let mut undo = sm.undo.lock().unwrap_or_else(PoisonError::into_inner);
+        if undo.is_some() {
             return Ok(None);
         }
-        if undo.before.is_empty() {
-            return Ok(Some((last_applied, membership, raw)));
-        }
-        // What the read saw of a key written meanwhile may be either value; the start's wins.
-        let mut state: BTreeMap<sled::IVec, sled::IVec> = raw.into_iter().collect();
-        for (key, old) in undo.before {
-            match old {
-                Some(v) => state.insert(key, v),
-                None => state.remove(&key),
-            };
-        }
-        Ok(Some((last_applied, membership, state.into_iter().collect())))
+        let state = read_applied_state::<C>(&sm.tree)?;
+        *undo = Some(Undo::default());
+        state
+    };
+    let read = user_entries(&sm.tree);
+    let undo = {
+        let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
+        sm.undo.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
+    };
+    let raw = read?;
+    if undo.replaced {
+        return Ok(None);
     }
+    if undo.before.is_empty() {
+        return Ok(Some((last_applied, membership, raw)));
+    }
+    // What the read saw of a key written meanwhile may be either value; the start's wins.
+    let mut state: BTreeMap<sled::IVec, sled::IVec> = raw.into_iter().collect();
+    for (key, old) in undo.before {
+        match old {
+            Some(v) => state.insert(key, v),
+            None => state.remove(&key),
+        };
+    }
+    Ok(Some((last_applied, membership, state.into_iter().collect())))
 }
 
 /// Every user key of the state machine with its stored value, in key order.

@@ -240,7 +240,32 @@ mod tests {
     use super::{SledFiles, Writer};
 
     #[test]
-    fn a_chore_runs_to_its_end_in_pieces_and_flushes_are_served_meanwhile() {
+    fn flushes_are_served_while_a_chore_has_work_left() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let sled_dir = dir.path().join("sled");
+        let db = sled::Config::new().path(&sled_dir).open().unwrap();
+        let writer = Writer::start(db.clone(), &sled_dir).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let go_on = stop.clone();
+        // Has more work until told to stop; its sender goes when it is dropped.
+        writer.in_background(move || {
+            let _keep = &done_tx;
+            !go_on.load(Ordering::SeqCst)
+        });
+        db.insert("k", "v").unwrap();
+        writer.flushed_blocking().unwrap();
+        // The chore is still pending: nothing was sent and its sender is alive.
+        assert_eq!(done_rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty));
+        stop.store(true, Ordering::SeqCst);
+        // Once it says it is done, it is dropped.
+        assert_eq!(done_rx.recv(), Err(std::sync::mpsc::RecvError));
+    }
+
+    #[test]
+    fn a_chore_runs_to_its_end_in_pieces_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let sled_dir = dir.path().join("sled");
         let db = sled::Config::new().path(&sled_dir).open().unwrap();
