@@ -270,7 +270,15 @@ async fn spawn_members(
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(root.join(format!("m{i}")))
-            .args(["--http", &h.to_string(), "--raft", &r.to_string(), "--log", "warn"])
+            // The scheduler's debug line times each round of due slots.
+            .args([
+                "--http",
+                &h.to_string(),
+                "--raft",
+                &r.to_string(),
+                "--log",
+                "warn,steward::engine::scheduler=debug",
+            ])
             .env("STEWARD_CLUSTER_SECRET", &secret)
             .env("STEWARD_MASTER_KEY", &master_key)
             .stdout(std::fs::File::create(root.join(format!("m{i}.log")))?)
@@ -374,6 +382,16 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
         );
     }
     println!("all members: fired {total}; worst p99 {} ms, worst max {} ms", worst.0, worst.1);
+    // Every fired execution must also have run and ended: a member that bounded its memory by
+    // not running them would show here.
+    let v: serde_json::Value = http
+        .get(api(0, "/project/bench/executions/running"))
+        .header("X-Rundeck-Auth-Token", &token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("executions not yet ended 30 s after the last burst: {}", v["paging"]["total"]);
     drop(members);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&root);

@@ -214,12 +214,14 @@ impl Server {
         let keys = KeyStore::new(member.clone(), keyring.clone(), config.keys.max_value_bytes);
         let heartbeats = Heartbeats::new(member.clone(), config.scheduling.clone());
         let placer = Arc::new(Placer::new(member.clone(), heartbeats.clone(), config.placement.clone()));
-        let engine = Engine::start(member.clone(), logs.clone(), keys.clone(), scratch, placer.clone());
+        let capacity = config.scheduling.member.capacity as usize;
+        let engine = Engine::start(member.clone(), logs.clone(), keys.clone(), scratch, placer.clone(), capacity);
         heartbeats.set_running(engine.running_counter());
         let cluster = ClusterTasks::start(member.clone(), placer.clone());
         let state = AppState {
             placer,
             fire_stats: engine.stats.clone(),
+            slots: engine.slots.clone(),
             logs,
             member: member.clone(),
             started: Instant::now(),

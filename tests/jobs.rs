@@ -443,3 +443,72 @@ async fn a_secure_option_from_key_storage_reaches_steps_only_as_a_masked_environ
     assert!(!export.to_string().contains(secret));
     c.shutdown().await;
 }
+
+/// A gauge of member `i`'s metrics.
+async fn gauge(c: &TestCluster, i: usize, name: &str) -> i64 {
+    let (status, v) = body(c.req(i, Method::GET, "/api/45/metrics/metrics").send().await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    v["gauges"][name]["value"].as_i64().unwrap_or_else(|| panic!("no gauge {name}: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_capacity_executions_run_at_once_and_the_others_wait_for_a_slot() {
+    let c = TestCluster::start_with(1, |cfg| {
+        crate::fixture::default_tune(cfg);
+        cfg.scheduling.member.capacity = 1;
+    })
+    .await;
+    assert_eq!(c.create_project(0, "cap").await, 201);
+    let gate = c.root.path().join("gate");
+    let yaml =
+        "- name: gated\n  multipleExecutions: true\n  options:\n    - name: gate\n    - name: n\n  sequence:\n    \
+                commands:\n      - script: |\n          echo \"start $RD_OPTION_N\"\n          \
+                while [ ! -e \"$RD_OPTION_GATE\" ]; do sleep 0.05; done\n          echo \"end $RD_OPTION_N\"\n";
+    let job = job_id(&import(&c, 0, "cap", yaml).await, "gated");
+    let run = |n: &'static str| {
+        let (c, job, gate) = (&c, job.clone(), gate.clone());
+        async move {
+            let (status, e) =
+                run_job(c, 0, &job, json!({ "options": { "gate": gate.to_str().unwrap(), "n": n } })).await;
+            assert_eq!(status, 200, "{e}");
+            e["id"].as_u64().unwrap()
+        }
+    };
+    let a = run("a").await;
+    wait_for(Duration::from_secs(10), "a started", || async {
+        output_lines(&c, 0, a).await.0.contains(&"start a".to_string()).then_some(())
+    })
+    .await;
+    let b = run("b").await;
+    let cc = run("c").await;
+    wait_for(Duration::from_secs(10), "b and c wait for the one slot", || async {
+        (gauge(&c, 0, "steward.executions.waiting").await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(gauge(&c, 0, "steward.executions.running").await, 1);
+    let (_, info) = body(c.req(0, Method::GET, "/api/45/system/info").send().await.unwrap()).await;
+    assert_eq!(info["system"]["stats"]["scheduler"], json!({ "running": 1, "threadPoolSize": 1 }), "{info}");
+    // Claimed (running, as Rundeck shows a run waiting for a thread) but no step started.
+    assert_eq!(execution(&c, 0, b).await["status"], json!("running"));
+    assert!(output_lines(&c, 0, b).await.0.is_empty());
+
+    // An abort while waiting ends it without running anything.
+    let (status, v) =
+        body(c.req(0, Method::POST, &format!("/api/45/execution/{cc}/abort")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(ended(&c, 0, cc, Duration::from_secs(10)).await["status"], json!("aborted"));
+    assert_eq!(output_lines(&c, 0, cc).await.0, vec!["aborted while waiting for a free execution slot"]);
+    assert_eq!(gauge(&c, 0, "steward.executions.waiting").await, 1);
+
+    // The slot passes to b once a has ended.
+    std::fs::write(&gate, b"").unwrap();
+    assert_eq!(ended(&c, 0, a, Duration::from_secs(10)).await["status"], json!("succeeded"));
+    assert_eq!(ended(&c, 0, b, Duration::from_secs(10)).await["status"], json!("succeeded"));
+    let (lines, _) = output_lines(&c, 0, b).await;
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("start") || l.starts_with("end")).collect::<Vec<_>>(),
+        ["start b", "end b"]
+    );
+    assert_eq!(gauge(&c, 0, "steward.executions.waiting").await, 0);
+    c.shutdown().await;
+}

@@ -56,6 +56,8 @@ pub struct AppState {
     pub logs: crate::logs::LogStore,
     /// What this member's scheduler fired.
     pub fire_stats: Arc<std::sync::Mutex<crate::engine::scheduler::FireStats>>,
+    /// The executions whose steps run, and those waiting for a free slot.
+    pub slots: Arc<crate::engine::runner::Slots>,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub data_dir: std::path::PathBuf,

@@ -82,7 +82,7 @@ pub async fn info(State(state): State<AppState>, _v: ApiVersion) -> Json<Value> 
                     "free": proc_kb("/proc/meminfo", "MemAvailable:"),
                     "total": proc_kb("/proc/self/status", "VmRSS:"),
                 },
-                "scheduler": { "running": 0, "threadPoolSize": 0 },
+                "scheduler": { "running": state.slots.busy(), "threadPoolSize": state.slots.capacity() },
                 "threads": { "active": threads },
             },
             "metrics": { "href": format!("{base}/api/{API_VERSION_MAX}/metrics/metrics"), "contentType": "application/json" },
@@ -145,6 +145,9 @@ pub async fn metrics(State(state): State<AppState>, _v: ApiVersion) -> Json<Valu
             "steward.raft.term": { "value": m.current_term },
             "steward.raft.lastApplied": { "value": m.last_applied.map(|l| l.index) },
             "steward.raft.lastLogIndex": { "value": m.last_log_index },
+            "steward.executions.running": { "value": state.slots.busy() },
+            "steward.executions.waiting": { "value": state.slots.waiting_count() },
+            "steward.executions.capacity": { "value": state.slots.capacity() },
         },
         "counters": {
             "steward.scheduler.fired": { "count": stats.fired },

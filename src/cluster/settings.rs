@@ -161,12 +161,15 @@ impl AutotakeoverSettings {
 pub struct MemberSettings {
     /// Tags the remote execution policy matches (`allowedTags`, `preferredTags`).
     pub tags: Vec<String>,
-    /// How many executions it takes at once (the `threadRatio` of the Load policy).
+    /// How many executions run their steps at once; more wait for a free slot. Also the
+    /// denominator of the Load policy's `threadRatio`.
     pub capacity: u32,
 }
 
-/// Default `member.capacity`: Rundeck's default thread pool size for executions.
-pub const DEFAULT_CAPACITY: u32 = 10;
+/// Default `member.capacity`. Rundeck's execution thread pool has 10 threads by default, a
+/// figure its tuning guide tells busy installations to raise; with 32, a member's memory stays
+/// bounded in a burst of thousands of scheduled runs (BENCHMARKS.md) while fewer jobs wait.
+pub const DEFAULT_CAPACITY: u32 = 32;
 
 impl Default for MemberSettings {
     fn default() -> Self {

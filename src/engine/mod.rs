@@ -39,17 +39,21 @@ pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
     /// What the scheduler fired, for benchmarks and tests.
     pub stats: Arc<Mutex<scheduler::FireStats>>,
+    /// How many executions run their steps and wait to, for the metrics.
+    pub slots: Arc<runner::Slots>,
     runner: Arc<runner::Runner>,
 }
 
 impl Engine {
-    /// Starts the scheduler and the runner. `scratch` is where inline scripts are written.
+    /// Starts the scheduler and the runner. `scratch` is where inline scripts are written;
+    /// `capacity` is how many executions run their steps at once (`member.capacity`).
     pub fn start(
         member: Member,
         logs: LogStore,
         keys: crate::keys::KeyStore,
         scratch: std::path::PathBuf,
         placer: Arc<crate::cluster::Placer>,
+        capacity: usize,
     ) -> Engine {
         let (stop, _) = watch::channel(false);
         let stats = Arc::new(Mutex::new(scheduler::FireStats::default()));
@@ -57,10 +61,11 @@ impl Engine {
         let executor = Executor::new()
             .with_scratch_dir(scratch)
             .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone(), keys: keys.clone() }));
-        let runner = runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys, placer.clone());
+        let runner =
+            runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys, placer.clone(), capacity);
         let sched = scheduler::Scheduler::new(member, catalog, runner.incarnation().to_string(), stats.clone(), placer);
         let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.clone().run(stop.subscribe()))];
-        Engine { stop, tasks, stats, runner }
+        Engine { stop, tasks, stats, slots: runner.slots(), runner }
     }
 
     /// How many executions this member runs now, for its heartbeats.

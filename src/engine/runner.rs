@@ -14,6 +14,13 @@
 //! process group through the executor's abort handle. The end state is committed through
 //! Raft; a failed or timed-out run of a job with retries left becomes a new execution (Rundeck
 //! gives each attempt its own id) after the retry delay.
+//!
+//! At most `member.capacity` executions run their steps at once (Rundeck's execution thread
+//! pool); the others wait, in the order they came, for one to finish. Without that bound a burst
+//! of scheduled slots (thousands of jobs on the same minute) starts thousands of processes, log
+//! writers and tasks at once: the members' memory grows by hundreds of MiB and the fires still
+//! being committed starve for CPU. The bound applies to the steps only: the fire, the claim and
+//! the end are recorded whatever it says.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +40,49 @@ use crate::exec::{abort_pair, AbortHandle, AbortKind, Executor, Status};
 use crate::keys::KeyStore;
 use crate::logs::{LogEntry, LogLevel, LogSink, LogStore};
 
+/// The bound on executions whose steps run at once on this member.
+pub struct Slots {
+    sem: tokio::sync::Semaphore,
+    capacity: usize,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts an execution as waiting for as long as it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Slots {
+    fn new(capacity: usize) -> Slots {
+        let capacity = capacity.max(1);
+        Slots { sem: tokio::sync::Semaphore::new(capacity), capacity, waiting: Default::default() }
+    }
+
+    fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(&self.waiting)
+    }
+
+    /// How many executions may run their steps at once (`member.capacity`).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many executions run their steps now.
+    pub fn busy(&self) -> usize {
+        self.capacity - self.sem.available_permits()
+    }
+
+    /// How many executions wait for a free slot now.
+    pub fn waiting_count(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Runs the executions assigned to this member.
 pub struct Runner {
     member: Member,
@@ -50,6 +100,8 @@ pub struct Runner {
     finishing: Mutex<std::collections::HashSet<u64>>,
     /// Where a retry runs.
     placer: Arc<crate::cluster::Placer>,
+    /// Which executions may run their steps now (`member.capacity`).
+    slots: Arc<Slots>,
     /// Set when the member stops: an end that cannot be recorded then is left to the leader
     /// (or to this member's next start) instead of being retried forever.
     stopping: std::sync::atomic::AtomicBool,
@@ -63,12 +115,27 @@ impl Runner {
         executor: Executor,
         keys: KeyStore,
         placer: Arc<crate::cluster::Placer>,
+        capacity: usize,
     ) -> Arc<Runner> {
         let me = member.node().uuid.clone();
         let incarnation = format!("{me}/{}", uuid::Uuid::new_v4().simple());
         let (active, finishing) = (Mutex::new(HashMap::new()), Mutex::new(Default::default()));
         let stopping = Default::default();
-        Arc::new(Runner { member, catalog, logs, executor, keys, me, incarnation, active, finishing, placer, stopping })
+        let slots = Arc::new(Slots::new(capacity));
+        Arc::new(Runner {
+            member,
+            catalog,
+            logs,
+            executor,
+            keys,
+            me,
+            incarnation,
+            active,
+            finishing,
+            placer,
+            stopping,
+            slots,
+        })
     }
 
     /// This process's incarnation id. The scheduler writes it into the executions its fires
@@ -80,6 +147,11 @@ impl Runner {
     /// How many executions this incarnation runs or waits to run.
     pub fn running_count(&self) -> u32 {
         self.active().len() as u32
+    }
+
+    /// The execution slots: how many run and wait now.
+    pub fn slots(&self) -> Arc<Slots> {
+        self.slots.clone()
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AbortHandle>>> {
@@ -210,7 +282,7 @@ impl Runner {
         }
         let (handle, signal) = abort_pair();
         self.active().insert(id, Arc::new(handle));
-        tokio::spawn(async move {
+        let task = async move {
             let wait = rec.scheduled_ms.filter(|_| rec.status == ExecStatus::Scheduled);
             if let Some(at) = wait {
                 let delay = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0) as u64;
@@ -233,7 +305,8 @@ impl Runner {
             }
             self.active().remove(&id);
             self.finishing.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        });
+        };
+        tokio::spawn(task);
     }
 
     /// Claims execution `id` for this incarnation; runs it if the claim committed.
@@ -263,19 +336,74 @@ impl Runner {
         rec: ExecutionRecord,
         signal: crate::exec::AbortSignal,
     ) -> Result<(), ExecError> {
-        let (status, message) = match self.catalog.run_plan(&rec, id, &self.keys).await {
-            Ok(plan) => self.execute(id, &rec, plan, signal).await,
-            Err(e) => {
-                let msg = format!("cannot run: {e}");
-                self.note(id, LogLevel::Error, &msg).await;
-                (ExecStatus::Failed, Some(msg))
+        // The slot is held until the end is committed: in a burst, thousands of runs that end
+        // at once would otherwise flood the leader with their ends while fires are still being
+        // committed. It is given back before a retry's delay.
+        let (slot, (status, message)) = match self.wait_for_slot(id, &signal).await {
+            Ok((permit, waited)) => {
+                // Boxed: the run's future is large, and only the running executions need it,
+                // not the thousands that may wait for a slot.
+                let outcome = Box::pin(async {
+                    match self.catalog.run_plan(&rec, id, &self.keys).await {
+                        Ok(plan) => self.execute(id, &rec, plan, signal, waited).await,
+                        Err(e) => {
+                            let msg = format!("cannot run: {e}");
+                            self.note(id, LogLevel::Error, &msg).await;
+                            (ExecStatus::Failed, Some(msg))
+                        }
+                    }
+                })
+                .await;
+                (Some(permit), outcome)
             }
+            Err(ended) => (None, ended),
         };
         self.finishing.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         // Kept until the execution leaves `active`: the feed may bring the final record later.
         let ended = self.record_end(id, status, message).await?;
+        drop(slot);
         self.retry_if_asked(id, &ended).await;
         Ok(())
+    }
+
+    /// Waits until execution `id` may run its steps; answers with the line its log gets when
+    /// the wait took a second or more, so that a late start is explained where users look. An
+    /// abort while it waits ends it without running anything (`aborted`, or `incomplete` for
+    /// `forceIncomplete`).
+    async fn wait_for_slot(
+        &self,
+        id: u64,
+        signal: &crate::exec::AbortSignal,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Option<String>), (ExecStatus, Option<String>)> {
+        if let Ok(permit) = self.slots.sem.try_acquire() {
+            return Ok((permit, None));
+        }
+        let waited = std::time::Instant::now();
+        let _waiting = self.slots.waiting();
+        tokio::select! {
+            permit = self.slots.sem.acquire() => {
+                // The semaphore is never closed.
+                let permit = permit.expect("the execution slots are never closed");
+                let secs = waited.elapsed().as_secs_f64();
+                let line = (secs >= 1.0).then(|| {
+                    format!(
+                        "waited {secs:.1} s for a free execution slot ({} executions run at once on this member)",
+                        self.slots.capacity
+                    )
+                });
+                Ok((permit, line))
+            }
+            kind = signal.requested() => {
+                let (status, msg) = match kind {
+                    AbortKind::Abort => (ExecStatus::Aborted, "aborted while waiting for a free execution slot"),
+                    AbortKind::ForceIncomplete => {
+                        (ExecStatus::Incomplete, "stopped (forceIncomplete) while waiting for a free execution slot")
+                    }
+                };
+                self.note(id, LogLevel::Warn, msg).await;
+                Err((status, Some(msg.to_string())))
+            }
+        }
     }
 
     /// Commits the end of execution `id`, retrying while the cluster cannot take it (no leader,
@@ -318,10 +446,14 @@ impl Runner {
         rec: &ExecutionRecord,
         plan: RunPlan,
         signal: crate::exec::AbortSignal,
+        waited: Option<String>,
     ) -> (ExecStatus, Option<String>) {
         // Starting a writer needs no round trip to the store: a run starts while the store is
         // down, and its output is buffered until the store answers.
         let writer = self.logs.writer(id);
+        if let Some(line) = waited {
+            writer.emit(LogEntry::now(LogLevel::Warn, &line));
+        }
         tracing::info!(execution = id, job = %rec.job_uuid, "execution started");
         let outcome = self.executor.run(&plan.execution, &writer, signal).await;
         if let Err(e) = writer.finish().await {

@@ -313,6 +313,12 @@ impl Scheduler {
             }
         });
         let results = futures::future::join_all(writes).await;
+        tracing::debug!(
+            slots = due.len(),
+            batches = batches.len(),
+            took_ms = Utc::now().timestamp_millis() - now_ms,
+            "decided the due slots"
+        );
         for (slots, (result, committed)) in batches.iter().zip(results) {
             match result {
                 Ok(result) => {
