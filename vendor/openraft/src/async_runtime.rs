@@ -97,7 +97,8 @@ pub trait AsyncRuntime: Debug + Default + PartialEq + Eq + OptionalSend + Option
     ///
     /// Each handle can be used on separate tasks.
     fn oneshot<T>() -> (Self::OneshotSender<T>, Self::OneshotReceiver<T>)
-    where T: OptionalSend;
+    where
+        T: OptionalSend;
 }
 
 /// `Tokio` is the default asynchronous executor.
@@ -166,7 +167,9 @@ impl AsyncRuntime for TokioRuntime {
 
     #[inline]
     fn oneshot<T>() -> (Self::OneshotSender<T>, Self::OneshotReceiver<T>)
-    where T: OptionalSend {
+    where
+        T: OptionalSend,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         (TokioOneShotSender(tx), rx)
     }

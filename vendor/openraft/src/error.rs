@@ -34,7 +34,8 @@ use crate::Vote;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[allow(clippy::large_enum_variant)]
 pub enum RaftError<NID, E = Infallible>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     #[error(transparent)]
     APIError(E),
@@ -119,7 +120,8 @@ where
 }
 
 impl<NID, E> From<StorageError<NID>> for RaftError<NID, E>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn from(se: StorageError<NID>) -> Self {
         RaftError::Fatal(Fatal::from(se))
@@ -131,7 +133,8 @@ where NID: NodeId
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 #[allow(clippy::large_enum_variant)]
 pub enum Fatal<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     #[error(transparent)]
     StorageError(#[from] StorageError<NID>),
@@ -145,8 +148,7 @@ where NID: NodeId
 }
 
 // TODO: remove
-#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 pub enum InstallSnapshotError {
     #[error(transparent)]
@@ -182,8 +184,7 @@ where
 }
 
 /// An error related to a client write request.
-#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub enum ClientWriteError<NID, N>
 where
@@ -302,7 +303,9 @@ where
 {
     /// Return a reference to ForwardToLeader error if Self::RemoteError contains one.
     pub fn forward_to_leader(&self) -> Option<&ForwardToLeader<NID, N>>
-    where E: TryAsRef<ForwardToLeader<NID, N>> {
+    where
+        E: TryAsRef<ForwardToLeader<NID, N>>,
+    {
         match self {
             RPCError::Timeout(_) => None,
             RPCError::Unreachable(_) => None,

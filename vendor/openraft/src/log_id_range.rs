@@ -14,8 +14,7 @@ use crate::NodeId;
 /// A log id range of continuous series of log entries.
 ///
 /// The range of log to send is left open right close: `(prev, last]`.
-#[derive(Clone, Copy, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LogIdRange<NID: NodeId> {
     /// The prev log id before the first to send, exclusive.
     pub(crate) prev: Option<LogId<NID>>,

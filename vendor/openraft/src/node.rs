@@ -25,7 +25,8 @@ pub trait NodeIdEssential:
 {
 }
 
-impl<T> NodeIdEssential for T where T: Sized
+impl<T> NodeIdEssential for T where
+    T: Sized
         + OptionalSend
         + OptionalSync
         + Eq
@@ -62,8 +63,10 @@ pub trait NodeEssential:
     Sized + OptionalSend + OptionalSync + Eq + PartialEq + Debug + Clone + Default + 'static
 {
 }
-impl<T> NodeEssential for T where T: Sized + OptionalSend + OptionalSync + Eq + PartialEq + Debug + Clone + Default + 'static
-{}
+impl<T> NodeEssential for T where
+    T: Sized + OptionalSend + OptionalSync + Eq + PartialEq + Debug + Clone + Default + 'static
+{
+}
 
 /// A Raft `Node`, this trait holds all relevant node information.
 ///

@@ -10,20 +10,25 @@ use crate::Vote;
 
 /// Convert error to StorageError::IO();
 pub trait ToStorageResult<NID, T>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// Convert Result<T, E> to Result<T, StorageError::IO(StorageIOError)>
     ///
     /// `f` provides error context for building the StorageIOError.
     fn sto_res<F>(self, f: F) -> Result<T, StorageError<NID>>
-    where F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb);
+    where
+        F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb);
 }
 
 impl<NID, T> ToStorageResult<NID, T> for Result<T, std::io::Error>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn sto_res<F>(self, f: F) -> Result<T, StorageError<NID>>
-    where F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb) {
+    where
+        F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb),
+    {
         match self {
             Ok(x) => Ok(x),
             Err(e) => {
@@ -40,7 +45,8 @@ where NID: NodeId
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub struct DefensiveError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// The subject that violates store defensive check, e.g. hard-state, log or state machine.
     pub subject: ErrorSubject<NID>,
@@ -52,7 +58,8 @@ where NID: NodeId
 }
 
 impl<NID> DefensiveError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub fn new(subject: ErrorSubject<NID>, violation: Violation<NID>) -> Self {
         Self {
@@ -64,7 +71,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for DefensiveError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "'{:?}' violates: '{}'", self.subject, self.violation)
@@ -74,7 +82,8 @@ where NID: NodeId
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub enum ErrorSubject<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// A general storage error
     Store,
@@ -104,9 +113,7 @@ where NID: NodeId
 }
 
 /// What it is doing when an error occurs.
-#[derive(Debug)]
-#[derive(Clone, Copy)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 pub enum ErrorVerb {
     Read,
@@ -181,7 +188,8 @@ pub enum Violation<NID: NodeId> {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub enum StorageError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// An error raised by defensive check.
     #[error(transparent)]
@@ -201,7 +209,8 @@ where NID: NodeId
 }
 
 impl<NID> StorageError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub fn into_defensive(self) -> Option<DefensiveError<NID>> {
         match self {
@@ -231,7 +240,8 @@ where NID: NodeId
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub struct StorageIOError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     subject: ErrorSubject<NID>,
     verb: ErrorVerb,
@@ -240,7 +250,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for StorageIOError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "when {:?} {:?}: {}", self.verb, self.subject, self.source)
@@ -248,7 +259,8 @@ where NID: NodeId
 }
 
 impl<NID> StorageIOError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub fn new(subject: ErrorSubject<NID>, verb: ErrorVerb, source: impl Into<AnyError>) -> Self {
         Self {

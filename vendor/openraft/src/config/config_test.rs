@@ -40,10 +40,13 @@ fn test_invalid_election_timeout_config_produces_expected_error() {
 
     let res = config.validate();
     let err = res.unwrap_err();
-    assert_eq!(err, ConfigError::ElectionTimeoutLTHeartBeat {
-        election_timeout_min: 1000,
-        heartbeat_interval: 1500
-    });
+    assert_eq!(
+        err,
+        ConfigError::ElectionTimeoutLTHeartBeat {
+            election_timeout_min: 1000,
+            heartbeat_interval: 1500
+        }
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@ use crate::Vote;
 
 /// A message coming from the internal components.
 pub(crate) enum Notify<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     VoteResponse {
         target: C::NodeId,
@@ -50,7 +51,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Notify<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn sm(command_result: sm::CommandResult<C>) -> Self {
         Self::StateMachine { command_result }
@@ -58,7 +60,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> MessageSummary<Notify<C>> for Notify<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         match self {

@@ -321,7 +321,9 @@ where
 
         let voter_progresses = {
             let l = &self.engine.leader.as_ref().unwrap();
-            l.progress.iter().filter(|(id, _v)| l.progress.is_voter(id) == Some(true))
+            l.progress
+                .iter()
+                .filter(|(id, _v)| l.progress.is_voter(id) == Some(true))
         };
 
         for (target, progress) in voter_progresses {
@@ -464,7 +466,12 @@ where
         retain: bool,
         tx: ResponderOf<C>,
     ) {
-        let res = self.engine.state.membership_state.change_handler().apply(changes, retain);
+        let res = self
+            .engine
+            .state
+            .membership_state
+            .change_handler()
+            .apply(changes, retain);
         let new_membership = match res {
             Ok(x) => x,
             Err(e) => {
@@ -701,7 +708,12 @@ where
     pub(crate) fn get_leader_node(&self, leader_id: Option<C::NodeId>) -> Option<C::Node> {
         let leader_id = leader_id?;
 
-        self.engine.state.membership_state.effective().get_node(&leader_id).cloned()
+        self.engine
+            .state
+            .membership_state
+            .effective()
+            .get_node(&leader_id)
+            .cloned()
     }
 
     /// A temp wrapper to make non-blocking `append_to_log` a blocking.
@@ -761,7 +773,9 @@ where
         let last_applied = entries[entries.len() - 1].get_log_id().clone();
 
         let cmd = sm::Command::apply(entries).with_seq(seq);
-        self.sm_handle.send(cmd).map_err(|e| StorageIOError::apply(last_applied, AnyError::error(e)))?;
+        self.sm_handle
+            .send(cmd)
+            .map_err(|e| StorageIOError::apply(last_applied, AnyError::error(e)))?;
 
         Ok(())
     }
@@ -814,7 +828,13 @@ where
         progress_entry: ProgressEntry<C::NodeId>,
     ) -> ReplicationHandle<C> {
         // Safe unwrap(): target must be in membership
-        let target_node = self.engine.state.membership_state.effective().get_node(&target).unwrap();
+        let target_node = self
+            .engine
+            .state
+            .membership_state
+            .effective()
+            .get_node(&target)
+            .unwrap();
 
         let membership_log_id = self.engine.state.membership_state.effective().log_id();
         let network = self.network.new_client(target.clone(), target_node).await;
@@ -1068,7 +1088,14 @@ where
             let req = vote_req.clone();
 
             // Safe unwrap(): target must be in membership
-            let target_node = self.engine.state.membership_state.effective().get_node(&target).unwrap().clone();
+            let target_node = self
+                .engine
+                .state
+                .membership_state
+                .effective()
+                .get_node(&target)
+                .unwrap()
+                .clone();
             let mut client = self.network.new_client(target.clone(), &target_node).await;
 
             let tx = self.tx_notify.clone();
@@ -1137,7 +1164,9 @@ where
     pub(super) fn handle_append_entries_request(&mut self, req: AppendEntriesRequest<C>, tx: AppendEntriesTx<C>) {
         tracing::debug!(req = display(req.summary()), func = func_name!());
 
-        let is_ok = self.engine.handle_append_entries(&req.vote, req.prev_log_id, req.entries, Some(tx));
+        let is_ok = self
+            .engine
+            .handle_append_entries(&req.vote, req.prev_log_id, req.entries, Some(tx));
 
         if is_ok {
             self.engine.handle_commit_entries(req.leader_commit);
@@ -1426,7 +1455,10 @@ where
                         }
                     }
                     sm::Response::Apply(res) => {
-                        self.engine.state.io_state_mut().update_applied(Some(res.last_applied.clone()));
+                        self.engine
+                            .state
+                            .io_state_mut()
+                            .update_applied(Some(res.last_applied.clone()));
 
                         self.handle_apply_result(res);
                     }
@@ -1529,7 +1561,9 @@ where
 
         // A leader may have stepped down.
         if self.engine.leader.is_some() {
-            self.engine.replication_handler().update_progress(target, request_id, result);
+            self.engine
+                .replication_handler()
+                .update_progress(target, request_id, result);
         }
     }
 
@@ -1697,23 +1731,31 @@ where
                 ref upto,
             } => {
                 self.log_store.save_committed(Some(upto.clone())).await?;
-                self.apply_to_state_machine(seq, already_committed.next_index(), upto.index).await?;
+                self.apply_to_state_machine(seq, already_committed.next_index(), upto.index)
+                    .await?;
             }
             Command::Replicate { req, target } => {
-                let node = self.replications.get(&target).expect("replication to target node exists");
+                let node = self
+                    .replications
+                    .get(&target)
+                    .expect("replication to target node exists");
 
                 match req {
                     Inflight::None => {
                         let _ = node.tx_repl.send(Replicate::Heartbeat);
                     }
                     Inflight::Logs { id, log_id_range } => {
-                        let _ = node.tx_repl.send(Replicate::logs(RequestId::new_append_entries(id), log_id_range));
+                        let _ = node
+                            .tx_repl
+                            .send(Replicate::logs(RequestId::new_append_entries(id), log_id_range));
                     }
                     Inflight::Snapshot { id, last_log_id } => {
                         // unwrap: The replication channel must not be dropped or it is a bug.
-                        node.tx_repl.send(Replicate::snapshot(RequestId::new_snapshot(id), last_log_id)).map_err(
-                            |_e| StorageIOError::read_snapshot(None, AnyError::error("replication channel closed")),
-                        )?;
+                        node.tx_repl
+                            .send(Replicate::snapshot(RequestId::new_snapshot(id), last_log_id))
+                            .map_err(|_e| {
+                                StorageIOError::read_snapshot(None, AnyError::error("replication channel closed"))
+                            })?;
                     }
                 }
             }

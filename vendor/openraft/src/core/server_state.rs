@@ -1,6 +1,5 @@
 /// All possible states of a Raft node.
-#[derive(Debug, Clone, Copy, Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 pub enum ServerState {
     /// The node is completely passive; replicating entries, but neither voting nor timing out.

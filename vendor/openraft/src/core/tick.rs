@@ -20,7 +20,8 @@ use crate::RaftTypeConfig;
 
 /// Emit RaftMsg::Tick event at regular `interval`.
 pub(crate) struct Tick<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     interval: Duration,
 
@@ -31,7 +32,8 @@ where C: RaftTypeConfig
 }
 
 pub(crate) struct TickHandle<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     enabled: Arc<AtomicBool>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
@@ -39,7 +41,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Drop for TickHandle<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Signal the tick loop to stop, without waiting for it to stop.
     fn drop(&mut self) {
@@ -51,7 +54,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Tick<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn spawn(interval: Duration, tx: mpsc::UnboundedSender<Notify<C>>, enabled: bool) -> TickHandle<C> {
         let enabled = Arc::new(AtomicBool::from(enabled));
@@ -117,7 +121,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> TickHandle<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn enable(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::Relaxed);

@@ -24,7 +24,8 @@ use crate::Vote;
 /// Commands to send to `RaftRuntime` to execute, to update the application state.
 #[derive(Debug)]
 pub(crate) enum Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Becomes a leader, i.e., its `vote` is granted by a quorum.
     /// The runtime initializes leader data when receives this command.
@@ -113,7 +114,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> From<sm::Command<C>> for Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn from(cmd: sm::Command<C>) -> Self {
         Self::StateMachine { command: cmd }
@@ -148,7 +150,8 @@ where
 }
 
 impl<C> Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     #[allow(dead_code)]
     #[rustfmt::skip]
@@ -200,10 +203,10 @@ where C: RaftTypeConfig
 }
 
 /// A condition to wait for before running a command.
-#[derive(Debug, Clone, Copy)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Condition<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// Wait until the log is flushed to the disk.
     ///
@@ -225,10 +228,10 @@ where NID: NodeId
 }
 
 /// A command to send return value to the caller via a `oneshot::Sender`.
-#[derive(Debug, PartialEq, Eq)]
-#[derive(derive_more::From)]
+#[derive(Debug, PartialEq, Eq, derive_more::From)]
 pub(crate) enum Respond<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     Vote(ValueSender<C, Result<VoteResponse<C::NodeId>, Infallible>>),
     AppendEntries(ValueSender<C, Result<AppendEntriesResponse<C::NodeId>, Infallible>>),
@@ -239,7 +242,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Respond<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new<T>(res: T, tx: OneshotSenderOf<C, T>) -> Self
     where

@@ -2,8 +2,7 @@
 ///
 /// Commands of the different kinds can be paralleled.
 #[allow(dead_code)]
-#[derive(Debug, Clone, Copy)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CommandKind {
     /// Log IO command
     Log,

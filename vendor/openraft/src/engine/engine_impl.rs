@@ -66,7 +66,8 @@ use crate::Vote;
 /// TODO: make the fields private
 #[derive(Debug, Default)]
 pub(crate) struct Engine<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: EngineConfig<C::NodeId>,
 
@@ -95,7 +96,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Engine<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new(
         init_state: RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
@@ -202,7 +204,9 @@ where C: RaftTypeConfig
         // The very first log id
         entry.set_log_id(&LogId::default());
 
-        let m = entry.get_membership().expect("the only log entry for initializing has to be membership log");
+        let m = entry
+            .get_membership()
+            .expect("the only log entry for initializing has to be membership log");
         self.check_members_contain_me(m)?;
 
         self.following_handler().do_append_entries(vec![entry], 0);
@@ -285,7 +289,10 @@ where C: RaftTypeConfig
         let vote = self.state.vote_ref();
 
         // Make default vote-last-modified a low enough value, that expires leader lease.
-        let vote_utime = self.state.vote_last_modified().unwrap_or_else(|| now - lease - Duration::from_millis(1));
+        let vote_utime = self
+            .state
+            .vote_last_modified()
+            .unwrap_or_else(|| now - lease - Duration::from_millis(1));
 
         tracing::info!(req = display(req.summary()), "Engine::handle_vote_req");
         tracing::info!(
@@ -516,7 +523,8 @@ where C: RaftTypeConfig
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) fn handle_begin_receiving_snapshot(&mut self, tx: ResultSender<C, Box<SnapshotDataOf<C>>, Infallible>) {
         tracing::info!("{}", func_name!());
-        self.output.push_command(Command::from(sm::Command::begin_receiving_snapshot(tx)));
+        self.output
+            .push_command(Command::from(sm::Command::begin_receiving_snapshot(tx)));
     }
 
     /// Leader steps down(convert to learner) once the membership not containing it is committed.
@@ -649,7 +657,8 @@ where C: RaftTypeConfig
 
 /// Supporting util
 impl<C> Engine<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Vote is granted by a quorum, leader established.
     #[tracing::instrument(level = "debug", skip_all)]
@@ -839,7 +848,8 @@ mod engine_testing {
     use crate::RaftTypeConfig;
 
     impl<C> Engine<C>
-    where C: RaftTypeConfig
+    where
+        C: RaftTypeConfig,
     {
         /// Create a Leader state just for testing purpose only,
         /// without initializing related resource,

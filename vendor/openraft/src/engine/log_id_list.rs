@@ -13,14 +13,14 @@ use crate::StorageError;
 ///
 /// If it is not empty, the first one is `last_purged_log_id` and the last one is `last_log_id`.
 /// The last one may have the same leader id as the second last one.
-#[derive(Default, Debug, Clone)]
-#[derive(PartialEq, Eq)]
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
 pub struct LogIdList<NID: NodeId> {
     key_log_ids: Vec<LogId<NID>>,
 }
 
 impl<NID> LogIdList<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// Load all log ids that are the first one proposed by a leader.
     ///
@@ -256,7 +256,9 @@ impl<NID: NodeId> LogIdList<NID> {
             return;
         }
 
-        let res = self.key_log_ids.binary_search_by(|log_id| log_id.index.cmp(&upto.index));
+        let res = self
+            .key_log_ids
+            .binary_search_by(|log_id| log_id.index.cmp(&upto.index));
 
         match res {
             Ok(i) => {

@@ -14,7 +14,8 @@ use crate::RaftTypeConfig;
 /// to `Result<Result<R, Self::InnerError>, OuterError>`,
 /// where `SomeCompositeError` is a composite of `Self::InnerError` and `OuterError`.
 pub trait DecomposeResult<C, R, OuterError>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     type InnerError;
 
@@ -33,7 +34,8 @@ where C: RaftTypeConfig
 }
 
 impl<C, R, E> DecomposeResult<C, R, RaftError<C::NodeId>> for Result<R, RaftError<C::NodeId, E>>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     type InnerError = E;
 
@@ -75,7 +77,8 @@ where
 }
 
 impl<C, R> DecomposeResult<C, R, StreamingError<C>> for Result<R, StreamingError<C, Fatal<C::NodeId>>>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     type InnerError = Infallible;
 

@@ -129,7 +129,9 @@ where
     /// - `BTreeMap<NodeId, Node>` provides nodes for every node id. Node ids that are not in
     ///   `configs` are learners.
     pub fn new<T>(config: Vec<BTreeSet<NID>>, nodes: T) -> Self
-    where T: IntoNodes<NID, N> {
+    where
+        T: IntoNodes<NID, N>,
+    {
         let voter_ids = config.as_joint().ids().collect::<BTreeSet<_>>();
         let nodes = Self::extend_nodes(nodes.into_nodes(), &voter_ids.into_nodes());
 
@@ -197,7 +199,9 @@ where
     /// Create a new Membership the same as [`Self::new()`], but does not add default value
     /// `Node::default()` if a voter id is not in `nodes`. Thus it may create an invalid instance.
     pub(crate) fn new_unchecked<T>(configs: Vec<BTreeSet<NID>>, nodes: T) -> Self
-    where T: IntoNodes<NID, N> {
+    where
+        T: IntoNodes<NID, N>,
+    {
         let nodes = nodes.into_nodes();
         Membership { configs, nodes }
     }
@@ -224,7 +228,8 @@ where
     /// - Every voter has a corresponding Node.
     pub(crate) fn ensure_valid(&self) -> Result<(), ChangeMembershipError<NID>> {
         self.ensure_non_empty_config()?;
-        self.ensure_voter_nodes().map_err(|nid| LearnerNotFound { node_id: nid })?;
+        self.ensure_voter_nodes()
+            .map_err(|nid| LearnerNotFound { node_id: nid })?;
         Ok(())
     }
 

@@ -41,13 +41,16 @@ fn test_membership_summary() -> anyhow::Result<()> {
     let m = Membership::<u64, ()>::new(vec![btreeset! {1,2}, btreeset! {3}], Some(btreeset! {4}));
     assert_eq!("{voters:[{1:(),2:()},{3:()}], learners:[4:()]}", m.to_string());
 
-    let m = Membership::<u64, TestNode>::new_unchecked(vec![btreeset! {1,2}, btreeset! {3}], btreemap! {
-        1=>node("127.0.0.1", "k1"),
-        2=>node("127.0.0.2", "k2"),
-        3=>node("127.0.0.3", "k3"),
-        4=>node("127.0.0.4", "k4"),
+    let m = Membership::<u64, TestNode>::new_unchecked(
+        vec![btreeset! {1,2}, btreeset! {3}],
+        btreemap! {
+            1=>node("127.0.0.1", "k1"),
+            2=>node("127.0.0.2", "k2"),
+            3=>node("127.0.0.3", "k3"),
+            4=>node("127.0.0.4", "k4"),
 
-    });
+        },
+    );
     assert_eq!(
         r#"{voters:[{1:TestNode { addr: "127.0.0.1", data: {"k1": "k1"} },2:TestNode { addr: "127.0.0.2", data: {"k2": "k2"} }},{3:TestNode { addr: "127.0.0.3", data: {"k3": "k3"} }}], learners:[4:TestNode { addr: "127.0.0.4", data: {"k4": "k4"} }]}"#,
         m.to_string()
@@ -136,7 +139,9 @@ fn test_membership_add_learner() -> anyhow::Result<()> {
 
     // Add learner that presents in old cluster has no effect.
 
-    let res = m_1_2.clone().change(ChangeMembers::AddNodes(btreemap! {1=>node("3")}), true)?;
+    let res = m_1_2
+        .clone()
+        .change(ChangeMembers::AddNodes(btreemap! {1=>node("3")}), true)?;
     assert_eq!(m_1_2, res);
 
     // Success to add a learner
@@ -209,13 +214,17 @@ fn test_membership_with_nodes() -> anyhow::Result<()> {
     let res = with_nodes(btreemap! {1=>node(), 2=>node()});
     assert_eq!(
         btreemap! {1=>node(), 2=>node()},
-        res.nodes().map(|(nid, n)| (*nid, n.clone())).collect::<BTreeMap<_, _>>()
+        res.nodes()
+            .map(|(nid, n)| (*nid, n.clone()))
+            .collect::<BTreeMap<_, _>>()
     );
 
     let res = with_nodes(btreemap! {1=>node(), 2=>node(),3=>node()});
     assert_eq!(
         btreemap! {1=>node(), 2=>node(), 3=>node()},
-        res.nodes().map(|(nid, n)| (*nid, n.clone())).collect::<BTreeMap<_, _>>()
+        res.nodes()
+            .map(|(nid, n)| (*nid, n.clone()))
+            .collect::<BTreeMap<_, _>>()
     );
 
     Ok(())
@@ -277,7 +286,9 @@ fn test_membership_next_coherent_with_nodes() -> anyhow::Result<()> {
     let res = initial.next_coherent(btreeset! {1,2}, false);
     assert_eq!(
         btreemap! {1=>node("1"), 2=>node("2")},
-        res.nodes().map(|(nid, n)| (*nid, n.clone())).collect::<BTreeMap<_, _>>()
+        res.nodes()
+            .map(|(nid, n)| (*nid, n.clone()))
+            .collect::<BTreeMap<_, _>>()
     );
 
     // Removed to learner
@@ -285,7 +296,9 @@ fn test_membership_next_coherent_with_nodes() -> anyhow::Result<()> {
     let res = initial.next_coherent(btreeset! {1}, true);
     assert_eq!(
         btreemap! {1=>node("1"), 2=>node("2")},
-        res.nodes().map(|(nid, n)| (*nid, n.clone())).collect::<BTreeMap<_, _>>()
+        res.nodes()
+            .map(|(nid, n)| (*nid, n.clone()))
+            .collect::<BTreeMap<_, _>>()
     );
     assert_eq!(&vec![btreeset! {1}], res.get_joint_config());
 

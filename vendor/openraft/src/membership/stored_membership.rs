@@ -16,8 +16,7 @@ use crate::NodeId;
 ///
 /// It derives `Default` for building an uninitialized membership state, e.g., when a raft-node is
 /// just created.
-#[derive(Clone, Debug, Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub struct StoredMembership<NID, N>
 where

@@ -115,7 +115,12 @@ where
             DisplayOption(&self.purged),
             self.replication
                 .as_ref()
-                .map(|x| { x.iter().map(|(k, v)| format!("{}:{}", k, DisplayOption(v))).collect::<Vec<_>>().join(",") })
+                .map(|x| {
+                    x.iter()
+                        .map(|(k, v)| format!("{}:{}", k, DisplayOption(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default(),
         )?;
 
@@ -163,7 +168,8 @@ where
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub struct RaftDataMetrics<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub last_log: Option<LogId<NID>>,
     pub last_applied: Option<LogId<NID>>,
@@ -189,7 +195,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for RaftDataMetrics<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DataMetrics{{")?;
@@ -214,7 +221,8 @@ where NID: NodeId
 }
 
 impl<NID> MessageSummary<RaftDataMetrics<NID>> for RaftDataMetrics<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn summary(&self) -> String {
         self.to_string()

@@ -7,14 +7,16 @@ use crate::NodeId;
 /// A condition that the application wait for.
 #[derive(Debug)]
 pub(crate) enum Condition<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     GE(Metric<NID>),
     EQ(Metric<NID>),
 }
 
 impl<NID> Condition<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// Build a new condition which the application will await to meet or exceed.
     pub(crate) fn ge(v: Metric<NID>) -> Self {
@@ -49,7 +51,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for Condition<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}{}", self.name(), self.op(), self.value())

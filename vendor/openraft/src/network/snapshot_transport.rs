@@ -126,12 +126,15 @@ fn snapshot_chunk_retry_delay(consecutive_failures: u64) -> Duration {
 
     let shift = consecutive_failures.saturating_sub(1).min(4) as u32;
     let multiplier = 2u32.saturating_pow(shift);
-    SNAPSHOT_CHUNK_RETRY_BASE.saturating_mul(multiplier).min(SNAPSHOT_CHUNK_RETRY_MAX)
+    SNAPSHOT_CHUNK_RETRY_BASE
+        .saturating_mul(multiplier)
+        .min(SNAPSHOT_CHUNK_RETRY_MAX)
 }
 
 /// This chunk based implementation requires `SnapshotData` to be `AsyncRead + AsyncSeek`.
 impl<C: RaftTypeConfig> SnapshotTransport<C> for Chunked
-where C::SnapshotData: tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin
+where
+    C::SnapshotData: tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin,
 {
     async fn send_snapshot<Net>(
         net: &mut Net,
@@ -162,7 +165,11 @@ where C::SnapshotData: tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io:
             // Because network implementation does not yield.
             C::sleep(Duration::from_millis(1)).await;
 
-            snapshot.snapshot.seek(SeekFrom::Start(offset)).await.sto_res(subject_verb)?;
+            snapshot
+                .snapshot
+                .seek(SeekFrom::Start(offset))
+                .await
+                .sto_res(subject_verb)?;
 
             // Safe unwrap(): this function is called only by default implementation of
             // `RaftNetwork::full_snapshot()` and it is always set.
@@ -357,7 +364,8 @@ where C::SnapshotData: tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io:
 
 /// The Raft node is streaming in a snapshot from the leader.
 pub struct Streaming<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// The offset of the last byte written to the snapshot.
     offset: u64,
@@ -370,7 +378,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Streaming<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub fn new(snapshot_id: SnapshotId, snapshot_data: Box<C::SnapshotData>) -> Self {
         Self {
@@ -478,7 +487,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for Network
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,
@@ -582,7 +592,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for RetryNetwork
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,
@@ -703,7 +714,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for SlowNetwork
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,
@@ -782,7 +794,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for PayloadTooLargeNetwork
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,
@@ -859,7 +872,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for FatalNetwork
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,
@@ -945,7 +959,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for UnreachableNetwork
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,
@@ -1046,7 +1061,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for BurstyNetwork
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,
@@ -1153,7 +1169,8 @@ mod tests {
     }
 
     impl<C> RaftNetwork<C> for ScriptedErrorNetwork
-    where C: RaftTypeConfig<NodeId = u64>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
     {
         async fn append_entries(
             &mut self,

@@ -42,7 +42,8 @@ where
     /// It returns Err(committed) if the `id` is not found.
     /// The provided function `f` update the value of `id`.
     fn update_with<F>(&mut self, id: &ID, f: F) -> Result<&P, &P>
-    where F: FnOnce(&mut V);
+    where
+        F: FnOnce(&mut V);
 
     /// Update one of the scalar value and re-calculate the committed value.
     ///
@@ -55,7 +56,9 @@ where
     ///
     /// It returns Err(committed) if the `id` is not found.
     fn increase_to(&mut self, id: &ID, value: V) -> Result<&P, &P>
-    where V: PartialOrd {
+    where
+        V: PartialOrd,
+    {
         self.update_with(id, |x| {
             if value > *x {
                 *x = value;
@@ -105,8 +108,7 @@ where
 /// A Progress implementation with vector as storage.
 ///
 /// Suitable for small quorum set.
-#[derive(Clone, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct VecProgress<ID, V, P, QS>
 where
     ID: 'static,
@@ -160,8 +162,7 @@ where
     }
 }
 
-#[derive(Clone, Debug, Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Stat {
     update_count: u64,
     move_count: u64,
@@ -271,7 +272,9 @@ where
     /// - update(c, 4): re-calc:       committed becomes 4;
     /// - update(c, 6): re-calc:       committed becomes 5;
     fn update_with<F>(&mut self, id: &ID, f: F) -> Result<&P, &P>
-    where F: FnOnce(&mut V) {
+    where
+        F: FnOnce(&mut V),
+    {
         self.stat.update_count += 1;
 
         let index = match self.index(id) {

@@ -12,8 +12,7 @@ use crate::RaftTypeConfig;
 use crate::Vote;
 
 /// Candidate: voting state.
-#[derive(Clone, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Candidate<C, QS>
 where
     C: RaftTypeConfig,
@@ -98,7 +97,10 @@ where
     /// Return the node ids that has granted this vote.
     #[allow(dead_code)]
     pub(crate) fn granters(&self) -> impl Iterator<Item = C::NodeId> + '_ {
-        self.progress().iter().filter(|(_, granted)| *granted).map(|(target, _)| target.clone())
+        self.progress()
+            .iter()
+            .filter(|(_, granted)| *granted)
+            .map(|(target, _)| target.clone())
     }
 
     pub(crate) fn into_leader(self) -> Leader<C, QS> {

@@ -28,10 +28,10 @@ use crate::Vote;
 /// By combining candidate and leader into one stage, openraft does not need to lose leadership when
 /// a higher `leader_id`(roughly the `term` in original raft) is seen.
 /// But instead it will be able to upgrade its `leader_id` without losing leadership.
-#[derive(Clone, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Leader<C, QS: QuorumSet<C::NodeId>>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// The vote this leader works in.
     ///

@@ -8,7 +8,8 @@ use crate::RaftState;
 use crate::RaftTypeConfig;
 
 pub trait BoxCoreFnInternal<C>: FnOnce(&RaftState<NodeIdOf<C>, NodeOf<C>, InstantOf<C>>) + OptionalSend
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
 }
 

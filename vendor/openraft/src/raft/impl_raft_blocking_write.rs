@@ -20,7 +20,8 @@ use crate::RaftTypeConfig;
 /// Implement blocking mode write operations those reply on oneshot channel for communication
 /// between Raft core and client.
 impl<C> Raft<C>
-where C: RaftTypeConfig<Responder = OneshotResponder<C>>
+where
+    C: RaftTypeConfig<Responder = OneshotResponder<C>>,
 {
     /// Propose a cluster configuration change.
     ///
@@ -93,7 +94,10 @@ where C: RaftTypeConfig<Responder = OneshotResponder<C>>
 
         let (tx, rx) = oneshot_channel::<C>();
 
-        let res = self.inner.call_core(RaftMsg::ChangeMembership { changes, retain, tx }, rx).await;
+        let res = self
+            .inner
+            .call_core(RaftMsg::ChangeMembership { changes, retain, tx }, rx)
+            .await;
 
         if let Err(e) = &res {
             tracing::error!("the second step error: {}", e);
@@ -170,7 +174,9 @@ where C: RaftTypeConfig<Responder = OneshotResponder<C>>
 }
 
 fn oneshot_channel<C>() -> (OneshotResponder<C>, OneshotReceiverOf<C, ClientWriteResult<C>>)
-where C: RaftTypeConfig {
+where
+    C: RaftTypeConfig,
+{
     let (tx, rx) = C::AsyncRuntime::oneshot();
 
     let tx = OneshotResponder::new(tx);

@@ -199,13 +199,15 @@ macro_rules! declare_raft_types {
 /// calling `shutdown` will do the trick.
 #[derive(Clone)]
 pub struct Raft<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     inner: Arc<RaftInner<C>>,
 }
 
 impl<C> Raft<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Create and spawn a new Raft task.
     ///
@@ -457,7 +459,10 @@ where C: RaftTypeConfig
         tracing::info!("Raft::install_full_snapshot()");
 
         let (tx, rx) = C::AsyncRuntime::oneshot();
-        let res = self.inner.call_core(RaftMsg::InstallFullSnapshot { vote, snapshot, tx }, rx).await;
+        let res = self
+            .inner
+            .call_core(RaftMsg::InstallFullSnapshot { vote, snapshot, tx }, rx)
+            .await;
         match res {
             Ok(x) => Ok(x),
             Err(e) => {
@@ -674,7 +679,9 @@ where C: RaftTypeConfig
     pub async fn client_write_ff(&self, app_data: C::D) -> Result<ResponderReceiverOf<C>, Fatal<C::NodeId>> {
         let (app_data, tx, rx) = ResponderOf::<C>::from_app_data(app_data);
 
-        self.inner.send_msg(RaftMsg::ClientWriteRequest { app_data, tx }).await?;
+        self.inner
+            .send_msg(RaftMsg::ClientWriteRequest { app_data, tx })
+            .await?;
 
         Ok(rx)
     }
@@ -834,7 +841,8 @@ where C: RaftTypeConfig
     /// If the API channel is already closed (Raft is in shutdown), then the request functor is
     /// destroyed right away and not called at all.
     pub fn external_request<F>(&self, req: F)
-    where F: FnOnce(&RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>) + OptionalSend + 'static
+    where
+        F: FnOnce(&RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>) + OptionalSend + 'static,
     {
         let req: BoxCoreFn<C> = Box::new(req);
         let _ignore_error = self.inner.tx_api.send(RaftMsg::ExternalCoreRequest { req });

@@ -37,7 +37,8 @@ const RECV_CORE_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// RaftInner is the internal handle and provides internally used APIs to communicate with
 /// `RaftCore`.
 pub(in crate::raft) struct RaftInner<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(in crate::raft) id: C::NodeId,
     pub(in crate::raft) config: Arc<Config>,
@@ -58,14 +59,17 @@ where C: RaftTypeConfig
 }
 
 impl<C> RaftInner<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Send a RaftMsg to RaftCore
     pub(crate) async fn send_msg(&self, mes: RaftMsg<C>) -> Result<(), Fatal<C::NodeId>> {
         let send_res = self.tx_api.send(mes);
 
         if let Err(e) = send_res {
-            let fatal = self.get_core_stopped_error("sending RaftMsg to RaftCore", Some(e.0.summary())).await;
+            let fatal = self
+                .get_core_stopped_error("sending RaftMsg to RaftCore", Some(e.0.summary()))
+                .await;
             return Err(fatal);
         }
         Ok(())
@@ -83,8 +87,9 @@ where C: RaftTypeConfig
         match recv_res {
             Ok(x) => Ok(x),
             Err(_) => {
-                let fatal =
-                    self.get_core_stopped_error_bounded("receiving rx from RaftCore", None::<&'static str>).await;
+                let fatal = self
+                    .get_core_stopped_error_bounded("receiving rx from RaftCore", None::<&'static str>)
+                    .await;
                 tracing::error!(error = debug(&fatal), "error when {}", func_name!());
                 Err(fatal)
             }
@@ -116,7 +121,9 @@ where C: RaftTypeConfig
         match recv_res {
             Ok(x) => x.map_err(|e| RaftError::APIError(e)),
             Err(_) => {
-                let fatal = self.get_core_stopped_error_bounded("receiving rx from RaftCore", sum).await;
+                let fatal = self
+                    .get_core_stopped_error_bounded("receiving rx from RaftCore", sum)
+                    .await;
                 tracing::error!(error = debug(&fatal), "core_call fatal error");
                 Err(RaftError::Fatal(fatal))
             }
@@ -134,7 +141,9 @@ where C: RaftTypeConfig
         let send_res = self.tx_api.send(RaftMsg::ExternalCommand { cmd });
 
         if send_res.is_err() {
-            let fatal = self.get_core_stopped_error("sending external command to RaftCore", Some(cmd_desc)).await;
+            let fatal = self
+                .get_core_stopped_error("sending external command to RaftCore", Some(cmd_desc))
+                .await;
             return Err(fatal);
         }
         Ok(())

@@ -23,9 +23,7 @@ pub(crate) mod log_io_id;
 /// |              |         `-----------------------> snapshot
 /// |              `---------------------------------> purged
 /// ```
-#[derive(Debug, Clone, Copy)]
-#[derive(Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct IOState<NID: NodeId> {
     /// Whether it is building a snapshot
     building_snapshot: bool,

@@ -45,8 +45,7 @@ use crate::proposer::Leader;
 use crate::proposer::LeaderQuorumSet;
 
 /// A struct used to represent the raft state which a Raft node needs.
-#[derive(Clone, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaftState<NID, N, I>
 where
     NID: NodeId,
@@ -305,7 +304,9 @@ where
     /// Find the first entry in the input that does not exist on local raft-log,
     /// by comparing the log id.
     pub(crate) fn first_conflicting_index<Ent>(&self, entries: &[Ent]) -> usize
-    where Ent: RaftLogId<NID> {
+    where
+        Ent: RaftLogId<NID>,
+    {
         let l = entries.len();
 
         for (i, ent) in entries.iter().enumerate() {
@@ -397,7 +398,9 @@ where
     /// vote.
     /// A Leader established with election using the state in `Engine.candidate`.
     pub(crate) fn new_leader<C>(&mut self) -> Leader<C, LeaderQuorumSet<C::NodeId>>
-    where C: RaftTypeConfig<NodeId = NID> {
+    where
+        C: RaftTypeConfig<NodeId = NID>,
+    {
         let em = &self.membership_state.effective().membership();
 
         let last_leader_log_ids = self.log_ids.by_last_leader();

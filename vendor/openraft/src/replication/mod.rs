@@ -65,7 +65,8 @@ use crate::Vote;
 
 /// The handle to a spawned replication stream.
 pub(crate) struct ReplicationHandle<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// The spawn handle the `ReplicationCore` task.
     pub(crate) join_handle: JoinHandleOf<C, Result<(), ReplicationClosed>>,
@@ -630,8 +631,11 @@ where
         // If there is next action to run, do not block waiting for events,
         // instead, just try the best to drain all events.
         if self.next_action.is_none() {
-            let event =
-                self.rx_event.recv().await.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
+            let event = self
+                .rx_event
+                .recv()
+                .await
+                .ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
             self.process_event(event);
         }
 

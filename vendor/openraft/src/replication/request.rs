@@ -6,7 +6,8 @@ use crate::type_config::alias::LogIdOf;
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Replicate<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Inform replication stream to forward the committed log id to followers/learners.
     Committed(Option<LogId<C::NodeId>>),
@@ -19,7 +20,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Replicate<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn logs(id: RequestId, log_id_range: LogIdRange<C::NodeId>) -> Self {
         Self::Data(Data::new_logs(id, log_id_range))
@@ -45,7 +47,8 @@ impl<C: RaftTypeConfig> fmt::Display for Replicate<C> {
 }
 
 impl<C> MessageSummary<Replicate<C>> for Replicate<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         self.to_string()
@@ -71,7 +74,8 @@ use crate::SnapshotMeta;
 /// Thd data is either a series of logs or a snapshot.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Data<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     Heartbeat,
     Logs(DataWithId<LogIdRange<C::NodeId>>),
@@ -80,7 +84,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> fmt::Debug for Data<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -92,7 +97,10 @@ where C: RaftTypeConfig
                 .field("request_id", &l.request_id())
                 .field("log_id_range", &l.data)
                 .finish(),
-            Self::Snapshot(s) => f.debug_struct("Data::Snapshot").field("request_id", &s.request_id()).finish(),
+            Self::Snapshot(s) => f
+                .debug_struct("Data::Snapshot")
+                .field("request_id", &s.request_id())
+                .finish(),
             Self::SnapshotCallback(resp) => f
                 .debug_struct("Data::SnapshotCallback")
                 .field("request_id", &resp.request_id())
@@ -126,7 +134,8 @@ impl<C: RaftTypeConfig> fmt::Display for Data<C> {
 }
 
 impl<C> MessageSummary<Data<C>> for Data<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         self.to_string()
@@ -134,7 +143,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Data<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new_heartbeat() -> Self {
         Self::Heartbeat

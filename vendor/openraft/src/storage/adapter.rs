@@ -148,7 +148,9 @@ where
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError<C::NodeId>>
-    where I: IntoIterator<Item = C::Entry> + OptionalSend {
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+    {
         // Default implementation that calls the flush-before-return `append_to_log`.
 
         S::append_to_log(self.storage_mut().await.deref_mut(), entries).await?;
@@ -180,7 +182,9 @@ where
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, StorageError<C::NodeId>>
-    where I: IntoIterator<Item = C::Entry> + OptionalSend {
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+    {
         let entries = entries.into_iter().collect::<Vec<_>>();
         S::apply_to_state_machine(self.storage_mut().await.deref_mut(), &entries).await
     }

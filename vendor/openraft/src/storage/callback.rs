@@ -13,14 +13,16 @@ use crate::StorageIOError;
 
 /// A oneshot callback for completion of log io operation.
 pub struct LogFlushed<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     log_io_id: LogIOId<C::NodeId>,
     tx: OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>,
 }
 
 impl<C> LogFlushed<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new(
         log_io_id: LogIOId<C::NodeId>,
@@ -48,14 +50,16 @@ where C: RaftTypeConfig
 
 /// A oneshot callback for completion of applying logs to state machine.
 pub struct LogApplied<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     last_log_id: LogId<C::NodeId>,
     tx: oneshot::Sender<Result<(LogId<C::NodeId>, Vec<C::R>), StorageIOError<C::NodeId>>>,
 }
 
 impl<C> LogApplied<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     #[allow(dead_code)]
     pub(crate) fn new(

@@ -14,7 +14,8 @@ use crate::StorageError;
 
 #[add_async_trait]
 pub trait RaftLogReaderExt<C>: RaftLogReader<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Try to get an log entry.
     ///

@@ -109,7 +109,8 @@ where
 /// The data associated with the current snapshot.
 #[derive(Debug, Clone)]
 pub struct Snapshot<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// metadata of a snapshot
     pub meta: SnapshotMeta<C::NodeId, C::Node>,
@@ -119,7 +120,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Snapshot<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     #[allow(dead_code)]
     pub(crate) fn new(meta: SnapshotMeta<C::NodeId, C::Node>, snapshot: Box<C::SnapshotData>) -> Self {
@@ -128,7 +130,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> fmt::Display for Snapshot<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Snapshot{{meta: {}}}", self.meta)
@@ -157,7 +160,8 @@ pub struct LogState<C: RaftTypeConfig> {
 /// interface on the same cloneable object, if the underlying state machine is anyway synchronized.
 #[add_async_trait]
 pub trait RaftLogReader<C>: OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Get a series of log entries from storage.
     ///
@@ -198,7 +202,8 @@ where C: RaftTypeConfig
 /// state machine is anyway synchronized.
 #[add_async_trait]
 pub trait RaftSnapshotBuilder<C>: OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Build snapshot
     ///
@@ -232,7 +237,8 @@ where C: RaftTypeConfig
 )]
 #[add_async_trait]
 pub trait RaftStorage<C>: RaftLogReader<C> + OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Log reader type.
     type LogReader: RaftLogReader<C>;
@@ -303,7 +309,8 @@ where C: RaftTypeConfig
     /// - There must not be a **hole** in logs. Because Raft only examine the last log id to ensure
     ///   correctness.
     async fn append_to_log<I>(&mut self, entries: I) -> Result<(), StorageError<C::NodeId>>
-    where I: IntoIterator<Item = C::Entry> + OptionalSend;
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend;
 
     /// Delete conflict log entries since `log_id`, inclusive.
     ///

@@ -48,7 +48,8 @@ pub(crate) mod sealed {
 ///   `log` IO. E.g., Saving a vote and appending a log entry must be serialized too.
 #[add_async_trait]
 pub trait RaftLogStorage<C>: Sealed + RaftLogReader<C> + OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Log reader type.
     ///
@@ -151,7 +152,8 @@ where C: RaftTypeConfig
 /// See: [`StateMachine`](crate::docs::components::state_machine)
 #[add_async_trait]
 pub trait RaftStateMachine<C>: Sealed + OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Snapshot builder type.
     type SnapshotBuilder: RaftSnapshotBuilder<C>;

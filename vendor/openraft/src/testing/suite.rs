@@ -125,7 +125,9 @@ where
     }
 
     pub async fn last_membership_in_log_initial(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
-        let membership = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+        let membership = StorageHelper::new(&mut store, &mut sm)
+            .last_membership_in_log(0)
+            .await?;
 
         assert!(membership.is_empty());
 
@@ -135,13 +137,15 @@ where
     pub async fn last_membership_in_log(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- no log, do not read membership from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [blank_ent_0::<C>(1, 1), membership_ent_0::<C>(1, 2, btreeset! {3,4,5})],
+            )
             .await?;
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
 
             assert!(mem.is_empty());
         }
@@ -151,30 +155,41 @@ where
         {
             append(&mut store, [membership_ent_0::<C>(1, 1, btreeset! {1,2,3})]).await?;
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(1, mem.len());
             let mem = mem[0].clone();
             assert_eq!(&Membership::new(vec![btreeset! {1, 2, 3}], None), mem.membership(),);
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(1).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(1)
+                .await?;
             assert_eq!(1, mem.len());
             let mem = mem[0].clone();
             assert_eq!(&Membership::new(vec![btreeset! {1, 2, 3}], None), mem.membership(),);
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(2).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(2)
+                .await?;
             assert!(mem.is_empty());
         }
 
         tracing::info!("--- membership presents in log and > sm.last_applied, read 2 membership entries from log");
         {
-            append(&mut store, [
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
-                blank_ent_0::<C>(1, 4),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
+                    blank_ent_0::<C>(1, 4),
+                ],
+            )
             .await?;
 
-            let mems = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mems = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(2, mems.len());
 
             let mem = mems[0].clone();
@@ -186,7 +201,9 @@ where
 
         tracing::info!("--- membership presents in log and > sm.last_applied, read from log but since_index is greater than the last");
         {
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(4).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(4)
+                .await?;
             assert!(mem.is_empty());
         }
 
@@ -194,7 +211,9 @@ where
         {
             append(&mut store, [membership_ent_0::<C>(1, 5, btreeset! {10,11})]).await?;
 
-            let mems = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mems = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(2, mems.len());
 
             let mem = mems[0].clone();
@@ -210,11 +229,14 @@ where
     pub async fn last_membership_in_log_multi_step(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- find membership log entry backwards, multiple steps");
         {
-            append(&mut store, [
-                //
-                membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            append(
+                &mut store,
+                [
+                    //
+                    membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                ],
+            )
             .await?;
 
             for i in 3..100 {
@@ -223,7 +245,9 @@ where
 
             append(&mut store, [membership_ent_0::<C>(1, 100, btreeset! {5,6,7})]).await?;
 
-            let mems = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mems = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(2, mems.len());
             let mem = mems[0].clone();
             assert_eq!(&Membership::new(vec![btreeset! {3,4,5}], None), mem.membership(),);
@@ -272,10 +296,10 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- no log, read membership from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [blank_ent_0::<C>(1, 1), membership_ent_0::<C>(1, 2, btreeset! {3,4,5})],
+            )
             .await?;
 
             let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
@@ -298,21 +322,27 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- membership presents in log, but smaller than last_applied, read from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-                blank_ent_0::<C>(1, 3),
-                blank_ent_0::<C>(1, 4),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                    blank_ent_0::<C>(1, 3),
+                    blank_ent_0::<C>(1, 4),
+                ],
+            )
             .await?;
 
             // Intentionally append a membership entry that does not match the state machine,
             // in order to see which membership is loaded.
-            append(&mut store, [
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {1,2,3}),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {1,2,3}),
+                ],
+            )
             .await?;
 
             let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
@@ -335,17 +365,20 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- membership presents in log and > sm.last_applied, read from log");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [blank_ent_0::<C>(1, 1), membership_ent_0::<C>(1, 2, btreeset! {3,4,5})],
+            )
             .await?;
 
-            append(&mut store, [
-                membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
-            ])
+            append(
+                &mut store,
+                [
+                    membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
+                ],
+            )
             .await?;
 
             let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
@@ -368,19 +401,22 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- two membership present in log and > sm.last_applied, read 2 from log");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [blank_ent_0::<C>(1, 1), membership_ent_0::<C>(1, 2, btreeset! {3,4,5})],
+            )
             .await?;
 
-            append(&mut store, [
-                membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
-                blank_ent_0::<C>(1, 4),
-                membership_ent_0::<C>(1, 5, btreeset! {10,11}),
-            ])
+            append(
+                &mut store,
+                [
+                    membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
+                    blank_ent_0::<C>(1, 4),
+                    membership_ent_0::<C>(1, 5, btreeset! {10,11}),
+                ],
+            )
             .await?;
 
             let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
@@ -410,11 +446,10 @@ where
     pub async fn get_initial_state_with_state(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
         Self::default_vote(&mut store).await?;
 
-        append(&mut store, [
-            blank_ent_0::<C>(0, 0),
-            blank_ent_0::<C>(1, 1),
-            blank_ent_0::<C>(3, 2),
-        ])
+        append(
+            &mut store,
+            [blank_ent_0::<C>(0, 0), blank_ent_0::<C>(1, 1), blank_ent_0::<C>(3, 2)],
+        )
         .await?;
 
         apply(&mut sm, [blank_ent_0::<C>(3, 1)]).await?;
@@ -451,10 +486,10 @@ where
 
         tracing::info!("--- no log, read membership from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [blank_ent_0::<C>(1, 1), membership_ent_0::<C>(1, 2, btreeset! {3,4,5})],
+            )
             .await?;
 
             let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
@@ -553,11 +588,10 @@ where
 
         tracing::info!("--- log terms: [0,1,1,2], last_purged_log_id is None, expect [(0,0),(1,1),(2,3)]");
         {
-            append(&mut store, [
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-                blank_ent_0::<C>(2, 3),
-            ])
+            append(
+                &mut store,
+                [blank_ent_0::<C>(1, 1), blank_ent_0::<C>(1, 2), blank_ent_0::<C>(2, 3)],
+            )
             .await?;
 
             let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
@@ -571,11 +605,10 @@ where
             "--- log terms: [0,1,1,2,2,3,3], last_purged_log_id is None, expect [(0,0),(1,1),(2,3),(3,5),(3,6)]"
         );
         {
-            append(&mut store, [
-                blank_ent_0::<C>(2, 4),
-                blank_ent_0::<C>(3, 5),
-                blank_ent_0::<C>(3, 6),
-            ])
+            append(
+                &mut store,
+                [blank_ent_0::<C>(2, 4), blank_ent_0::<C>(3, 5), blank_ent_0::<C>(3, 6)],
+            )
             .await?;
 
             let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
@@ -661,12 +694,15 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         Self::default_vote(&mut store).await?;
 
-        append(&mut store, [
-            blank_ent_0::<C>(1, 2),
-            blank_ent_0::<C>(1, 3),
-            blank_ent_0::<C>(1, 4),
-            blank_ent_0::<C>(1, 5),
-        ])
+        append(
+            &mut store,
+            [
+                blank_ent_0::<C>(1, 2),
+                blank_ent_0::<C>(1, 3),
+                blank_ent_0::<C>(1, 4),
+                blank_ent_0::<C>(1, 5),
+            ],
+        )
         .await?;
         store.purge(log_id_0(1, 1)).await?;
 
@@ -745,7 +781,9 @@ where
     pub async fn try_get_log_entry(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
         Self::feed_10_logs_vote_self(&mut store).await?;
 
-        store.purge(LogId::new(CommittedLeaderId::new(0, C::NodeId::default()), 0)).await?;
+        store
+            .purge(LogId::new(CommittedLeaderId::new(0, C::NodeId::default()), 0))
+            .await?;
 
         // `purge()` does not have to do the purge at once.
         // The implementation may choose to do it in the background.
@@ -778,11 +816,10 @@ where
 
         tracing::info!("--- only logs");
         {
-            append(&mut store, [
-                blank_ent_0::<C>(0, 0),
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-            ])
+            append(
+                &mut store,
+                [blank_ent_0::<C>(0, 0), blank_ent_0::<C>(1, 1), blank_ent_0::<C>(1, 2)],
+            )
             .await?;
 
             let st = store.get_log_state().await?;
@@ -860,11 +897,10 @@ where
 
         tracing::info!("--- only logs");
         {
-            append(&mut store, [
-                blank_ent_0::<C>(0, 0),
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-            ])
+            append(
+                &mut store,
+                [blank_ent_0::<C>(0, 0), blank_ent_0::<C>(1, 1), blank_ent_0::<C>(1, 2)],
+            )
             .await?;
 
             let last_log_id = store.get_log_state().await?.last_log_id;
@@ -1077,10 +1113,10 @@ where
 
         tracing::info!("--- one app log, one membership log");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(2, 2, btreeset! {3,4}),
-            ])
+            apply(
+                &mut sm,
+                [blank_ent_0::<C>(1, 1), membership_ent_0::<C>(2, 2, btreeset! {3,4})],
+            )
             .await?;
 
             let mut b = sm.get_snapshot_builder().await;
@@ -1234,7 +1270,9 @@ where
 
 /// Create a log id with node id 0 for testing.
 fn log_id_0<NID>(term: u64, index: u64) -> LogId<NID>
-where NID: NodeId + From<u64> {
+where
+    NID: NodeId + From<u64>,
+{
     LogId {
         leader_id: CommittedLeaderId::new(term, NODE_ID.into()),
         index,
@@ -1243,13 +1281,17 @@ where NID: NodeId + From<u64> {
 
 /// Create a blank log entry with node_id 0 for test.
 fn blank_ent_0<C: RaftTypeConfig>(term: u64, index: u64) -> C::Entry
-where C::NodeId: From<u64> {
+where
+    C::NodeId: From<u64>,
+{
     C::Entry::new_blank(log_id_0(term, index))
 }
 
 /// Create a membership entry with node_id 0 for test.
 fn membership_ent_0<C: RaftTypeConfig>(term: u64, index: u64, bs: BTreeSet<C::NodeId>) -> C::Entry
-where C::NodeId: From<u64> {
+where
+    C::NodeId: From<u64>,
+{
     C::Entry::new_membership(log_id_0(term, index), Membership::new(vec![bs], ()))
 }
 
@@ -1310,6 +1352,8 @@ where
     let cb = LogFlushed::new(log_io_id, tx);
 
     store.append(entries, cb).await?;
-    rx.await.unwrap().map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?;
+    rx.await
+        .unwrap()
+        .map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?;
     Ok(())
 }

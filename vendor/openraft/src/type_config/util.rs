@@ -52,7 +52,9 @@ pub trait TypeConfigExt: RaftTypeConfig {
     /// This is just a wrapper of
     /// [`AsyncRuntime::oneshot`](`crate::async_runtime::AsyncRuntime::oneshot`).
     fn oneshot<T>() -> (OneshotSenderOf<Self, T>, OneshotReceiverOf<Self, T>)
-    where T: OptionalSend {
+    where
+        T: OptionalSend,
+    {
         AsyncRuntimeOf::<Self>::oneshot()
     }
 

@@ -34,7 +34,8 @@ pub(crate) enum ExternalCommand<C: RaftTypeConfig> {
 }
 
 impl<C> fmt::Debug for ExternalCommand<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -42,7 +43,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> fmt::Display for ExternalCommand<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -41,7 +41,8 @@ pub(crate) type ClientReadTx<C> =
 ///
 /// [`RaftCore`]: crate::core::RaftCore
 pub(crate) enum RaftMsg<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     AppendEntries {
         rpc: AppendEntriesRequest<C>,
@@ -103,7 +104,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> MessageSummary<RaftMsg<C>> for RaftMsg<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         match self {

@@ -11,14 +11,16 @@ use crate::Snapshot;
 
 #[derive(PartialEq)]
 pub(crate) struct Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) seq: CommandSeq,
     pub(crate) payload: CommandPayload<C>,
 }
 
 impl<C> Debug for Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateMachineCommand")
@@ -29,7 +31,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new(payload: CommandPayload<C>) -> Self {
         Self { seq: 0, payload }
@@ -84,7 +87,8 @@ pub(crate) type CommandSeq = u64;
 
 /// The payload of a state machine command.
 pub(crate) enum CommandPayload<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Instruct the state machine to create a snapshot based on its most recent view.
     BuildSnapshot,
@@ -109,7 +113,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Debug for CommandPayload<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -128,7 +133,8 @@ where C: RaftTypeConfig
 
 // `PartialEq` is only used for testing
 impl<C> PartialEq for CommandPayload<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {

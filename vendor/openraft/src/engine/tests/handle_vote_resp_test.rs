@@ -118,9 +118,10 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
 
         assert_eq!(ServerState::Follower, eng.state.server_state,);
 
-        assert_eq!(eng.output.take_commands(), vec![Command::SaveVote {
-            vote: Vote::new(3, 2)
-        }],);
+        assert_eq!(
+            eng.output.take_commands(),
+            vec![Command::SaveVote { vote: Vote::new(3, 2) }],
+        );
     }
 
     tracing::info!("--- equal vote, granted, but not constitute a quorum. nothing to do");

@@ -59,12 +59,15 @@ fn test_startup_as_leader_without_logs() -> anyhow::Result<()> {
             //
             Command::BecomeLeader,
             Command::RebuildReplicationStreams {
-                targets: vec![(3, ProgressEntry {
-                    matching: None,
-                    curr_inflight_id: 0,
-                    inflight: Inflight::None,
-                    searching_end: 0
-                })]
+                targets: vec![(
+                    3,
+                    ProgressEntry {
+                        matching: None,
+                        curr_inflight_id: 0,
+                        inflight: Inflight::None,
+                        searching_end: 0
+                    }
+                )]
             },
             Command::AppendInputEntries {
                 vote: Vote::new_committed(1, 2),
@@ -104,12 +107,15 @@ fn test_startup_as_leader_with_proposed_logs() -> anyhow::Result<()> {
             //
             Command::BecomeLeader,
             Command::RebuildReplicationStreams {
-                targets: vec![(3, ProgressEntry {
-                    matching: None,
-                    curr_inflight_id: 0,
-                    inflight: Inflight::None,
-                    searching_end: 7
-                })]
+                targets: vec![(
+                    3,
+                    ProgressEntry {
+                        matching: None,
+                        curr_inflight_id: 0,
+                        inflight: Inflight::None,
+                        searching_end: 7
+                    }
+                )]
             },
             Command::Replicate {
                 target: 3,

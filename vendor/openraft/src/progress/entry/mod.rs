@@ -16,8 +16,7 @@ use crate::LogIdOptionExt;
 use crate::NodeId;
 
 /// State of replication to a target node.
-#[derive(Clone, Copy, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProgressEntry<NID: NodeId> {
     /// The id of the last matching log on the target following node.
     pub(crate) matching: Option<LogId<NID>>,

@@ -14,8 +14,7 @@ use crate::LogId;
 use crate::LogIdOptionExt;
 use crate::NodeId;
 
-#[derive(Debug)]
-#[derive(thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum InflightError {
     #[error("got invalid request id, mine={mine:?}, received={received}")]
     InvalidRequestId { mine: Option<u64>, received: u64 },
@@ -31,8 +30,7 @@ impl InflightError {
 ///
 /// If inflight data is non-None, it's waiting for responses from a follower/learner.
 /// The follower/learner respond with `ack()` or `conflict()` to update the state of inflight data.
-#[derive(Clone, Copy, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Inflight<NID: NodeId> {
     None,
 

@@ -31,7 +31,8 @@ pub struct ClientWriteResponse<C: RaftTypeConfig> {
 }
 
 impl<C> ClientWriteResponse<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Create a new instance of `ClientWriteResponse`.
     #[allow(dead_code)]
@@ -62,7 +63,8 @@ where C: RaftTypeConfig
 }
 
 impl<C: RaftTypeConfig> Debug for ClientWriteResponse<C>
-where C::R: Debug
+where
+    C::R: Debug,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientWriteResponse")

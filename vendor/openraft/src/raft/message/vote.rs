@@ -62,7 +62,8 @@ impl<NID: NodeId> MessageSummary<VoteResponse<NID>> for VoteResponse<NID> {
 }
 
 impl<NID> VoteResponse<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub fn new(vote: impl Borrow<Vote<NID>>, last_log_id: Option<LogId<NID>>, granted: bool) -> Self {
         Self {
@@ -80,7 +81,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for VoteResponse<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -12,13 +12,15 @@ use crate::RaftTypeConfig;
 ///
 /// [`Raft::client_write`]: `crate::raft::Raft::client_write`
 pub struct OneshotResponder<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     tx: OneshotSenderOf<C, ClientWriteResult<C>>,
 }
 
 impl<C> OneshotResponder<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Create a new instance from a [`AsyncRuntime::OneshotSender`].
     ///
@@ -29,12 +31,15 @@ where C: RaftTypeConfig
 }
 
 impl<C> Responder<C> for OneshotResponder<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     type Receiver = OneshotReceiverOf<C, ClientWriteResult<C>>;
 
     fn from_app_data(app_data: C::D) -> (C::D, Self, Self::Receiver)
-    where Self: Sized {
+    where
+        Self: Sized,
+    {
         let (tx, rx) = C::oneshot();
         (app_data, Self { tx }, rx)
     }

@@ -13,9 +13,7 @@ use crate::NodeId;
 /// It is monotonic increasing because:
 /// - Leader id increase monotonically in the entire cluster.
 /// - Leader propose or replicate log entries in order.
-#[derive(Debug, Clone, Copy)]
-#[derive(Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct LogIOId<NID: NodeId> {
     /// The id of the leader that performs the log io operation.
     pub(crate) committed_leader_id: CommittedLeaderId<NID>,

@@ -34,7 +34,9 @@ fn m123_345() -> Membership<u64, ()> {
 #[test]
 fn test_apply_not_committed() -> anyhow::Result<()> {
     let new = || MembershipState::new(effmem(2, 2, m1()), effmem(3, 4, m123_345()));
-    let res = new().change_handler().apply(ChangeMembers::AddVoterIds(btreeset! {1}), false);
+    let res = new()
+        .change_handler()
+        .apply(ChangeMembers::AddVoterIds(btreeset! {1}), false);
 
     assert_eq!(
         Err(ChangeMembershipError::InProgress(InProgress {
@@ -50,7 +52,9 @@ fn test_apply_not_committed() -> anyhow::Result<()> {
 #[test]
 fn test_apply_empty_voters() -> anyhow::Result<()> {
     let new = || MembershipState::new(effmem(3, 4, m1()), effmem(3, 4, m1()));
-    let res = new().change_handler().apply(ChangeMembers::RemoveVoters(btreeset! {1}), false);
+    let res = new()
+        .change_handler()
+        .apply(ChangeMembers::RemoveVoters(btreeset! {1}), false);
 
     assert_eq!(Err(ChangeMembershipError::EmptyMembership(EmptyMembership {})), res);
 
@@ -60,7 +64,9 @@ fn test_apply_empty_voters() -> anyhow::Result<()> {
 #[test]
 fn test_apply_learner_not_found() -> anyhow::Result<()> {
     let new = || MembershipState::new(effmem(3, 4, m1()), effmem(3, 4, m1()));
-    let res = new().change_handler().apply(ChangeMembers::AddVoterIds(btreeset! {2}), false);
+    let res = new()
+        .change_handler()
+        .apply(ChangeMembers::AddVoterIds(btreeset! {2}), false);
 
     assert_eq!(
         Err(ChangeMembershipError::LearnerNotFound(LearnerNotFound { node_id: 2 })),
@@ -75,14 +81,18 @@ fn test_apply_retain_learner() -> anyhow::Result<()> {
     let new = || MembershipState::new(effmem(3, 4, m12()), effmem(3, 4, m123_345()));
 
     // Do not leave removed voters as learner
-    let res = new().change_handler().apply(ChangeMembers::RemoveVoters(btreeset! {1,2}), false);
+    let res = new()
+        .change_handler()
+        .apply(ChangeMembers::RemoveVoters(btreeset! {1,2}), false);
     assert_eq!(
         Ok(Membership::new(vec![btreeset! {3,4,5}], btreemap! {3=>(),4=>(),5=>()})),
         res
     );
 
     // Leave removed voters as learner
-    let res = new().change_handler().apply(ChangeMembers::RemoveVoters(btreeset! {1,2}), true);
+    let res = new()
+        .change_handler()
+        .apply(ChangeMembers::RemoveVoters(btreeset! {1,2}), true);
     assert_eq!(
         Ok(Membership::new(
             vec![btreeset! {3,4,5}],

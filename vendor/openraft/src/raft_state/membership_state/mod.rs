@@ -40,8 +40,7 @@ pub(crate) use change_handler::ChangeHandler;
 /// From (2), a follower only need to revert at most one membership log.
 ///
 /// Thus a raft node will only need to store at most two recent membership logs.
-#[derive(Debug, Clone, Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MembershipState<NID, N>
 where
     NID: NodeId,

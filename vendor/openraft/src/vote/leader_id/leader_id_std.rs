@@ -8,7 +8,8 @@ use crate::NodeId;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 pub struct LeaderId<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub term: u64,
 
@@ -74,8 +75,7 @@ impl<NID: NodeId> fmt::Display for LeaderId<NID> {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[derive(PartialOrd, Ord)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
 #[cfg_attr(feature = "serde", serde(transparent))]
 pub struct CommittedLeaderId<NID> {

@@ -41,11 +41,14 @@ fn eng() -> Engine<UTConfig> {
 fn test_follower_append_entries_update_accepted() -> anyhow::Result<()> {
     let mut eng = eng();
 
-    eng.following_handler().append_entries(Some(log_id(2, 1, 3)), vec![
-        //
-        blank_ent(3, 1, 4),
-        blank_ent(3, 1, 5),
-    ]);
+    eng.following_handler().append_entries(
+        Some(log_id(2, 1, 3)),
+        vec![
+            //
+            blank_ent(3, 1, 4),
+            blank_ent(3, 1, 5),
+        ],
+    );
 
     assert_eq!(
         &[
@@ -60,10 +63,13 @@ fn test_follower_append_entries_update_accepted() -> anyhow::Result<()> {
 
     // Update again, accept should not decrease.
 
-    eng.following_handler().append_entries(Some(log_id(2, 1, 3)), vec![
-        //
-        blank_ent(3, 1, 4),
-    ]);
+    eng.following_handler().append_entries(
+        Some(log_id(2, 1, 3)),
+        vec![
+            //
+            blank_ent(3, 1, 4),
+        ],
+    );
 
     assert_eq!(Some(&log_id(3, 1, 5)), eng.state.last_log_id());
     assert_eq!(Some(&log_id(3, 1, 5)), eng.state.accepted());

@@ -41,7 +41,8 @@ mod update_committed_membership_test;
 ///
 /// It mainly implements the logic of a follower/learner
 pub(crate) struct FollowingHandler<'x, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'x mut EngineConfig<C::NodeId>,
     pub(crate) state: &'x mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
@@ -49,7 +50,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> FollowingHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Append entries to follower/learner.
     ///
@@ -201,7 +203,8 @@ where C: RaftTypeConfig
         };
 
         self.state.log_ids.truncate(since);
-        self.output.push_command(Command::DeleteConflictLog { since: since_log_id });
+        self.output
+            .push_command(Command::DeleteConflictLog { since: since_log_id });
 
         let changed = self.state.membership_state.truncate(since);
         if let Some(_c) = changed {
@@ -212,7 +215,9 @@ where C: RaftTypeConfig
     /// Append membership log if membership config entries are found, after appending entries to
     /// log.
     fn append_membership<'a>(&mut self, entries: impl DoubleEndedIterator<Item = &'a C::Entry>)
-    where C::Entry: 'a {
+    where
+        C::Entry: 'a,
+    {
         let memberships = Self::last_two_memberships(entries);
         if memberships.is_empty() {
             return;
@@ -226,7 +231,9 @@ where C: RaftTypeConfig
                 "applying {}-th new membership configs received from leader",
                 i
             );
-            self.state.membership_state.append(Arc::new(EffectiveMembership::new_from_stored_membership(m)));
+            self.state
+                .membership_state
+                .append(Arc::new(EffectiveMembership::new_from_stored_membership(m)));
         }
 
         tracing::debug!(
@@ -318,7 +325,8 @@ where C: RaftTypeConfig
             snap_last_log_id.index,
         );
 
-        self.output.push_command(Command::from(sm::Command::install_full_snapshot(snapshot)));
+        self.output
+            .push_command(Command::from(sm::Command::install_full_snapshot(snapshot)));
         let last_sm_seq = self.output.last_sm_seq();
 
         self.state.purge_upto = Some(snap_last_log_id);
@@ -336,7 +344,9 @@ where C: RaftTypeConfig
     fn last_two_memberships<'a>(
         entries: impl DoubleEndedIterator<Item = &'a C::Entry>,
     ) -> Vec<StoredMembership<C::NodeId, C::Node>>
-    where C::Entry: 'a {
+    where
+        C::Entry: 'a,
+    {
         let mut memberships = vec![];
 
         // Find the last 2 membership config entries: the committed and the effective.

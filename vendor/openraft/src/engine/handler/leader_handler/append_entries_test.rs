@@ -68,7 +68,8 @@ fn test_leader_append_entries_empty() -> anyhow::Result<()> {
     let mut eng = eng();
     eng.output.take_commands();
 
-    eng.leader_handler()?.leader_append_entries(Vec::<Entry<UTConfig>>::new());
+    eng.leader_handler()?
+        .leader_append_entries(Vec::<Entry<UTConfig>>::new());
 
     assert_eq!(
         &[

@@ -24,7 +24,8 @@ mod send_heartbeat_test;
 /// - Change membership;
 /// - etc
 pub(crate) struct LeaderHandler<'x, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'x mut EngineConfig<C::NodeId>,
     pub(crate) leader: &'x mut Leader<C, LeaderQuorumSet<C::NodeId>>,
@@ -33,7 +34,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> LeaderHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Append new log entries by a leader.
     ///

@@ -39,7 +39,8 @@ mod update_matching_test;
 /// - Purging in-snapshot logs;
 /// - etc
 pub(crate) struct ReplicationHandler<'x, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'x mut EngineConfig<C::NodeId>,
     pub(crate) leader: &'x mut Leader<C, LeaderQuorumSet<C::NodeId>>,
@@ -50,15 +51,15 @@ where C: RaftTypeConfig
 /// An option about whether to send an RPC to follower/learner even when there is no data to send.
 ///
 /// Sending none data serves as a heartbeat.
-#[derive(Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SendNone {
     False,
     True,
 }
 
 impl<C> ReplicationHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Append a new membership and update related state such as replication streams.
     ///
@@ -76,7 +77,9 @@ where C: RaftTypeConfig
             "Only leader is allowed to call update_effective_membership()"
         );
 
-        self.state.membership_state.append(EffectiveMembership::new_arc(Some(log_id.clone()), m.clone()));
+        self.state
+            .membership_state
+            .append(EffectiveMembership::new_arc(Some(log_id.clone()), m.clone()));
 
         // TODO(9): currently only a leader has replication setup.
         //       It's better to setup replication for both leader and candidate.

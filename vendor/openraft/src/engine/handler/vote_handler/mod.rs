@@ -33,7 +33,8 @@ mod handle_message_vote_test;
 /// A `vote` defines the state of a openraft node.
 /// See [`RaftState::calc_server_state`] .
 pub(crate) struct VoteHandler<'st, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'st mut EngineConfig<C::NodeId>,
     pub(crate) state: &'st mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
@@ -43,7 +44,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> VoteHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Validate and accept the input `vote` and send result via `tx`.
     ///
@@ -196,7 +198,12 @@ where C: RaftTypeConfig
 
         debug_assert!(
             self.state.vote_ref().leader_id().voted_for() != Some(self.config.id.clone())
-                || !self.state.membership_state.effective().membership().is_voter(&self.config.id),
+                || !self
+                    .state
+                    .membership_state
+                    .effective()
+                    .membership()
+                    .is_voter(&self.config.id),
             "It must hold: vote is not mine, or I am not a voter(leader just left the cluster)"
         );
 
