@@ -1,8 +1,10 @@
 use crate::core::sm;
 use crate::raft::VoteResponse;
 use crate::replication;
+use crate::LogId;
 use crate::MessageSummary;
 use crate::RaftTypeConfig;
+use crate::StorageError;
 use crate::Vote;
 
 /// A message coming from the internal components.
@@ -48,6 +50,14 @@ where
         /// ith tick
         i: u64,
     },
+
+    /// steward patch (vendor/README.md): the leader's own append of its entries up to
+    /// `last_log_id`, under `vote`, is durable (or failed).
+    LocalLogFlushed {
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+        result: Result<(), StorageError<C::NodeId>>,
+    },
 }
 
 impl<C> Notify<C>
@@ -90,6 +100,16 @@ where
             }
             Self::Tick { i } => {
                 format!("Tick {}", i)
+            }
+            Self::LocalLogFlushed {
+                vote,
+                last_log_id,
+                result,
+            } => {
+                format!(
+                    "Local log flushed: vote: {}, upto: {}, result: {:?}",
+                    vote, last_log_id, result
+                )
             }
         }
     }

@@ -1307,6 +1307,22 @@ where
                 }
             }
 
+            Notify::LocalLogFlushed {
+                vote,
+                last_log_id,
+                result,
+            } => {
+                // A failed flush stops the node, as a failed synchronous append does.
+                result?;
+                // Only for the leadership that appended: a later one (a new term) may have
+                // truncated these entries since, while it was a follower.
+                if self.engine.leader.as_ref().is_some_and(|l| l.vote == vote) {
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                    }
+                }
+            }
+
             Notify::Tick { i } => {
                 // check every timer
 
@@ -1670,6 +1686,33 @@ where
             Command::AppendInputEntries { vote, entries } => {
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
+
+                // steward patch (vendor/README.md): the leader appending its own entries does
+                // not wait here for them to be durable, so that the `Replicate` commands that
+                // follow reach the followers while its own flush runs (the leader's fsync and
+                // the followers' overlap instead of adding up). The leader counts itself towards
+                // a quorum only when `Notify::LocalLogFlushed` says its flush is done. A
+                // follower's append still waits: its answer to the leader must follow its flush.
+                if self.engine.leader.as_ref().is_some_and(|l| l.vote == vote) {
+                    let (tx, rx) = C::AsyncRuntime::oneshot();
+                    let callback = LogFlushed::new(LogIOId::new(vote.clone(), Some(last_log_id.clone())), tx);
+                    self.log_store.append(entries, callback).await?;
+                    let tx_notify = self.tx_notify.clone();
+                    // Detached: the task ends when the flush is reported.
+                    drop(C::AsyncRuntime::spawn(async move {
+                        let result = match rx.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+                            Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+                        };
+                        let _ = tx_notify.send(Notify::LocalLogFlushed {
+                            vote,
+                            last_log_id,
+                            result,
+                        });
+                    }));
+                    return Ok(None);
+                }
 
                 self.append_to_log(entries, vote, last_log_id.clone()).await?;
 
