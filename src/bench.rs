@@ -369,12 +369,16 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
         let h = &v["histograms"]["steward.scheduler.fireLateness"];
         let fired = v["counters"]["steward.scheduler.fired"]["count"].as_u64().unwrap_or(0);
         let missed = v["counters"]["steward.scheduler.missed"]["count"].as_u64().unwrap_or(0);
+        // Slots whose fire write timed out but took effect: decided, but their lateness is
+        // unknown (at least the write's timeout), so they are not in the histogram.
+        let unknown = v["counters"]["steward.scheduler.alreadyRecorded"]["count"].as_u64().unwrap_or(0);
         total += fired;
         let (p50, p99, max) =
             (h["p50"].as_i64().unwrap_or(0), h["p99"].as_i64().unwrap_or(0), h["max"].as_i64().unwrap_or(0));
         worst = (worst.0.max(p99), worst.1.max(max));
         println!(
-            "member {i}: fired {fired:>6}  missed {missed}  lateness p50 {p50} ms  p99 {p99} ms  max {max} ms  \
+            "member {i}: fired {fired:>6}  missed {missed}  decided with unknown lateness {unknown}  \
+             lateness p50 {p50} ms  p99 {p99} ms  max {max} ms  \
              rss {:.0} MiB (peak sampled {:.0} MiB, kernel high-water {:.0} MiB)",
             rss_mib(m.proc.id(), "VmRSS:"),
             peak[i],

@@ -305,7 +305,7 @@ impl Member {
                         match res {
                             Ok(Ok(r)) => return Ok(r),
                             Ok(Err(RemoteError::NotLeader { .. })) => {}
-                            Ok(Err(e)) => return Err(remote_to_cluster(e)),
+                            Ok(Err(e)) => return Err(forwarded_write_error(e)),
                             Err(ClusterError::Unreachable { .. }) => {}
                             Err(ClusterError::Timeout) => {
                                 return Err(ClusterError::Indeterminate(
@@ -357,7 +357,10 @@ impl Member {
                             self.call_leader(&node, Rpc::ReadIndex, &(), until).await;
                         match res {
                             Ok(Ok(i)) => Some(i),
-                            Ok(Err(RemoteError::NotLeader { .. })) | Ok(Err(RemoteError::NoQuorum)) => None,
+                            // A leader whose Raft stopped is a leader gone: ask the next one.
+                            Ok(Err(RemoteError::NotLeader { .. }))
+                            | Ok(Err(RemoteError::NoQuorum))
+                            | Ok(Err(RemoteError::Fatal(_))) => None,
                             Ok(Err(e)) => return Err(remote_to_cluster(e)),
                             // Reads, joins, leaves and status are safe to repeat.
                             Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
@@ -552,6 +555,8 @@ impl Member {
                 Some(id) => match self.node_of(id) {
                     Some(node) => {
                         match self.call_leader::<Req, Result<Resp, RemoteError>>(&node, rpc, req, until).await {
+                            // A leader whose Raft stopped is a leader gone: ask the next one.
+                            Ok(Err(RemoteError::Fatal(_))) => None,
                             Ok(r) => Some(r),
                             // Reads, joins, leaves and status are safe to repeat.
                             Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
@@ -912,6 +917,20 @@ where
     wire::decode(&resp.data).map_err(|s| ClusterError::Rejected(s.message().to_string()))
 }
 
+/// What the failure of a write forwarded to the leader means to this member. The leader's own
+/// fatal error (its store failed) is not this member's: to it the leader is gone, perhaps after
+/// it replicated the write, so the outcome is indeterminate and worth retrying (guards make a
+/// repeat safe). Treating it as fatal made callers give up, e.g. the runner stopped trying to
+/// record an execution's end, which then stayed `running` for good.
+fn forwarded_write_error(e: RemoteError) -> ClusterError {
+    match e {
+        RemoteError::Fatal(m) => ClusterError::Indeterminate(format!(
+            "the leader stopped after a fatal error ({m}); the write may or may not have been applied"
+        )),
+        other => remote_to_cluster(other),
+    }
+}
+
 fn remote_to_cluster(e: RemoteError) -> ClusterError {
     match e {
         RemoteError::NotLeader { .. } | RemoteError::NoQuorum => ClusterError::NoLeader,
@@ -930,5 +949,23 @@ pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNo
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => RemoteError::Rejected(c.to_string()),
         RaftError::Fatal(f) => RemoteError::Fatal(f.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{forwarded_write_error, remote_to_cluster, RemoteError};
+    use crate::ClusterError;
+
+    #[test]
+    fn a_leaders_fatal_error_is_indeterminate_and_retryable_for_the_member_that_forwarded_the_write() {
+        let e = forwarded_write_error(RemoteError::Fatal("when Write Logs: IO error".into()));
+        assert!(matches!(e, ClusterError::Indeterminate(_)), "{e:?}");
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("when Write Logs: IO error"), "{e}");
+        // Every other answer means what it means for any request.
+        assert!(matches!(forwarded_write_error(RemoteError::Timeout), ClusterError::Timeout));
+        // The member's own fatal error stays fatal.
+        assert!(matches!(remote_to_cluster(RemoteError::Fatal("x".into())), ClusterError::Fatal(_)));
     }
 }

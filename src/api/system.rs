@@ -153,6 +153,7 @@ pub async fn metrics(State(state): State<AppState>, _v: ApiVersion) -> Json<Valu
             "steward.scheduler.fired": { "count": stats.fired },
             "steward.scheduler.missed": { "count": stats.missed },
             "steward.scheduler.skipped": { "count": stats.skipped },
+            "steward.scheduler.alreadyRecorded": { "count": stats.already_recorded },
         },
         "histograms": { "steward.scheduler.fireLateness": histogram(&stats.lateness_ms) },
         "meters": {},

@@ -60,6 +60,10 @@ pub struct FireStats {
     pub fired: u64,
     pub missed: u64,
     pub skipped: u64,
+    /// Slots found already recorded when this member decided them: another member's, or this
+    /// member's own after a write that timed out but took effect. The latter's lateness is
+    /// unknown, so it is not in `lateness_ms`; a benchmark must say so when this is not zero.
+    pub already_recorded: u64,
 }
 
 /// What the feed follower tells the scheduler.
@@ -343,7 +347,7 @@ impl Scheduler {
                                 stats.skipped += 1;
                                 tracing::info!(job = %s.job.uuid, slot = s.slot_ms, "slot skipped: a run is still going");
                             }
-                            SlotResult::AlreadyRecorded => {}
+                            SlotResult::AlreadyRecorded => stats.already_recorded += 1,
                             SlotResult::NotOwner => {
                                 tracing::info!(job = %s.job.uuid, "no longer the owner; not firing");
                             }
