@@ -267,6 +267,43 @@ async fn grpc_calls_without_the_cluster_secret_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_snapshot_stream_is_refused_and_the_member_stays_up() {
+    use steward_raft::pb::SnapshotChunk;
+    let c = TestCluster::start(1).await;
+    let addr = c.slots[0].raft.to_string();
+    let peers = steward_raft::network::Peers::new(&c.secret).unwrap();
+    let mut raft = peers.raft_client(&addr).unwrap();
+    // A leader of a later term offering a snapshot: were it installed, the member's whole state
+    // would be replaced by what the stream brought.
+    let vote = openraft::Vote::<u64>::new_committed(99, 1);
+    let meta = openraft::SnapshotMeta::<u64, steward_raft::MemberNode> {
+        last_log_id: Some(openraft::LogId::new(openraft::CommittedLeaderId::new(99, 1), 10_000)),
+        last_membership: Default::default(),
+        snapshot_id: "10000-99-1".into(),
+    };
+    let header = steward_raft::wire::encode(&(vote, meta));
+    let cases = [
+        ("a stream that ends after its header", vec![SnapshotChunk { header: header.clone(), ..Default::default() }]),
+        (
+            "60 of 100 announced bytes",
+            vec![
+                SnapshotChunk { header: header.clone(), total_bytes: 100, ..Default::default() },
+                SnapshotChunk { data: vec![1u8; 60].into(), ..Default::default() },
+            ],
+        ),
+    ];
+    for (what, chunks) in cases {
+        let status = raft.stream_snapshot(futures::stream::iter(chunks)).await.expect_err(what);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{what}: {status:?}");
+        assert!(status.message().contains("incomplete snapshot"), "{what}: {}", status.message());
+    }
+    // The member still works: its Raft did not stop on an undecodable snapshot.
+    assert_eq!(c.create_project(0, "after").await, 201);
+    assert_eq!(c.project_names(0).await, vec!["after".to_string()]);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_of_another_cluster_is_refused_when_told_to_join() {
     let a = TestCluster::start(1).await;
     let mut b = TestCluster::start(1).await;

@@ -371,11 +371,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let header = wire::encode(&(vote, snapshot.meta.clone()));
         self.inject(&client, None, &header, option.hard_ttl()).await;
         let data = Bytes::from(snapshot.snapshot.into_inner());
-        let mut msgs = vec![SnapshotChunk { header, data: Bytes::new() }];
+        let mut msgs = vec![SnapshotChunk { header, data: Bytes::new(), total_bytes: data.len() as u64 }];
         let mut off = 0;
         while off < data.len() {
             let end = (off + SNAPSHOT_CHUNK_BYTES).min(data.len());
-            msgs.push(SnapshotChunk { header: Bytes::new(), data: data.slice(off..end) });
+            msgs.push(SnapshotChunk { header: Bytes::new(), data: data.slice(off..end), total_bytes: 0 });
             off = end;
         }
         let deadline = option.hard_ttl().max(SNAPSHOT_MIN_DEADLINE);

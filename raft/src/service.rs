@@ -94,6 +94,23 @@ impl RaftRpc for RaftSvc {
         while let Some(chunk) = stream.message().await? {
             data.extend_from_slice(&chunk.data);
         }
+        // Installing a snapshot replaces the whole state, and one the store cannot decode stops
+        // the Raft node: refuse a stream that did not bring all of it (a chaos run saw one end
+        // cleanly after its header), so that the leader sends it again.
+        if data.is_empty() || (first.total_bytes != 0 && data.len() as u64 != first.total_bytes) {
+            tracing::warn!(
+                snapshot = %meta.snapshot_id,
+                received = data.len(),
+                expected = first.total_bytes,
+                "refused an incomplete snapshot"
+            );
+            return Err(Status::invalid_argument(format!(
+                "incomplete snapshot {}: received {} of {} bytes",
+                meta.snapshot_id,
+                data.len(),
+                first.total_bytes
+            )));
+        }
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "received a snapshot");
         let snapshot = Snapshot { meta, snapshot: Box::new(Cursor::new(data)) };
         let res = self.member.raft().install_full_snapshot(vote, snapshot).await;
