@@ -282,7 +282,7 @@ impl Runner {
         }
         let (handle, signal) = abort_pair();
         self.active().insert(id, Arc::new(handle));
-        let task = async move {
+        tokio::spawn(async move {
             let wait = rec.scheduled_ms.filter(|_| rec.status == ExecStatus::Scheduled);
             if let Some(at) = wait {
                 let delay = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0) as u64;
@@ -305,8 +305,7 @@ impl Runner {
             }
             self.active().remove(&id);
             self.finishing.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        };
-        tokio::spawn(task);
+        });
     }
 
     /// Claims execution `id` for this incarnation; runs it if the claim committed.
