@@ -305,7 +305,7 @@ impl Member {
                         match res {
                             Ok(Ok(r)) => return Ok(r),
                             Ok(Err(RemoteError::NotLeader { .. })) => {}
-                            Ok(Err(e)) => return Err(forwarded_write_error(e)),
+                            Ok(Err(e)) => return Err(remote_to_cluster(e)),
                             Err(ClusterError::Unreachable { .. }) => {}
                             Err(ClusterError::Timeout) => {
                                 return Err(ClusterError::Indeterminate(
@@ -357,10 +357,7 @@ impl Member {
                             self.call_leader(&node, Rpc::ReadIndex, &(), until).await;
                         match res {
                             Ok(Ok(i)) => Some(i),
-                            // A leader whose Raft stopped is a leader gone: ask the next one.
-                            Ok(Err(RemoteError::NotLeader { .. }))
-                            | Ok(Err(RemoteError::NoQuorum))
-                            | Ok(Err(RemoteError::Fatal(_))) => None,
+                            Ok(Err(RemoteError::NotLeader { .. })) | Ok(Err(RemoteError::NoQuorum)) => None,
                             Ok(Err(e)) => return Err(remote_to_cluster(e)),
                             // Reads, joins, leaves and status are safe to repeat.
                             Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
@@ -423,19 +420,20 @@ impl Member {
         Ok(self.inner.kv.range(prefix)?)
     }
 
-    /// Sends one `Cluster` RPC to `node`, bounded by `until`.
+    /// Sends one `Cluster` RPC to the leader `node`, bounded by `until`, and answers with the
+    /// leader's answer; see [`leader_answer`] for a leader that stopped.
     async fn call_leader<Req, Resp>(
         &self,
         node: &MemberNode,
         rpc: Rpc,
         req: &Req,
         until: Instant,
-    ) -> Result<Resp, ClusterError>
+    ) -> Result<Result<Resp, RemoteError>, ClusterError>
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
     {
-        call_cluster(&self.inner.peers, &node.raft_addr, rpc, req, until).await
+        leader_answer(call_cluster(&self.inner.peers, &node.raft_addr, rpc, req, until).await?)
     }
 
     /// Adds a member to the cluster, from any member: the request goes to the leader, which adds
@@ -554,9 +552,7 @@ impl Member {
                 Some(id) if id == self.inner.id => Some(local(self.clone()).await),
                 Some(id) => match self.node_of(id) {
                     Some(node) => {
-                        match self.call_leader::<Req, Result<Resp, RemoteError>>(&node, rpc, req, until).await {
-                            // A leader whose Raft stopped is a leader gone: ask the next one.
-                            Ok(Err(RemoteError::Fatal(_))) => None,
+                        match self.call_leader::<Req, Resp>(&node, rpc, req, until).await {
                             Ok(r) => Some(r),
                             // Reads, joins, leaves and status are safe to repeat.
                             Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
@@ -917,17 +913,18 @@ where
     wire::decode(&resp.data).map_err(|s| ClusterError::Rejected(s.message().to_string()))
 }
 
-/// What the failure of a write forwarded to the leader means to this member. The leader's own
-/// fatal error (its store failed) is not this member's: to it the leader is gone, perhaps after
-/// it replicated the write, so the outcome is indeterminate and worth retrying (guards make a
-/// repeat safe). Treating it as fatal made callers give up, e.g. the runner stopped trying to
-/// record an execution's end, which then stayed `running` for good.
-fn forwarded_write_error(e: RemoteError) -> ClusterError {
-    match e {
-        RemoteError::Fatal(m) => ClusterError::Indeterminate(format!(
-            "the leader stopped after a fatal error ({m}); the write may or may not have been applied"
-        )),
-        other => remote_to_cluster(other),
+/// The leader's answer as this member sees it. The leader's own fatal error (its store failed)
+/// is not this member's: to it the leader is gone, perhaps after it acted on the request (a
+/// write may have been replicated), so the outcome is indeterminate: a write reports it, and
+/// repeatable requests ask the next leader. Taken as this member's own fatal error, it made
+/// callers give up; the runner stopped trying to record an execution's end, which then stayed
+/// `running` for good.
+fn leader_answer<T>(answer: Result<T, RemoteError>) -> Result<Result<T, RemoteError>, ClusterError> {
+    match answer {
+        Err(RemoteError::Fatal(m)) => Err(ClusterError::Indeterminate(format!(
+            "the leader stopped after a fatal error ({m}); the request may or may not have taken effect"
+        ))),
+        other => Ok(other),
     }
 }
 
@@ -954,17 +951,18 @@ pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNo
 
 #[cfg(test)]
 mod tests {
-    use super::{forwarded_write_error, remote_to_cluster, RemoteError};
+    use super::{leader_answer, remote_to_cluster, RemoteError};
     use crate::ClusterError;
 
     #[test]
     fn a_leaders_fatal_error_is_indeterminate_and_retryable_for_the_member_that_forwarded_the_write() {
-        let e = forwarded_write_error(RemoteError::Fatal("when Write Logs: IO error".into()));
+        let e = leader_answer::<()>(Err(RemoteError::Fatal("when Write Logs: IO error".into()))).unwrap_err();
         assert!(matches!(e, ClusterError::Indeterminate(_)), "{e:?}");
         assert!(e.is_retryable());
         assert!(e.to_string().contains("when Write Logs: IO error"), "{e}");
         // Every other answer means what it means for any request.
-        assert!(matches!(forwarded_write_error(RemoteError::Timeout), ClusterError::Timeout));
+        let timeout = leader_answer::<()>(Err(RemoteError::Timeout)).unwrap().unwrap_err();
+        assert!(matches!(remote_to_cluster(timeout), ClusterError::Timeout));
         // The member's own fatal error stays fatal.
         assert!(matches!(remote_to_cluster(RemoteError::Fatal("x".into())), ClusterError::Fatal(_)));
     }

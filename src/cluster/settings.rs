@@ -166,9 +166,9 @@ pub struct MemberSettings {
     pub capacity: u32,
 }
 
-/// Default `member.capacity`. Rundeck's execution thread pool has 10 threads by default, a
-/// figure its tuning guide tells busy installations to raise; with 32, a member's memory stays
-/// bounded in a burst of thousands of scheduled runs (BENCHMARKS.md) while fewer jobs wait.
+/// Default `member.capacity`. Rundeck's execution thread pool has 10 threads by default (its
+/// tuning guide covers raising it); with 32, a member's memory stays bounded in a burst of
+/// thousands of scheduled runs (BENCHMARKS.md) while fewer jobs wait than with 10.
 pub const DEFAULT_CAPACITY: u32 = 32;
 
 impl Default for MemberSettings {

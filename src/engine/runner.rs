@@ -340,19 +340,14 @@ impl Runner {
         // committed. It is given back before a retry's delay.
         let (slot, (status, message)) = match self.wait_for_slot(id, &signal).await {
             Ok((permit, waited)) => {
-                // Boxed: the run's future is large, and only the running executions need it,
-                // not the thousands that may wait for a slot.
-                let outcome = Box::pin(async {
-                    match self.catalog.run_plan(&rec, id, &self.keys).await {
-                        Ok(plan) => self.execute(id, &rec, plan, signal, waited).await,
-                        Err(e) => {
-                            let msg = format!("cannot run: {e}");
-                            self.note(id, LogLevel::Error, &msg).await;
-                            (ExecStatus::Failed, Some(msg))
-                        }
+                let outcome = match self.catalog.run_plan(&rec, id, &self.keys).await {
+                    Ok(plan) => self.execute(id, &rec, plan, signal, waited).await,
+                    Err(e) => {
+                        let msg = format!("cannot run: {e}");
+                        self.note(id, LogLevel::Error, &msg).await;
+                        (ExecStatus::Failed, Some(msg))
                     }
-                })
-                .await;
+                };
                 (Some(permit), outcome)
             }
             Err(ended) => (None, ended),

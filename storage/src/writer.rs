@@ -239,14 +239,20 @@ fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Work>) {
 mod tests {
     use super::{SledFiles, Writer};
 
-    #[test]
-    fn flushes_are_served_while_a_chore_has_work_left() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
+    /// A writer thread on a new database in a temporary directory (kept alive by the first).
+    fn new_writer() -> (tempfile::TempDir, sled::Db, Writer) {
         let dir = tempfile::tempdir().unwrap();
         let sled_dir = dir.path().join("sled");
         let db = sled::Config::new().path(&sled_dir).open().unwrap();
         let writer = Writer::start(db.clone(), &sled_dir).unwrap();
+        (dir, db, writer)
+    }
+
+    #[test]
+    fn flushes_are_served_while_a_chore_has_work_left() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let (_dir, db, writer) = new_writer();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
         let go_on = stop.clone();
@@ -266,10 +272,7 @@ mod tests {
 
     #[test]
     fn a_chore_runs_to_its_end_in_pieces_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let sled_dir = dir.path().join("sled");
-        let db = sled::Config::new().path(&sled_dir).open().unwrap();
-        let writer = Writer::start(db.clone(), &sled_dir).unwrap();
+        let (_dir, db, writer) = new_writer();
         let (tx, rx) = std::sync::mpsc::channel();
         let mut left = 5;
         writer.in_background(move || {
