@@ -10,6 +10,7 @@
 //! steward bench writes [--etcd URL] ...            the replicated-write benchmark
 //! steward bench fires [--jobs 10000] ...            fire lateness and memory with many jobs
 //! steward bench takeover [--runs 10] ...           SIGKILL of a job owner to the first fire elsewhere
+//! steward bench apply [--jobs 10000] ...            the state machine's cost of applying fires
 //! ```
 //!
 //! The cluster commands talk to a member's HTTP API with a token from `--token`,
@@ -93,6 +94,8 @@ pub enum BenchCommand {
     Fires(crate::bench::FiresArgs),
     /// Time from SIGKILL of a job owner to the first fire on its new owner.
     Takeover(crate::bench::TakeoverArgs),
+    /// The state machine's cost of applying scheduled fires, on one store without Raft.
+    Apply(crate::bench::apply::ApplyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +150,9 @@ pub fn main() -> ExitCode {
         Command::Bench { what: BenchCommand::Takeover(args) } => {
             runtime().and_then(|rt| rt.block_on(crate::bench::takeover(args)))
         }
+        Command::Bench { what: BenchCommand::Apply(args) } => {
+            runtime().and_then(|rt| rt.block_on(crate::bench::apply::apply(args)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,8 +163,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Most threads in tokio's blocking pool (its default is 512).
+///
+/// The pool serves file I/O (the log store's local files, `tokio::fs`), large state machine
+/// applies, snapshots and password hashing. In a burst of scheduled runs it grew to one thread
+/// per concurrent log write, and each thread keeps an allocator heap of its own: that was about
+/// a fifth of a member's peak memory in the fire benchmark (BENCHMARKS.md). Work beyond the
+/// cap waits in the pool's queue.
+const MAX_BLOCKING_THREADS: usize = 16;
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().max_blocking_threads(MAX_BLOCKING_THREADS).enable_all().build()?)
 }
 
 /// Installs the log subscriber; `RUST_LOG` wins over the configured filter.

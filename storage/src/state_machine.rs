@@ -178,7 +178,8 @@ struct Applied {
 }
 
 /// Evaluates and writes one apply batch: one atomic `apply_batch` for data, last applied
-/// and membership. Runs on a blocking thread (sled calls may block on I/O).
+/// and membership. A batch of a few entries runs on the caller's task, a larger one on a
+/// blocking thread (see `apply`).
 fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Result<Applied, StoreError> {
     let mut overlay = Overlay::new(&sm.tree);
     let mut results = Vec::with_capacity(entries.len());
@@ -285,6 +286,9 @@ fn decode_payload<C: KvTypeConfig>(
 }
 
 /// Runs blocking store work (sled calls, file I/O) off the async runtime's workers.
+/// Most entries applied without leaving the state machine's task.
+const INLINE_APPLY_MAX: usize = 4;
+
 async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -456,9 +460,20 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
         }
         let sm = self.sm.clone();
         // No flush here: the entries are durable in the log already (see the module docs).
-        let applied = run_blocking(move || apply_entries::<C>(&sm, entries))
-            .await
-            .map_err(fatal(StorageIOError::write_state_machine))?;
+        // A few entries are applied on this task: sled's writes go to its page cache, so this
+        // is tens of microseconds, and the hop to the blocking pool cost more than that: two
+        // thread wake-ups per write, and in a burst of fires a pool thread per concurrent
+        // apply, each with an allocator heap of its own (BENCHMARKS.md, session 5). A larger
+        // batch (a member catching up) still goes to the pool.
+        let applied = if entries.len() <= INLINE_APPLY_MAX {
+            // Counts against the task's cooperative budget, so that a caller applying in a
+            // loop still lets the other tasks of its thread run.
+            tokio::task::consume_budget().await;
+            apply_entries::<C>(&sm, entries)
+        } else {
+            run_blocking(move || apply_entries::<C>(&sm, entries)).await
+        }
+        .map_err(fatal(StorageIOError::write_state_machine))?;
         // The watch first, so that whoever hears of a change can already read it.
         self.sm.applied.send_replace(applied.last_index);
         for change in applied.changes {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
+pub mod apply;
+
 use crate::config::Config;
 use crate::server::Server;
 
