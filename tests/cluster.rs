@@ -413,3 +413,20 @@ async fn big_concurrent_writes_are_spread_over_entries_of_bounded_size() {
     assert!(stored.iter().all(|(k, kv)| kv.value.len() == VALUE && kv.value[0] == k[4..].parse::<u8>().unwrap()));
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_follower_is_in_that_followers_local_state_when_it_returns() {
+    use steward_storage::{Op, Txn};
+    let c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let member = c.server(follower).member.clone();
+    // What the member decides from its local state right after a write (where to place a run,
+    // what it schedules) must include that write.
+    for i in 0..200 {
+        let key = format!("t/own-write/{i}");
+        member.write(Txn::ops(vec![Op::Put { key: key.clone(), value: vec![1] }])).await.unwrap();
+        assert!(member.kv().get(&key).unwrap().is_some(), "write {i} is not in the follower's local state");
+    }
+    c.shutdown().await;
+}

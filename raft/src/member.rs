@@ -275,7 +275,10 @@ impl Member {
         let _ = tokio::time::timeout(cap, wait).await;
     }
 
-    /// Proposes `txn` and returns its result once it is committed and applied on the leader.
+    /// Proposes `txn` and returns its result once it is committed and applied on the leader,
+    /// and applied on this member too: what a caller reads from this member's local state
+    /// after a write includes the write (a member that asked to become passive, then placed
+    /// a run by its local view of the modes, ran it itself).
     ///
     /// Retries while there is no leader or leadership moves, until `request_timeout`; then
     /// fails with [`ClusterError::NoLeader`]. A request that reached a leader and then timed
@@ -303,7 +306,10 @@ impl Member {
                         let res: Result<Result<TxnResult, RemoteError>, ClusterError> =
                             self.call_leader(&node, Rpc::Write, &txn, until).await;
                         match res {
-                            Ok(Ok(r)) => return Ok(r),
+                            Ok(Ok(r)) => {
+                                self.see_own_write(r.revision, until).await;
+                                return Ok(r);
+                            }
                             Ok(Err(RemoteError::NotLeader { .. })) => {}
                             Ok(Err(e)) => return Err(remote_to_cluster(e)),
                             Err(ClusterError::Unreachable { .. }) => {}
@@ -390,6 +396,16 @@ impl Member {
             }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(RemoteError::NoQuorum),
             Ok(Err(RaftError::Fatal(f))) => Err(RemoteError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits until this member has applied `revision`, a write the leader committed. The
+    /// write has taken effect whatever happens here, so a wait that runs out of time is only
+    /// logged: the member is behind, and its local reads are stale for a while longer.
+    async fn see_own_write(&self, revision: u64, until: Instant) {
+        let until = until.min(Instant::now() + Duration::from_secs(1));
+        if let Err(e) = self.wait_applied(revision, until).await {
+            tracing::debug!(error = %e, revision, "a committed write is not applied on this member yet");
         }
     }
 
