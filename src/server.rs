@@ -438,19 +438,24 @@ impl Server {
 
     /// Stops the job engine, the HTTP and gRPC servers and Raft, and waits for them.
     pub async fn shutdown(mut self) -> StopReason {
+        // After a fatal error this member's own Raft is gone, so do not wait for what is in
+        // flight: a member whose storage failed must be gone at once, not after the timeouts of
+        // its clients' requests or of the writes its scheduler and runner forwarded to the
+        // leader (the chaos harness saw 4.5 s with the leader cut off). Takeover records its
+        // executions incomplete.
+        let fatal = matches!(*self.stop.borrow(), Some(StopReason::Fatal(_)));
+        let fatal_patience = Duration::from_millis(200);
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown().await;
         }
         if let Some(engine) = self.engine.take() {
-            engine.shutdown().await;
+            engine.shutdown(fatal.then_some(fatal_patience)).await;
         }
         stop_once(&self.stop, StopReason::Requested);
         let reason = self.stop.borrow().clone().unwrap_or(StopReason::Requested);
-        // Bounded: a stuck HTTP connection must not keep the process alive. After a fatal error
-        // nothing in flight can complete (every write fails), so do not wait for it: a member
-        // whose storage failed must be gone at once, not after its clients' request timeouts.
+        // Bounded: a stuck HTTP connection must not keep the process alive.
         let patience = match reason {
-            StopReason::Fatal(_) => Duration::from_millis(200),
+            StopReason::Fatal(_) => fatal_patience,
             _ => Duration::from_secs(5),
         };
         for mut t in self.tasks {

@@ -311,6 +311,22 @@ impl Members {
         }
     }
 
+    /// True when member `i` runs and its current process has logged that its Raft stopped on a
+    /// fatal error: it is shutting down, and will exit once its in-flight requests end.
+    pub async fn dying(&self, i: usize) -> bool {
+        let name = {
+            let s = self.slots[i].lock().await;
+            if s.state != State::Running {
+                return false;
+            }
+            s.host.name.clone()
+        };
+        let text = std::fs::read_to_string(self.log_path(&name)).unwrap_or_default();
+        let started = text.rfind("steward member started");
+        let fatal = text.rfind("Raft stopped on a fatal error");
+        matches!((started, fatal), (Some(s), Some(f)) if f > s) || (started.is_none() && fatal.is_some())
+    }
+
     /// The last lines of a member's log, for error messages.
     pub fn log_tail(&self, name: &str) -> String {
         let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();

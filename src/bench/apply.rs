@@ -55,6 +55,14 @@ fn entry(index: u64, txn: Txn) -> Entry<TypeConfig> {
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let root = super::bench_root(args.dir.as_ref())?;
+    let result = measure(&args, &root).await;
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    result
+}
+
+async fn measure(args: &ApplyArgs, root: &std::path::Path) -> anyhow::Result<()> {
     let (_log, mut sm) = steward_storage::open::<TypeConfig>(&root.join("store"), StoreOptions::default())
         .context("opening the bench store")?;
     let mut feed = sm.reader().subscribe();
@@ -145,8 +153,5 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     }
     drain.abort();
     println!("change-feed events: {}", events.load(std::sync::atomic::Ordering::Relaxed));
-    if args.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&root);
-    }
     Ok(())
 }

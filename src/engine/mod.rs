@@ -78,11 +78,22 @@ impl Engine {
     }
 
     /// Stops the scheduler and the runner; the runner stops the executions it runs (they end
-    /// `incomplete`) before it returns.
-    pub async fn shutdown(self) {
+    /// `incomplete`) before it returns. With `patience`, a task still busy after that long
+    /// (e.g. a write to a leader that is cut off, waiting out its timeout) is aborted.
+    pub async fn shutdown(self, patience: Option<std::time::Duration>) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        for mut t in self.tasks {
+            match patience {
+                None => {
+                    let _ = t.await;
+                }
+                Some(p) => {
+                    if tokio::time::timeout(p, &mut t).await.is_err() {
+                        t.abort();
+                        let _ = t.await;
+                    }
+                }
+            }
         }
     }
 }

@@ -309,6 +309,10 @@ pub struct Step {
 /// Shortest fault: a pause must outlast steward's election timeout (at most 1 s) by far.
 const MIN_FAULT_MS: u64 = 2_500;
 
+/// Longest wait for a member dying of an injected disk fault to exit: its shutdown gives the
+/// requests it forwarded to the leader their timeout (5 s by default) first.
+const DYING_EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Draws the schedule for `packages` over `time_limit`: a fault about every `interval` (held
 /// for 0.6–1.4 intervals, then 0.3–0.6 intervals of quiet). The first steps go through every
 /// package once, in a seeded order, so that a short run still exercises each.
@@ -797,8 +801,14 @@ impl Nemesis {
                         let _ = self.members.fiu(i, &format!("disable name={p}")).await;
                     }
                     // A member may be dying of the fault right now: its exit stays explained
-                    // for a moment after the fault is gone.
+                    // for a moment after the fault is gone, and, if its Raft has stopped on the
+                    // error, until it has exited (it first gives the requests it forwarded to
+                    // the leader their timeout, a few seconds when the leader is cut off).
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    let until = Instant::now() + DYING_EXIT_TIMEOUT;
+                    while self.members.dying(i).await && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     self.members.expect_exit(i, None).await;
                     if self.members.start(i).await? {
                         restarted.push(i);
