@@ -27,7 +27,9 @@
 //! - **deleted jobs** (404: their records went with them) are judged from their runs as before
 //!   the records were exposed: a slot without an execution is inferred "missed" when the job's
 //!   next run started between 5 s and the bound after it, "skipped" when a run of the
-//!   exclusive job was going (see [`infer_slot`]).
+//!   exclusive job was going (see [`infer_slot`]). A slot without a run whose deadline came
+//!   after the delete is not judged (`cut_by_delete`): its owner still had time to decide it
+//!   when the job and its records went.
 //!
 //! # Whose clock
 //! Slots are instants of the schedule, run times the harness's clock at arrival. A record's
@@ -382,6 +384,8 @@ struct Findings {
     recorded: BTreeMap<&'static str, usize>,
     inferred_missed: usize,
     inferred_skipped: usize,
+    /// Slots of deleted jobs, without a run, whose deadline came after the delete.
+    cut_by_delete: usize,
     unfinished: usize,
     judged_from_records: usize,
     judged_from_runs: usize,
@@ -547,6 +551,7 @@ pub fn check(f: &Facts) -> Verdict {
             "owner_impaired": x.impaired, "clock_excused": x.clock_excused,
             "fired_without_run": x.fired_without_run, "recorded": x.recorded,
             "inferred_missed": x.inferred_missed, "inferred_skipped": x.inferred_skipped,
+            "cut_by_delete": x.cut_by_delete,
             "judged_from_records": x.judged_from_records, "judged_from_runs": x.judged_from_runs,
             "unfinished_runs": x.unfinished, "bound_ms": f.bound_ms, "require_takeover": f.require_takeover,
             "majority_outages": outages, "executions_listed": f.executions.as_ref().map(Vec::len),
@@ -755,6 +760,11 @@ fn judge_runs(
                     report(&mut x.late, json!({ "job": j.id, "slot_ms": slot, "started_ms": here[0].started_ms }));
                 }
             }
+        } else if j.delete_invoked_ms.is_some_and(|d| deadline >= d) {
+            // The job was deleted before this slot's deadline: its owner (or the member
+            // taking it over) had until then to decide the slot, and the delete took the job
+            // and its records away first. Nothing can be judged.
+            x.cut_by_delete += 1;
         } else {
             match infer_slot(f, j, runs, slot, deadline - slot) {
                 Inferred::Skipped => x.inferred_skipped += 1,
@@ -1407,6 +1417,27 @@ mod tests {
         // One created after the list was read (an id above every listed one) is not.
         f.runs.push(run(4000, "A", "10", 4000));
         assert_eq!(check(&f).details["ghost_fires"]["count"], 1, "{}", check(&f).details);
+    }
+
+    #[test]
+    fn slots_of_a_job_deleted_before_their_deadline_are_not_judged() {
+        // The owner ran slots 1000 and 2000, then went down; slots 3000 and 4000 came due,
+        // and the job was deleted at 4200, before either slot's deadline (bound 1500 + the
+        // period): nobody could still decide them, and their records went with the job.
+        let mut f = facts_of(vec![run(1000, "A", "1", 1000), run(2000, "A", "2", 2000)]);
+        f.read_ms = 9000;
+        f.jobs[0].delete_invoked_ms = Some(4200);
+        f.jobs[0].deleted_ms = Some(4210);
+        f.gone.insert("j1".into());
+        let v = check(&f);
+        assert_eq!(v.details["not_run"]["count"], 0, "{}", v.details);
+        assert_eq!(v.details["cut_by_delete"], 2, "{}", v.details);
+        // Deleted after slot 3000's deadline: that slot was the owner's to decide.
+        f.jobs[0].delete_invoked_ms = Some(5600);
+        f.jobs[0].deleted_ms = Some(5610);
+        let v = check(&f);
+        assert_eq!(v.details["not_run"]["count"], 1, "{}", v.details);
+        assert_eq!(v.details["not_run"]["examples"][0]["slot_ms"], 3000, "{}", v.details);
     }
 
     #[test]
