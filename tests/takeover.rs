@@ -327,7 +327,10 @@ async fn a_passive_member_loses_its_jobs_at_once_and_runs_nothing() {
     let ids = uuids(&c).await;
     let runs_file = c.root.path().join("runs.txt");
     create_project(&c, 0, "pa").await;
-    let jobs = import(&c, 0, "pa", every_second_jobs("a", 5, &runs_file)).await;
+    import(&c, 0, "pa", every_second_jobs("a", 5, &runs_file)).await;
+    // Run by hand below: a job of its own, so that no scheduled run of it is going then (the
+    // scheduled jobs refuse a second run while one is going).
+    let manual = import(&c, 0, "pa", "- name: manual\n  sequence:\n    commands:\n      - exec: 'true'\n".into()).await;
     let r = c.req(0, Method::GET, "/api/45/system/executions/status").send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({ "executionMode": "active" }));
 
@@ -353,7 +356,7 @@ async fn a_passive_member_loses_its_jobs_at_once_and_runs_nothing() {
     assert_eq!(m0["executionMode"], "passive", "{v}");
     assert_eq!(m0["state"], "active", "{v}");
     // A run asked of the passive member runs on the active one.
-    let r = c.req(0, Method::POST, &format!("/api/45/job/{}/run", jobs[0])).json(&json!({})).send().await.unwrap();
+    let r = c.req(0, Method::POST, &format!("/api/45/job/{}/run", manual[0])).json(&json!({})).send().await.unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["serverUUID"], ids[1].as_str(), "{v}");
     // Nothing ran on the passive member once its jobs moved.
