@@ -277,8 +277,8 @@ impl Member {
 
     /// Proposes `txn` and returns its result once it is committed and applied on the leader,
     /// and applied on this member too: what a caller reads from this member's local state
-    /// after a write includes the write (a member that asked to become passive, then placed
-    /// a run by its local view of the modes, ran it itself).
+    /// after a write includes the write (otherwise a member that asked to become passive,
+    /// then placed a run by its local view of the modes, could run it itself).
     ///
     /// Retries while there is no leader or leadership moves, until `request_timeout`; then
     /// fails with [`ClusterError::NoLeader`]. A request that reached a leader and then timed
