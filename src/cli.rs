@@ -166,10 +166,11 @@ pub fn main() -> ExitCode {
 /// Most threads in tokio's blocking pool (its default is 512).
 ///
 /// The pool serves file I/O (the log store's local files, `tokio::fs`), large state machine
-/// applies, snapshots and password hashing. In a burst of scheduled runs it grew to one thread
-/// per concurrent log write, and each thread keeps an allocator heap of its own: that was about
-/// a fifth of a member's peak memory in the fire benchmark (BENCHMARKS.md). Work beyond the
-/// cap waits in the pool's queue.
+/// applies, snapshots and password hashing, and each of its threads keeps an allocator heap of
+/// its own. In a burst of thousands of scheduled runs it grew to 21 threads; a cap at 8 then
+/// lowered the fire benchmark's peak memory (BENCHMARKS.md, session 4). Since small applies
+/// stopped using the pool, the cap made no difference one run could show: it is a bound, not
+/// a tuning. Work beyond it waits in the pool's queue.
 const MAX_BLOCKING_THREADS: usize = 16;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

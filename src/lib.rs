@@ -20,6 +20,7 @@
 //! - [`codec`]: the versioned encoding of stored records.
 //! - [`jobs`]: the job definition format, run-time options and schedules (no cluster state).
 //! - [`placement`]: which member runs an execution (Rundeck's remote execution policy; pure).
+//! - [`tasks`]: stopping a member's background tasks within a deadline.
 //!
 //! The replicated store is in the `steward-storage` crate and the Raft layer in `steward-raft`;
 //! `ARCHITECTURE.md` at the repository root says what goes where and why.
@@ -41,3 +42,4 @@ pub mod logs;
 pub mod placement;
 pub mod secret;
 pub mod server;
+pub mod tasks;

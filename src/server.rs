@@ -221,7 +221,7 @@ impl Server {
         let state = AppState {
             placer,
             fire_stats: engine.stats.clone(),
-            slots: engine.slots.clone(),
+            slots: engine.slots(),
             logs,
             member: member.clone(),
             started: Instant::now(),
@@ -442,28 +442,20 @@ impl Server {
         // flight: a member whose storage failed must be gone at once, not after the timeouts of
         // its clients' requests or of the writes its scheduler and runner forwarded to the
         // leader (the chaos harness saw 4.5 s with the leader cut off). Takeover records its
-        // executions incomplete.
+        // executions incomplete. Otherwise the engine records the ends of the executions it
+        // stops, however long that takes, and a stuck HTTP connection gets 5 s.
         let fatal = matches!(*self.stop.borrow(), Some(StopReason::Fatal(_)));
-        let fatal_patience = Duration::from_millis(200);
+        let fatal_deadline = fatal.then(|| tokio::time::Instant::now() + Duration::from_millis(200));
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown().await;
         }
         if let Some(engine) = self.engine.take() {
-            engine.shutdown(fatal.then_some(fatal_patience)).await;
+            engine.shutdown(fatal_deadline).await;
         }
         stop_once(&self.stop, StopReason::Requested);
         let reason = self.stop.borrow().clone().unwrap_or(StopReason::Requested);
-        // Bounded: a stuck HTTP connection must not keep the process alive.
-        let patience = match reason {
-            StopReason::Fatal(_) => fatal_patience,
-            _ => Duration::from_secs(5),
-        };
-        for mut t in self.tasks {
-            if tokio::time::timeout(patience, &mut t).await.is_err() {
-                t.abort();
-                let _ = t.await;
-            }
-        }
+        let servers_deadline = fatal_deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(5));
+        crate::tasks::join_by(self.tasks, Some(servers_deadline)).await;
         self.member.shutdown().await;
         reason
     }

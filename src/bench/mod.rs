@@ -148,14 +148,7 @@ pub async fn start_cluster(root: &std::path::Path) -> anyhow::Result<(Vec<Server
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     crate::cli::init_logging("warn");
-    let tmp;
-    let root = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile_dir()?;
-            tmp.clone()
-        }
-    };
+    let root = bench_root(args.dir.as_ref())?;
     let (servers, token) = start_cluster(&root).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let value = "x".repeat(args.value_size);

@@ -40,9 +40,6 @@ impl ClusterTasks {
     /// Stops the tasks at once: they keep nothing worth finishing, and a round blocked on a
     /// write to a cluster without a leader must not hold up a member that is shutting down.
     pub async fn shutdown(self) {
-        for t in self.tasks {
-            t.abort();
-            let _ = t.await;
-        }
+        crate::tasks::join_by(self.tasks, Some(tokio::time::Instant::now())).await;
     }
 }

@@ -39,8 +39,6 @@ pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
     /// What the scheduler fired, for benchmarks and tests.
     pub stats: Arc<Mutex<scheduler::FireStats>>,
-    /// How many executions run their steps and wait to, for the metrics.
-    pub slots: Arc<runner::Slots>,
     runner: Arc<runner::Runner>,
 }
 
@@ -65,7 +63,12 @@ impl Engine {
             runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys, placer.clone(), capacity);
         let sched = scheduler::Scheduler::new(member, catalog, runner.incarnation().to_string(), stats.clone(), placer);
         let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.clone().run(stop.subscribe()))];
-        Engine { stop, tasks, stats, slots: runner.slots(), runner }
+        Engine { stop, tasks, stats, runner }
+    }
+
+    /// How many executions run their steps and wait to, for the metrics.
+    pub fn slots(&self) -> Arc<runner::Slots> {
+        self.runner.slots()
     }
 
     /// How many executions this member runs now, for its heartbeats.
@@ -78,22 +81,10 @@ impl Engine {
     }
 
     /// Stops the scheduler and the runner; the runner stops the executions it runs (they end
-    /// `incomplete`) before it returns. With `patience`, a task still busy after that long
-    /// (e.g. a write to a leader that is cut off, waiting out its timeout) is aborted.
-    pub async fn shutdown(self, patience: Option<std::time::Duration>) {
+    /// `incomplete`) before it returns. With a `deadline`, a task still busy then (e.g. a write
+    /// to a leader that is cut off, waiting out its timeout) is aborted.
+    pub async fn shutdown(self, deadline: Option<tokio::time::Instant>) {
         let _ = self.stop.send(true);
-        for mut t in self.tasks {
-            match patience {
-                None => {
-                    let _ = t.await;
-                }
-                Some(p) => {
-                    if tokio::time::timeout(p, &mut t).await.is_err() {
-                        t.abort();
-                        let _ = t.await;
-                    }
-                }
-            }
-        }
+        crate::tasks::join_by(self.tasks, deadline).await;
     }
 }

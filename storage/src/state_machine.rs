@@ -285,10 +285,10 @@ fn decode_payload<C: KvTypeConfig>(
     Ok(payload)
 }
 
-/// Runs blocking store work (sled calls, file I/O) off the async runtime's workers.
-/// Most entries applied without leaving the state machine's task.
+/// Most entries applied without leaving the state machine's task (see `apply`).
 const INLINE_APPLY_MAX: usize = 4;
 
+/// Runs blocking store work (sled calls, file I/O) off the async runtime's workers.
 async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -461,10 +461,10 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
         let sm = self.sm.clone();
         // No flush here: the entries are durable in the log already (see the module docs).
         // A few entries are applied on this task: sled's writes go to its page cache, so this
-        // is tens of microseconds, and the hop to the blocking pool cost more than that: two
-        // thread wake-ups per write, and in a burst of fires a pool thread per concurrent
-        // apply, each with an allocator heap of its own (BENCHMARKS.md, session 5). A larger
-        // batch (a member catching up) still goes to the pool.
+        // is tens of microseconds, and the hop to the blocking pool cost more than that (about
+        // 7 context switches per write at one connection, across 3 members), and in the fire
+        // benchmark the members' peak memory was a third higher with it (BENCHMARKS.md,
+        // session 5). A larger batch (a member catching up) still goes to the pool.
         let applied = if entries.len() <= INLINE_APPLY_MAX {
             // Counts against the task's cooperative budget, so that a caller applying in a
             // loop still lets the other tasks of its thread run.

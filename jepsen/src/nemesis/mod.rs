@@ -805,9 +805,11 @@ impl Nemesis {
                     // error, until it has exited (it first gives the requests it forwarded to
                     // the leader their timeout, a few seconds when the leader is cut off).
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    let until = Instant::now() + DYING_EXIT_TIMEOUT;
-                    while self.members.dying(i).await && Instant::now() < until {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    if self.members.dying(i).await {
+                        let until = Instant::now() + DYING_EXIT_TIMEOUT;
+                        while self.members.state(i).await == State::Running && Instant::now() < until {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                     }
                     self.members.expect_exit(i, None).await;
                     if self.members.start(i).await? {

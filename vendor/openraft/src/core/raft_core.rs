@@ -1694,23 +1694,8 @@ where
                 // a quorum only when `Notify::LocalLogFlushed` says its flush is done. A
                 // follower's append still waits: its answer to the leader must follow its flush.
                 if self.engine.leader.as_ref().is_some_and(|l| l.vote == vote) {
-                    let (tx, rx) = C::AsyncRuntime::oneshot();
-                    let callback = LogFlushed::new(LogIOId::new(vote.clone(), Some(last_log_id.clone())), tx);
+                    let callback = LogFlushed::for_leader(vote, last_log_id, self.tx_notify.clone());
                     self.log_store.append(entries, callback).await?;
-                    let tx_notify = self.tx_notify.clone();
-                    // Detached: the task ends when the flush is reported.
-                    drop(C::AsyncRuntime::spawn(async move {
-                        let result = match rx.await {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
-                            Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
-                        };
-                        let _ = tx_notify.send(Notify::LocalLogFlushed {
-                            vote,
-                            last_log_id,
-                            result,
-                        });
-                    }));
                     return Ok(None);
                 }
 

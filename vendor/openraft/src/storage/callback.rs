@@ -2,14 +2,18 @@
 
 use std::io;
 
+use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::async_runtime::AsyncOneshotSendExt;
+use crate::core::notify::Notify;
 use crate::raft_state::io_state::log_io_id::LogIOId;
 use crate::type_config::alias::OneshotSenderOf;
+use crate::AnyError;
 use crate::LogId;
 use crate::RaftTypeConfig;
 use crate::StorageIOError;
+use crate::Vote;
 
 /// A oneshot callback for completion of log io operation.
 pub struct LogFlushed<C>
@@ -17,7 +21,23 @@ where
     C: RaftTypeConfig,
 {
     log_io_id: LogIOId<C::NodeId>,
-    tx: OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>,
+    /// Taken when the completion is reported; still here when the callback is dropped unused.
+    to: Option<FlushTarget<C>>,
+}
+
+/// Who hears of a log flush.
+enum FlushTarget<C>
+where
+    C: RaftTypeConfig,
+{
+    Oneshot(OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>),
+    /// steward patch (vendor/README.md): the leader's own append, reported straight to
+    /// `RaftCore` as `Notify::LocalLogFlushed`, without a task that waits for a oneshot.
+    Leader {
+        tx: mpsc::UnboundedSender<Notify<C>>,
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+    },
 }
 
 impl<C> LogFlushed<C>
@@ -28,22 +48,70 @@ where
         log_io_id: LogIOId<C::NodeId>,
         tx: OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>,
     ) -> Self {
-        Self { log_io_id, tx }
+        Self {
+            log_io_id,
+            to: Some(FlushTarget::Oneshot(tx)),
+        }
+    }
+
+    /// steward patch: a callback for the leader's own append of entries up to `last_log_id`
+    /// under `vote`, reported to `RaftCore` through `tx` as `Notify::LocalLogFlushed`.
+    pub(crate) fn for_leader(
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+        tx: mpsc::UnboundedSender<Notify<C>>,
+    ) -> Self {
+        Self {
+            log_io_id: LogIOId::new(vote.clone(), Some(last_log_id.clone())),
+            to: Some(FlushTarget::Leader { tx, vote, last_log_id }),
+        }
     }
 
     /// Report log io completion event.
     ///
     /// It will be called when the log is successfully appended to the storage or an error occurs.
-    pub fn log_io_completed(self, result: Result<(), io::Error>) {
-        let res = if let Err(e) = result {
+    pub fn log_io_completed(mut self, result: Result<(), io::Error>) {
+        if let Err(e) = &result {
             tracing::error!("LogFlush error: {}, while flushing upto {}", e, self.log_io_id);
-            self.tx.send(Err(e))
-        } else {
-            self.tx.send(Ok(self.log_io_id))
-        };
+        }
+        match self.to.take() {
+            Some(FlushTarget::Oneshot(tx)) => {
+                let res = match result {
+                    Err(e) => tx.send(Err(e)),
+                    Ok(()) => tx.send(Ok(self.log_io_id.clone())),
+                };
+                if let Err(e) = res {
+                    tracing::error!("failed to send log io completion event: {:?}", e);
+                }
+            }
+            Some(FlushTarget::Leader { tx, vote, last_log_id }) => {
+                let result = result.map_err(|e| StorageIOError::write_logs(AnyError::error(e)).into());
+                // A closed channel means the core is gone: nobody is left to tell.
+                let _ = tx.send(Notify::LocalLogFlushed {
+                    vote,
+                    last_log_id,
+                    result,
+                });
+            }
+            None => {}
+        }
+    }
+}
 
-        if let Err(e) = res {
-            tracing::error!("failed to send log io completion event: {:?}", e);
+impl<C> Drop for LogFlushed<C>
+where
+    C: RaftTypeConfig,
+{
+    /// A leader's callback dropped unused is a failed flush, as a dropped oneshot is for the
+    /// other appends: the leader must not wait for its own flush in silence.
+    fn drop(&mut self) {
+        if let Some(FlushTarget::Leader { tx, vote, last_log_id }) = self.to.take() {
+            let e = io::Error::other("the log store dropped the flush callback");
+            let _ = tx.send(Notify::LocalLogFlushed {
+                vote,
+                last_log_id,
+                result: Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+            });
         }
     }
 }
