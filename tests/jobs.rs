@@ -512,3 +512,103 @@ async fn at_most_capacity_executions_run_at_once_and_the_others_wait_for_a_slot(
     assert_eq!(gauge(&c, 0, "steward.executions.waiting").await, 0);
     c.shutdown().await;
 }
+
+/// A histogram of member `i`'s metrics.
+async fn histogram(c: &TestCluster, i: usize, name: &str) -> Value {
+    let (status, v) = body(c.req(i, Method::GET, "/api/45/metrics/metrics").send().await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    v["histograms"][name].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_slots_is_decided_ahead_and_each_run_starts_at_its_slot_never_before() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "burst").await, 201);
+    // 300 jobs on the same second, far enough ahead for the import to be done by then.
+    let slot = (chrono::Utc::now() + chrono::TimeDelta::seconds(12)).with_timezone(&chrono::Utc);
+    let slot_ms = slot.timestamp() * 1000;
+    let cron = slot.format("%-S %-M %-H %-d %-m ? *").to_string();
+    let jobs = 300;
+    let yaml: String = (0..jobs)
+        .map(|i| {
+            format!(
+                "- name: b{i}\n  timeZone: UTC\n  multipleExecutions: true\n  schedule:\n    crontab: '{cron}'\n  \
+                 sequence:\n    commands:\n      - script: 'echo \"start $(date +%s%3N)\"'\n"
+            )
+        })
+        .collect();
+    let answer = import(&c, 0, "burst", &yaml).await;
+    assert_eq!(answer["succeeded"].as_array().unwrap().len(), jobs, "{answer}");
+    assert!(chrono::Utc::now().timestamp_millis() < slot_ms - 1000, "the import took too long for this test");
+
+    let execs = wait_for(Duration::from_secs(90), "every slot ran and ended", || async {
+        let all = all_executions(&c, 0, "burst").await;
+        (all.len() >= jobs && all.iter().all(|e| e["status"] == json!("succeeded"))).then_some(all)
+    })
+    .await;
+    // One run per job, each for the slot.
+    assert_eq!(execs.len(), jobs);
+    let per_job: BTreeSet<&str> = execs.iter().map(|e| e["job"]["id"].as_str().unwrap()).collect();
+    assert_eq!(per_job.len(), jobs, "a job ran twice");
+    for e in &execs {
+        assert_eq!(e["dateScheduled"]["unixtime"].as_i64(), Some(slot_ms), "{e}");
+        let id = e["id"].as_u64().unwrap();
+        let (lines, _) = output_lines(&c, 0, id).await;
+        let started: i64 = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("start ")?.parse().ok())
+            .unwrap_or_else(|| panic!("execution {id} printed no start: {lines:?}"));
+        assert!(started >= slot_ms, "execution {id} started {} ms before its slot", slot_ms - started);
+    }
+    // The burst was committed before its slot (fire lateness below zero), so that its runs could
+    // start on time.
+    let fires = histogram(&c, 0, "steward.scheduler.fireLateness").await;
+    assert_eq!(fires["count"], json!(jobs), "{fires}");
+    assert!(fires["min"].as_i64().unwrap() < 0, "no slot was decided ahead: {fires}");
+    let starts = histogram(&c, 0, "steward.executions.startLateness").await;
+    assert_eq!(starts["count"], json!(jobs), "{starts}");
+    assert!(starts["min"].as_i64().unwrap() >= 0, "{starts}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_runs_a_slot_decided_ahead_whose_time_had_not_come() {
+    let mut c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "ahead").await, 201);
+    let yaml = "- name: yearly\n  multipleExecutions: true\n  schedule:\n    crontab: '0 0 0 1 1 ? *'\n  \
+                sequence:\n    commands:\n      - script: 'echo \"start $(date +%s%3N)\"'\n";
+    let job = job_id(&import(&c, 0, "ahead", yaml).await, "yearly");
+    let me = c.server(0).member.node().uuid.clone();
+    let entry = Catalog::new(c.server(0).member.clone()).job_entry(&job).unwrap().unwrap();
+    // Two slots claimed by an earlier incarnation of this member: one decided ahead of a time
+    // still to come, one whose time had passed (it was running when that incarnation died).
+    let now = chrono::Utc::now().timestamp_millis();
+    let (ahead, past) = (now + 8000, now - 500);
+    let slots = [
+        DueSlot { job: &entry.job, slot_ms: ahead, action: SlotAction::Fire, runs_on: None },
+        DueSlot { job: &entry.job, slot_ms: past, action: SlotAction::Fire, runs_on: None },
+    ];
+    let earlier = format!("{me}/an-earlier-incarnation");
+    let r = c.server(0).member.write(fire_batch(&me, Some(&earlier), &slots, now)).await.unwrap();
+    let ids: Vec<u64> = interpret(&slots, &r)
+        .into_iter()
+        .map(|o| match o {
+            SlotResult::Fired(id) => id,
+            other => panic!("not fired: {other:?}"),
+        })
+        .collect();
+    assert_eq!(execution(&c, 0, ids[0]).await["status"], json!("scheduled"));
+    assert_eq!(execution(&c, 0, ids[1]).await["status"], json!("running"));
+
+    c.stop(0).await;
+    c.restart(0).await;
+    assert!(chrono::Utc::now().timestamp_millis() < ahead - 1000, "the restart took too long for this test");
+    let late = ended(&c, 0, ids[1], Duration::from_secs(20)).await;
+    assert_eq!(late["status"], json!("incomplete"), "{late}");
+    let taken = ended(&c, 0, ids[0], Duration::from_secs(30)).await;
+    assert_eq!(taken["status"], json!("succeeded"), "{taken}");
+    let (lines, _) = output_lines(&c, 0, ids[0]).await;
+    let started: i64 = lines.iter().find_map(|l| l.strip_prefix("start ")?.parse().ok()).expect("a start line");
+    assert!(started >= ahead, "started {} ms before its slot", ahead - started);
+    c.shutdown().await;
+}

@@ -78,7 +78,7 @@ pub async fn state(
     Ok(Json(json!({
         "executionId": id,
         "serverNode": rec.member,
-        "executionState": execution_state(rec.status),
+        "executionState": execution_state(rec.status_now()),
         "completed": rec.status.is_final(),
         "startTime": date(rec.started_ms),
         "endTime": date(rec.ended_ms),
@@ -93,7 +93,8 @@ pub async fn state(
 
 /// `POST /api/{v}/execution/{id}/abort[?asUser=U&forceIncomplete=true]`: the request is
 /// recorded on the execution; its member stops the processes and records the end. An execution
-/// still waiting for its `runAtTime` ends at once.
+/// still waiting for its `runAtTime` or its slot ends at once (if its runner started it in the
+/// meantime, the runner sees the ended record and stops it).
 pub async fn abort(
     State(state): State<AppState>,
     ApiVersion(v): ApiVersion,
@@ -117,7 +118,7 @@ pub async fn abort(
             return false;
         }
         r.abort = Some(AbortRequest { user: user.clone(), force_incomplete: force });
-        if r.status == ExecStatus::Scheduled {
+        if r.status_now() == ExecStatus::Scheduled {
             r.status = if force { ExecStatus::Incomplete } else { ExecStatus::Aborted };
             r.ended_ms = Some(now);
         }
@@ -139,7 +140,7 @@ pub async fn abort(
         "abort": abort,
         "execution": {
             "id": id.to_string(),
-            "status": rec.status.as_str(),
+            "status": rec.status_now().as_str(),
             "href": format!("{}/api/{v}/execution/{id}", base_url(&state)),
         },
     })))
@@ -300,7 +301,7 @@ async fn history(
     all.retain(|(_, r)| {
         project.as_ref().is_none_or(|p| &r.project == p)
             && (jobs.is_empty() || jobs.contains(&r.job_uuid))
-            && status.as_ref().is_none_or(|s| r.status.as_str() == s)
+            && status.as_ref().is_none_or(|s| r.status_now().as_str() == s)
             && user.as_ref().is_none_or(|u| &r.user == u)
             && group.as_ref().is_none_or(|g| r.job_group == *g || r.job_group.starts_with(&format!("{g}/")))
             && name.as_ref().is_none_or(|n| r.job_name.contains(n.as_str()))
@@ -375,7 +376,7 @@ pub async fn output(
     let now = chrono::Utc::now().timestamp_millis();
     let info = crate::logs::ExecInfo {
         completed: rec.status.is_final(),
-        state: rec.status.as_str().to_string(),
+        state: rec.status_now().as_str().to_string(),
         has_failed_nodes: rec.status == ExecStatus::Failed,
         duration_ms: rec.ended_ms.unwrap_or(now) - rec.started_ms.unwrap_or(rec.created_ms),
         cluster_exec: Some(!mine),

@@ -110,8 +110,8 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// A Dropwizard histogram (the shape of Rundeck's metrics) of `samples`.
-fn histogram(samples: &std::collections::VecDeque<i64>) -> Value {
-    let mut v: Vec<i64> = samples.iter().copied().collect();
+fn histogram<'a>(samples: impl IntoIterator<Item = &'a i64>) -> Value {
+    let mut v: Vec<i64> = samples.into_iter().copied().collect();
     v.sort_unstable();
     let q = |p: f64| -> i64 {
         if v.is_empty() {
@@ -131,7 +131,9 @@ fn histogram(samples: &std::collections::VecDeque<i64>) -> Value {
 
 /// `GET /api/{v}/metrics/metrics`: this member's metrics in Dropwizard's JSON shape, as Rundeck
 /// serves them. `steward.scheduler.fireLateness` is the time from a slot to the commit of its
-/// fire (ms), over the most recent fires.
+/// fire (ms, negative for a slot decided ahead), over the most recent fires;
+/// `steward.executions.startLateness` the time from a slot to the start of its run's steps on
+/// this member (after any wait for `member.capacity`).
 pub async fn metrics(State(state): State<AppState>, _v: ApiVersion) -> Json<Value> {
     let stats = state.fire_stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let rss = proc_kb("/proc/self/status", "VmRSS:");
@@ -155,7 +157,10 @@ pub async fn metrics(State(state): State<AppState>, _v: ApiVersion) -> Json<Valu
             "steward.scheduler.skipped": { "count": stats.skipped },
             "steward.scheduler.alreadyRecorded": { "count": stats.already_recorded },
         },
-        "histograms": { "steward.scheduler.fireLateness": histogram(&stats.lateness_ms) },
+        "histograms": {
+            "steward.scheduler.fireLateness": histogram(&stats.lateness_ms),
+            "steward.executions.startLateness": histogram(&state.slots.start_lateness()),
+        },
         "meters": {},
         "timers": {},
     }))

@@ -356,7 +356,7 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
         "steward bench fires: {} jobs on '0 * * * * ? *' (all at second 0), {} members, {} minute(s)",
         args.jobs, args.members, args.minutes
     );
-    let mut worst = (0i64, 0i64);
+    let mut worst = (i64::MIN, i64::MIN);
     let mut total = 0u64;
     for (i, m) in members.iter().enumerate() {
         let v: serde_json::Value =
@@ -371,9 +371,13 @@ pub async fn fires(args: FiresArgs) -> anyhow::Result<()> {
         let (p50, p99, max) =
             (h["p50"].as_i64().unwrap_or(0), h["p99"].as_i64().unwrap_or(0), h["max"].as_i64().unwrap_or(0));
         worst = (worst.0.max(p99), worst.1.max(max));
+        let s = &v["histograms"]["steward.executions.startLateness"];
+        let (s50, s99, smax) =
+            (s["p50"].as_i64().unwrap_or(0), s["p99"].as_i64().unwrap_or(0), s["max"].as_i64().unwrap_or(0));
         println!(
             "member {i}: fired {fired:>6}  missed {missed}  decided with unknown lateness {unknown}  \
              lateness p50 {p50} ms  p99 {p99} ms  max {max} ms  \
+             (steps began: p50 {s50} ms  p99 {s99} ms  max {smax} ms after the slot)  \
              rss {:.0} MiB (peak sampled {:.0} MiB, kernel high-water {:.0} MiB)",
             rss_mib(m.proc.id(), "VmRSS:"),
             peak[i],

@@ -274,9 +274,12 @@ impl Autotakeover {
                 let mut ended = rec.clone();
                 ended.status = ExecStatus::Incomplete;
                 ended.ended_ms = Some(now);
+                // A slot decided ahead is claimed before its time: its member may or may not
+                // have started it.
+                let when = if rec.status == ExecStatus::Scheduled { "before or while it ran" } else { "while it ran" };
                 ended.message = Some(match loss {
-                    Loss::Gone => format!("its member {} left the cluster while it ran", rec.member),
-                    _ => format!("its member {} stopped responding while it ran", rec.member),
+                    Loss::Gone => format!("its member {} left the cluster {when}", rec.member),
+                    _ => format!("its member {} stopped responding {when}", rec.member),
                 });
                 let mut ops = end_ops(id, &ended);
                 let retry = match self.catalog.retry_policy(&rec.job_uuid) {

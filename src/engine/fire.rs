@@ -72,6 +72,9 @@ pub enum SlotResult {
 /// The execution a fire creates. `runner` is the incarnation of this member's runner: the
 /// owner runs its own fires, so the fire's commit is also the runner's claim (no second write
 /// before the process starts); `None` leaves the claim to the runner.
+///
+/// A slot decided ahead of its time (a burst, see the scheduler) is created `scheduled`: its
+/// runner starts it at the slot, never before.
 pub fn scheduled_execution(
     job: &ScheduledJob,
     me: &str,
@@ -84,13 +87,13 @@ pub fn scheduled_execution(
         job_uuid: job.uuid.clone(),
         job_name: job.name.clone(),
         job_group: job.group.clone(),
-        status: ExecStatus::Running,
+        status: if slot_ms > now_ms { ExecStatus::Scheduled } else { ExecStatus::Running },
         member: me.to_string(),
         user: job.user.clone(),
         trigger: Trigger::Schedule,
         scheduled_ms: Some(slot_ms),
         created_ms: now_ms,
-        started_ms: runner.map(|_| now_ms),
+        started_ms: runner.map(|_| now_ms.max(slot_ms)),
         ended_ms: None,
         options: job.options.clone(),
         arg_string: String::new(),

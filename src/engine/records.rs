@@ -183,3 +183,20 @@ pub struct ExecutionRecord {
     /// Why it ended the way it did, for people (failed step, exit code, timeout…).
     pub message: Option<String>,
 }
+
+impl ExecutionRecord {
+    /// Its status as people see it at `now_ms`. A scheduled slot decided ahead of its time is
+    /// stored `scheduled` and claimed by its runner at creation; the runner starts it at the
+    /// slot without another write, so from the slot on it is running.
+    pub fn status_at(&self, now_ms: i64) -> ExecStatus {
+        match (self.status, &self.runner, self.scheduled_ms) {
+            (ExecStatus::Scheduled, Some(_), Some(at)) if at <= now_ms => ExecStatus::Running,
+            (status, ..) => status,
+        }
+    }
+
+    /// [`Self::status_at`] now.
+    pub fn status_now(&self) -> ExecStatus {
+        self.status_at(chrono::Utc::now().timestamp_millis())
+    }
+}

@@ -7,7 +7,9 @@
 //! committed, including what a crash made it re-apply, is applied), then looks at its
 //! unfinished executions: one claimed by an earlier incarnation was running when this member
 //! stopped and is recorded `incomplete` (its processes died with it or are orphans; it is
-//! never started twice); one never claimed is started now.
+//! never started twice); one never claimed is started now. A scheduled slot decided ahead is
+//! claimed at its fire and waits for its time; one an earlier incarnation claimed whose time
+//! has not come was certainly not started, and is claimed again.
 //!
 //! While an execution runs, its output goes to the log store in segments (checkpointed at least
 //! once a second, so any member can serve it); an abort request on the record reaches the
@@ -33,7 +35,7 @@ use tokio::sync::{broadcast, watch};
 use super::catalog::{Catalog, RunPlan};
 use super::executions::{self, ExecError};
 use super::fire::create_execution_op;
-use super::records::{exec_id, ExecStatus, ExecutionRecord, RUNNING};
+use super::records::{exec_id, ExecStatus, ExecutionRecord, Trigger, RUNNING};
 use super::stopped;
 use crate::cluster::ExecutionMode;
 use crate::exec::{abort_pair, AbortHandle, AbortKind, Executor, Status};
@@ -45,6 +47,9 @@ pub struct Slots {
     sem: tokio::sync::Semaphore,
     capacity: usize,
     waiting: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from a scheduled slot to the moment its execution got a slot and began its
+    /// steps, for the most recent [`super::scheduler::LATENESS_SAMPLES`] scheduled runs.
+    start_lateness: Mutex<std::collections::VecDeque<i64>>,
 }
 
 /// Counts an execution as waiting for as long as it lives.
@@ -59,7 +64,25 @@ impl Drop for Waiting<'_> {
 impl Slots {
     fn new(capacity: usize) -> Slots {
         let capacity = capacity.max(1);
-        Slots { sem: tokio::sync::Semaphore::new(capacity), capacity, waiting: Default::default() }
+        Slots {
+            sem: tokio::sync::Semaphore::new(capacity),
+            capacity,
+            waiting: Default::default(),
+            start_lateness: Default::default(),
+        }
+    }
+
+    fn started_late(&self, ms: i64) {
+        let mut samples = self.start_lateness.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() >= super::scheduler::LATENESS_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(ms);
+    }
+
+    /// The start lateness samples (see the field), oldest first.
+    pub fn start_lateness(&self) -> Vec<i64> {
+        self.start_lateness.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect()
     }
 
     fn waiting(&self) -> Waiting<'_> {
@@ -240,6 +263,14 @@ impl Runner {
                 continue;
             }
             let orphan = rec.runner.as_deref().is_some_and(|r| r != self.incarnation);
+            if startup && orphan && rec.status_now() == ExecStatus::Scheduled {
+                // A slot decided ahead whose time has not come: the earlier incarnation never
+                // started it (it starts nothing before the slot), so this one takes it over.
+                if let Some(rec) = self.reclaim(id, rec.runner.clone()).await {
+                    self.clone().consider(id, rec);
+                    continue;
+                }
+            }
             if startup && orphan && !rec.status.is_final() {
                 let msg = "its member stopped while it ran".to_string();
                 match executions::finish(&self.member, id, ExecStatus::Incomplete, Some(msg)).await {
@@ -252,6 +283,32 @@ impl Runner {
                 continue;
             }
             self.clone().consider(id, rec);
+        }
+    }
+
+    /// Claims for this incarnation execution `id`, claimed by `earlier` (an incarnation of
+    /// this member that is gone) and still waiting for its slot. `None` when that no longer
+    /// holds or the write failed.
+    async fn reclaim(&self, id: u64, earlier: Option<String>) -> Option<ExecutionRecord> {
+        let inc = self.incarnation.clone();
+        let result = executions::update(&self.member, id, |r| {
+            if r.runner != earlier || r.status_now() != ExecStatus::Scheduled || r.abort.is_some() {
+                return false;
+            }
+            r.runner = Some(inc.clone());
+            true
+        })
+        .await;
+        match result {
+            Ok(rec) if rec.runner.as_deref() == Some(self.incarnation.as_str()) => {
+                tracing::info!(execution = id, "took over a slot an earlier run of this member had decided ahead");
+                Some(rec)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, execution = id, "could not take over a slot decided ahead");
+                None
+            }
         }
     }
 
@@ -340,6 +397,11 @@ impl Runner {
         // committed. It is given back before a retry's delay.
         let (slot, (status, message)) = match self.wait_for_slot(id, &signal).await {
             Ok((permit, waited)) => {
+                if let (Trigger::Schedule, Some(slot)) = (rec.trigger, rec.scheduled_ms) {
+                    if rec.attempt == 1 {
+                        self.slots.started_late(chrono::Utc::now().timestamp_millis() - slot);
+                    }
+                }
                 let outcome = match self.catalog.run_plan(&rec, id, &self.keys).await {
                     Ok(plan) => self.execute(id, &rec, plan, signal, waited).await,
                     Err(e) => {

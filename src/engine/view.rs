@@ -38,7 +38,7 @@ pub fn execution_json(base: &str, v: u32, id: u64, e: &ExecutionRecord) -> Value
         "id": id,
         "href": href,
         "permalink": format!("{base}/project/{}/execution/show/{id}", e.project),
-        "status": e.status.as_str(),
+        "status": e.status_now().as_str(),
         "project": e.project,
         "executionType": execution_type,
         "user": e.user,
