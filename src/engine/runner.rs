@@ -9,7 +9,7 @@
 //! stopped and is recorded `incomplete` (its processes died with it or are orphans; it is
 //! never started twice); one never claimed is started now. A scheduled slot decided ahead is
 //! claimed at its fire and waits for its time; one an earlier incarnation claimed whose time
-//! has not come was certainly not started, and is claimed again.
+//! is still a second or more away was certainly not started, and is claimed again.
 //!
 //! While an execution runs, its output goes to the log store in segments (checkpointed at least
 //! once a second, so any member can serve it); an abort request on the record reaches the
@@ -104,6 +104,18 @@ impl Slots {
     pub fn waiting_count(&self) -> usize {
         self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// How far ahead of now a slot decided ahead must still be for a restarted member to take it
+/// over from its earlier incarnation. "It has not started" rests on the wall clock; the margin
+/// keeps a clock stepped back across the restart from making a run that did start look
+/// unstarted.
+const RECLAIM_MARGIN_MS: i64 = 1000;
+
+/// True when `rec` is a scheduled run waiting for a time at least `margin_ms` from now.
+fn not_due_for(rec: &ExecutionRecord, margin_ms: i64) -> bool {
+    rec.status == ExecStatus::Scheduled
+        && rec.scheduled_ms.is_some_and(|at| at - chrono::Utc::now().timestamp_millis() >= margin_ms)
 }
 
 /// Runs the executions assigned to this member.
@@ -263,7 +275,7 @@ impl Runner {
                 continue;
             }
             let orphan = rec.runner.as_deref().is_some_and(|r| r != self.incarnation);
-            if startup && orphan && rec.status_now() == ExecStatus::Scheduled {
+            if startup && orphan && not_due_for(&rec, RECLAIM_MARGIN_MS) {
                 // A slot decided ahead whose time has not come: the earlier incarnation never
                 // started it (it starts nothing before the slot), so this one takes it over.
                 if let Some(rec) = self.reclaim(id, rec.runner.clone()).await {
@@ -292,7 +304,7 @@ impl Runner {
     async fn reclaim(&self, id: u64, earlier: Option<String>) -> Option<ExecutionRecord> {
         let inc = self.incarnation.clone();
         let result = executions::update(&self.member, id, |r| {
-            if r.runner != earlier || r.status_now() != ExecStatus::Scheduled || r.abort.is_some() {
+            if r.runner != earlier || !not_due_for(r, RECLAIM_MARGIN_MS) || r.abort.is_some() {
                 return false;
             }
             r.runner = Some(inc.clone());
