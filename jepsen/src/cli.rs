@@ -42,6 +42,11 @@ pub struct Opts {
     /// build without takeover).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub require_takeover: bool,
+    /// Also create this many jobs through the first member, all on the same 5-second slots: a
+    /// burst that steward decides ahead of its time (from about 70 slots at once), so the
+    /// invariants are judged on runs that wait for their slot after their fire committed.
+    #[arg(long, default_value_t = 0, value_name = "JOBS")]
+    pub schedule_burst: usize,
     /// Concurrent register clients.
     #[arg(long, default_value_t = 6)]
     pub register_workers: usize,

@@ -246,6 +246,7 @@ fn build_workloads(opts: &Opts) -> Vec<Arc<dyn Workload>> {
             "schedule" => out.push(Arc::new(workload::schedule::ScheduleWorkload::new(
                 Duration::from_secs(opts.schedule_bound),
                 opts.require_takeover,
+                opts.schedule_burst,
             ))),
             _ => {}
         }

@@ -54,6 +54,9 @@ const KINDS: [Kind; 5] = [
     Kind { cron: "*/1 * * * * ? *", interval_ms: 1000, multiple: false, step_ms: 300 },
 ];
 
+/// The jobs of `--schedule-burst`: all on the same slots, decided ahead as one burst.
+const BURST: Kind = Kind { cron: "*/5 * * * * ? *", interval_ms: 5000, multiple: true, step_ms: 0 };
+
 fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -75,10 +78,12 @@ pub struct ScheduleWorkload {
     next: AtomicU64,
     /// Every job a create was sent for (even an indeterminate one), for the final reads.
     created: std::sync::Mutex<Vec<String>>,
+    /// Jobs of the burst kind created at set-up.
+    burst: usize,
 }
 
 impl ScheduleWorkload {
-    pub fn new(bound: Duration, require_takeover: bool) -> ScheduleWorkload {
+    pub fn new(bound: Duration, require_takeover: bool, burst: usize) -> ScheduleWorkload {
         ScheduleWorkload {
             bound,
             require_takeover,
@@ -87,6 +92,7 @@ impl ScheduleWorkload {
             churn: Mutex::new(None),
             next: AtomicU64::new(0),
             created: std::sync::Mutex::new(Vec::new()),
+            burst,
         }
     }
 
@@ -311,6 +317,10 @@ impl Workload for ScheduleWorkload {
             for (i, host) in ctx.hosts.iter().enumerate() {
                 let id = self.create(ctx, &mut w, host, &KINDS[i % KINDS.len()]).await;
                 anyhow::ensure!(id.is_some(), "could not create a scheduled job through {}", host.name);
+            }
+            for _ in 0..self.burst {
+                let id = self.create(ctx, &mut w, &ctx.hosts[0], &BURST).await;
+                anyhow::ensure!(id.is_some(), "could not create a burst job through {}", ctx.hosts[0].name);
             }
             Ok(())
         }
