@@ -20,6 +20,11 @@
 //! fsyncs the new blob files and their directory, then `fdatasync`s sled's log file: only then
 //! is a write durable in the sense openraft requires.
 //!
+//! That pass over the blobs does not order a blob before the log message pointing at it,
+//! which sled may write (and the kernel write back) between two of these flushes; vendored sled
+//! is patched to fsync each blob as it writes it (vendor/README.md). The pass stays: it costs
+//! a directory listing per flush and keeps the rule in one place should that patch be lost.
+//!
 //! A waiter is completed only after a flush that *started after the waiter was queued*, and
 //! a waiter is queued only after its write was applied, so every completed waiter's write is
 //! covered by a successful fsync. After a flush fails, every later waiter fails too: the
