@@ -677,6 +677,9 @@ impl Config {
         f.write_all(&*bytes)?;
         io_fail!(self, "write_config crc");
         f.write_all(&crc_arr)?;
+        // steward: synced, so that a power cut right after an open does not leave it empty
+        // (sled then warns of a corrupt configuration file at the next open).
+        f.sync_all()?;
         io_fail!(self, "write_config post");
         Ok(())
     }
