@@ -158,8 +158,8 @@ pub async fn metrics(State(state): State<AppState>, _v: ApiVersion) -> Json<Valu
             "steward.scheduler.alreadyRecorded": { "count": stats.already_recorded },
         },
         "histograms": {
-            "steward.scheduler.fireLateness": histogram(&stats.lateness_ms),
-            "steward.executions.startLateness": histogram(&state.slots.start_lateness()),
+            "steward.scheduler.fireLateness": histogram(stats.lateness_ms.iter()),
+            "steward.executions.startLateness": histogram(state.slots.start_lateness().iter()),
         },
         "meters": {},
         "timers": {},

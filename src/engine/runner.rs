@@ -36,6 +36,7 @@ use super::catalog::{Catalog, RunPlan};
 use super::executions::{self, ExecError};
 use super::fire::create_execution_op;
 use super::records::{exec_id, ExecStatus, ExecutionRecord, Trigger, RUNNING};
+use super::scheduler::Samples;
 use super::stopped;
 use crate::cluster::ExecutionMode;
 use crate::exec::{abort_pair, AbortHandle, AbortKind, Executor, Status};
@@ -48,8 +49,8 @@ pub struct Slots {
     capacity: usize,
     waiting: std::sync::atomic::AtomicUsize,
     /// Milliseconds from a scheduled slot to the moment its execution got a slot and began its
-    /// steps, for the most recent [`super::scheduler::LATENESS_SAMPLES`] scheduled runs.
-    start_lateness: Mutex<std::collections::VecDeque<i64>>,
+    /// steps.
+    start_lateness: Mutex<Samples>,
 }
 
 /// Counts an execution as waiting for as long as it lives.
@@ -73,16 +74,12 @@ impl Slots {
     }
 
     fn started_late(&self, ms: i64) {
-        let mut samples = self.start_lateness.lock().unwrap_or_else(|p| p.into_inner());
-        if samples.len() >= super::scheduler::LATENESS_SAMPLES {
-            samples.pop_front();
-        }
-        samples.push_back(ms);
+        self.start_lateness.lock().unwrap_or_else(|p| p.into_inner()).push(ms);
     }
 
-    /// The start lateness samples (see the field), oldest first.
-    pub fn start_lateness(&self) -> Vec<i64> {
-        self.start_lateness.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect()
+    /// The start lateness samples (see the field).
+    pub fn start_lateness(&self) -> Samples {
+        self.start_lateness.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn waiting(&self) -> Waiting<'_> {

@@ -48,6 +48,45 @@ const INITIAL_SLOT_COST_US: f64 = 500.0;
 /// The margin on a burst's expected commit time when it is decided ahead.
 const AHEAD_MARGIN: f64 = 1.5;
 
+/// The timer's queue: (next slot ms, job uuid), and for each instant how many of its jobs allow
+/// concurrent runs: the size of a burst that may be decided ahead (`Scheduler::lead`), kept
+/// here so that the timer does not count a burst of thousands at every turn of its loop (every
+/// job imported is one).
+#[derive(Default)]
+struct Queue {
+    slots: BTreeSet<(i64, String)>,
+    concurrent: BTreeMap<i64, usize>,
+}
+
+impl Queue {
+    fn insert(&mut self, t: i64, uuid: &str, concurrent: bool) {
+        if self.slots.insert((t, uuid.to_string())) && concurrent {
+            *self.concurrent.entry(t).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, t: i64, uuid: &str, concurrent: bool) {
+        if self.slots.remove(&(t, uuid.to_string())) && concurrent {
+            if let Some(n) = self.concurrent.get_mut(&t) {
+                *n -= 1;
+                if *n == 0 {
+                    self.concurrent.remove(&t);
+                }
+            }
+        }
+    }
+
+    /// The earliest queued instant.
+    fn first(&self) -> Option<i64> {
+        self.slots.first().map(|(t, _)| *t)
+    }
+
+    /// Jobs allowing concurrent runs queued at instant `t`.
+    fn concurrent_at(&self, t: i64) -> usize {
+        self.concurrent.get(&t).copied().unwrap_or(0)
+    }
+}
+
 /// One owned job in the scheduler.
 struct Owned {
     job: Arc<ScheduledJob>,
@@ -70,12 +109,29 @@ fn at(ms: i64) -> DateTime<Utc> {
 /// Lateness samples kept for the metrics (the most recent ones).
 pub const LATENESS_SAMPLES: usize = 100_000;
 
+/// The most recent [`LATENESS_SAMPLES`] values of a metric (ms), oldest first.
+#[derive(Debug, Default, Clone)]
+pub struct Samples(std::collections::VecDeque<i64>);
+
+impl Samples {
+    pub fn push(&mut self, ms: i64) {
+        if self.0.len() >= LATENESS_SAMPLES {
+            self.0.pop_front();
+        }
+        self.0.push_back(ms);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &i64> {
+        self.0.iter()
+    }
+}
+
 /// Fire statistics, for the metrics endpoint and benchmarks.
 #[derive(Debug, Default, Clone)]
 pub struct FireStats {
-    /// Milliseconds from slot time to the commit of its fire record, for the most recent
-    /// [`LATENESS_SAMPLES`] fired slots.
-    pub lateness_ms: std::collections::VecDeque<i64>,
+    /// Milliseconds from slot time to the commit of its fire record (negative for a slot
+    /// decided ahead).
+    pub lateness_ms: Samples,
     pub fired: u64,
     pub missed: u64,
     pub skipped: u64,
@@ -115,8 +171,7 @@ pub struct Scheduler {
     /// This member's runner incarnation, written into the executions fires create.
     runner: String,
     owned: HashMap<String, Owned>,
-    /// (next slot ms, job uuid), the timer's queue.
-    queue: BTreeSet<(i64, String)>,
+    queue: Queue,
     stats: Arc<std::sync::Mutex<FireStats>>,
     /// Which member runs each fired slot.
     placer: Arc<crate::cluster::Placer>,
@@ -141,26 +196,22 @@ impl Scheduler {
             me,
             runner,
             owned: HashMap::new(),
-            queue: BTreeSet::new(),
+            queue: Queue::default(),
             stats,
             placer,
             slot_cost_us: INITIAL_SLOT_COST_US,
         }
     }
 
-    /// How far ahead of its time the earliest slot in the queue is decided (ms), and whether
-    /// any of its jobs may be: a burst of `n` slots of jobs that allow concurrent runs, all due
-    /// at the same moment, is decided early enough to commit by then (`n` times the measured
-    /// cost per slot, with a margin), so that its runs start on time. A burst expected to take
-    /// under [`AHEAD_MIN_MS`] is decided at its time, as is every slot of a job that forbids
-    /// concurrent runs: whether a run is still going can only be known at the slot.
+    /// How far ahead of its time the earliest slot in the queue is decided (ms): a burst of
+    /// `n` slots of jobs that allow concurrent runs, all due at the same moment, is decided
+    /// early enough to commit by then (`n` times the measured cost per slot, with a margin), so
+    /// that its runs start on time. A burst expected to take under [`AHEAD_MIN_MS`] is decided
+    /// at its time, as is every slot of a job that forbids concurrent runs: whether a run is
+    /// still going can only be known at the slot.
     fn lead(&self) -> i64 {
-        let Some(&(first, _)) = self.queue.first() else { return 0 };
-        let n = self
-            .queue
-            .range((first, String::new())..(first + 1, String::new()))
-            .filter(|(_, uuid)| self.owned.get(uuid).is_some_and(|o| o.job.multiple_executions))
-            .count();
+        let Some(first) = self.queue.first() else { return 0 };
+        let n = self.queue.concurrent_at(first);
         let expected = n as f64 * self.slot_cost_us / 1000.0 * AHEAD_MARGIN;
         if expected < AHEAD_MIN_MS {
             0
@@ -202,7 +253,7 @@ impl Scheduler {
             }
             let sleep = match (needs_rebuild, self.queue.first()) {
                 (true, _) => Duration::from_millis(200),
-                (false, Some((t, _))) => {
+                (false, Some(t)) => {
                     Duration::from_millis((t - self.lead()).saturating_sub(Utc::now().timestamp_millis()).max(0) as u64)
                 }
                 (false, None) => Duration::from_secs(3600),
@@ -269,7 +320,7 @@ impl Scheduler {
     fn untrack(&mut self, uuid: &str) {
         if let Some(o) = self.owned.remove(uuid) {
             if let Some(n) = o.next {
-                self.queue.remove(&(n, uuid.to_string()));
+                self.queue.remove(n, uuid, o.job.multiple_executions);
             }
         }
     }
@@ -293,7 +344,7 @@ impl Scheduler {
         self.untrack(&uuid);
         let next = schedule.next_after(at(after)).map(ms);
         if let Some(n) = next {
-            self.queue.insert((n, uuid.clone()));
+            self.queue.insert(n, &uuid, entry.job.multiple_executions);
         }
         self.owned.insert(uuid, Owned { job: Arc::new(entry.job), schedule, misfire: entry.misfire, after, next });
     }
@@ -316,7 +367,7 @@ impl Scheduler {
         let horizon = now_ms + self.lead();
         let mut due: Vec<(String, i64, SlotAction, Option<String>)> = Vec::new();
         let mut candidates = None;
-        for (t, uuid) in self.queue.iter() {
+        for (t, uuid) in self.queue.slots.iter() {
             if *t > horizon {
                 break;
             }
@@ -404,10 +455,7 @@ impl Scheduler {
                         match r {
                             SlotResult::Fired(id) => {
                                 stats.fired += 1;
-                                if stats.lateness_ms.len() >= LATENESS_SAMPLES {
-                                    stats.lateness_ms.pop_front();
-                                }
-                                stats.lateness_ms.push_back(committed - s.slot_ms);
+                                stats.lateness_ms.push(committed - s.slot_ms);
                                 tracing::debug!(job = %s.job.uuid, slot = s.slot_ms, execution = id, "fired");
                             }
                             SlotResult::Missed => {
@@ -444,16 +492,40 @@ impl Scheduler {
                 last = last.min(first_open - 1);
             }
             if let Some(o) = self.owned.get_mut(&uuid) {
+                let concurrent = o.job.multiple_executions;
                 if let Some(n) = o.next {
-                    self.queue.remove(&(n, uuid.clone()));
+                    self.queue.remove(n, &uuid, concurrent);
                 }
                 o.after = last;
                 o.next = o.schedule.next_after(at(last)).map(ms);
                 if let Some(n) = o.next {
-                    self.queue.insert((n, uuid.clone()));
+                    self.queue.insert(n, &uuid, concurrent);
                 }
             }
         }
         progressed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Queue;
+
+    #[test]
+    fn the_queue_counts_each_instants_jobs_that_allow_concurrent_runs_once() {
+        let mut q = Queue::default();
+        q.insert(1000, "a", true);
+        q.insert(1000, "a", true); // already queued: not counted again
+        q.insert(1000, "b", false);
+        q.insert(1000, "c", true);
+        q.insert(2000, "d", true);
+        assert_eq!((q.first(), q.concurrent_at(1000), q.concurrent_at(2000)), (Some(1000), 2, 1));
+        q.remove(1000, "x", true); // not queued: nothing to uncount
+        q.remove(1000, "a", true);
+        q.remove(1000, "b", false);
+        assert_eq!(q.concurrent_at(1000), 1);
+        q.remove(1000, "c", true);
+        assert_eq!((q.first(), q.concurrent_at(1000)), (Some(2000), 0));
+        assert!(!q.concurrent.contains_key(&1000), "an instant with no job left is forgotten");
     }
 }
