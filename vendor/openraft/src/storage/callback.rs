@@ -84,16 +84,26 @@ where
                     tracing::error!("failed to send log io completion event: {:?}", e);
                 }
             }
-            Some(FlushTarget::Leader { tx, vote, last_log_id }) => {
-                let result = result.map_err(|e| StorageIOError::write_logs(AnyError::error(e)).into());
-                // A closed channel means the core is gone: nobody is left to tell.
-                let _ = tx.send(Notify::LocalLogFlushed {
-                    vote,
-                    last_log_id,
-                    result,
-                });
-            }
+            Some(leader @ FlushTarget::Leader { .. }) => leader.notify_leader(result),
             None => {}
+        }
+    }
+}
+
+impl<C> FlushTarget<C>
+where
+    C: RaftTypeConfig,
+{
+    /// Tells `RaftCore` how its own append's flush went (a `Leader` target only).
+    fn notify_leader(self, result: Result<(), io::Error>) {
+        if let FlushTarget::Leader { tx, vote, last_log_id } = self {
+            let result = result.map_err(|e| StorageIOError::write_logs(AnyError::error(e)).into());
+            // A closed channel means the core is gone: nobody is left to tell.
+            let _ = tx.send(Notify::LocalLogFlushed {
+                vote,
+                last_log_id,
+                result,
+            });
         }
     }
 }
@@ -105,13 +115,8 @@ where
     /// A leader's callback dropped unused is a failed flush, as a dropped oneshot is for the
     /// other appends: the leader must not wait for its own flush in silence.
     fn drop(&mut self) {
-        if let Some(FlushTarget::Leader { tx, vote, last_log_id }) = self.to.take() {
-            let e = io::Error::other("the log store dropped the flush callback");
-            let _ = tx.send(Notify::LocalLogFlushed {
-                vote,
-                last_log_id,
-                result: Err(StorageIOError::write_logs(AnyError::error(e)).into()),
-            });
+        if let Some(target) = self.to.take() {
+            target.notify_leader(Err(io::Error::other("the log store dropped the flush callback")));
         }
     }
 }
