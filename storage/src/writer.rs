@@ -22,8 +22,9 @@
 //!
 //! That pass over the blobs does not order a blob before the log message pointing at it,
 //! which sled may write (and the kernel write back) between two of these flushes; vendored sled
-//! is patched to fsync each blob as it writes it (vendor/README.md). The pass stays: it costs
-//! a directory listing per flush and keeps the rule in one place should that patch be lost.
+//! is patched to fsync each blob as it writes it (vendor/README.md). Since then the pass is
+//! redundant: it lists the blob directory at every flush and fsyncs blobs already synced. It
+//! stays until its cost is measured; without the sled patch it is what stands in its place.
 //!
 //! A waiter is completed only after a flush that *started after the waiter was queued*, and
 //! a waiter is queued only after its write was applied, so every completed waiter's write is
