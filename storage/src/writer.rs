@@ -14,27 +14,21 @@
 //!
 //! sled 0.34's `flush()` is not enough on its own: on Linux it ends with `sync_file_range`,
 //! which writes the pages but neither commits the file's metadata (the size of a log that
-//! grew) nor flushes the device's cache, and values over a quarter of a segment go to blob
-//! files that it writes without any sync. A power loss could then take acknowledged entries
+//! grew) nor flushes the device's cache. A power loss could then take acknowledged entries
 //! away (the chaos harness's `power` nemesis showed it). So after each flush this thread also
-//! fsyncs the new blob files and their directory, then `fdatasync`s sled's log file: only then
-//! is a write durable in the sense openraft requires.
-//!
-//! That pass over the blobs does not order a blob before the log message pointing at it,
-//! which sled may write (and the kernel write back) between two of these flushes; vendored sled
-//! is patched to fsync each blob as it writes it (vendor/README.md). Since then the pass is
-//! redundant: it lists the blob directory at every flush and fsyncs blobs already synced. It
-//! stays until its cost is measured; without the sled patch it is what stands in its place.
+//! `fdatasync`s sled's log file: only then is a write durable in the sense openraft requires.
+//! Values over a quarter of a segment go to blob files; vendored sled fsyncs each one, and its
+//! directory, as it writes it, before the log message that points at it (vendor/README.md), so
+//! they need nothing here.
 //!
 //! A waiter is completed only after a flush that *started after the waiter was queued*, and
 //! a waiter is queued only after its write was applied, so every completed waiter's write is
 //! covered by a successful fsync. After a flush fails, every later waiter fails too: the
 //! store is in an unknown state and the Raft node must stop rather than limp on.
 
-use std::collections::{HashSet, VecDeque};
-use std::ffi::OsString;
+use std::collections::VecDeque;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -64,9 +58,10 @@ impl Writer {
     /// Starts the writer thread for `db`, whose files are in `sled_dir`.
     pub(crate) fn start(db: sled::Db, sled_dir: &Path) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel::<Work>();
-        let files = SledFiles::open(sled_dir)?;
+        // sled's log file, which its own flush does not make durable (see the module docs).
+        let log = File::open(sled_dir.join("db"))?;
         let thread =
-            std::thread::Builder::new().name("steward-storage-writer".to_string()).spawn(move || run(db, files, rx))?;
+            std::thread::Builder::new().name("steward-storage-writer".to_string()).spawn(move || run(db, log, rx))?;
         Ok(Writer { tx: Some(tx), thread: Some(thread) })
     }
 
@@ -139,55 +134,7 @@ fn stopped() -> sled::Error {
     sled::Error::ReportableBug("the storage writer thread has stopped".to_string())
 }
 
-/// sled's files that its own flush does not make durable (see the module docs).
-struct SledFiles {
-    /// The log file (`<dir>/db`): fdatasync'd after every flush.
-    log: File,
-    blobs: PathBuf,
-    /// Blob files already fsync'd.
-    synced: HashSet<OsString>,
-}
-
-impl SledFiles {
-    fn open(sled_dir: &Path) -> std::io::Result<SledFiles> {
-        Ok(SledFiles { log: File::open(sled_dir.join("db"))?, blobs: sled_dir.join("blobs"), synced: HashSet::new() })
-    }
-
-    /// Makes what sled's flush wrote durable: new blobs first (the log entries that point at
-    /// them must not outlive them), then the log file with its size.
-    fn sync(&mut self) -> std::io::Result<()> {
-        let mut present = HashSet::new();
-        let mut new_blob = false;
-        match std::fs::read_dir(&self.blobs) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry?;
-                    let name = entry.file_name();
-                    if !self.synced.contains(&name) {
-                        // sled removes blobs it no longer needs while we look (its blob GC):
-                        // one that is gone needs no sync.
-                        match File::open(entry.path()).and_then(|f| f.sync_all()) {
-                            Ok(()) => new_blob = true,
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    present.insert(name);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        if new_blob {
-            File::open(&self.blobs)?.sync_all()?;
-        }
-        // Forget blobs sled has collected since.
-        self.synced = present;
-        self.log.sync_data()
-    }
-}
-
-fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Work>) {
+fn run(db: sled::Db, log: File, rx: mpsc::Receiver<Work>) {
     // Sticky: once a flush failed, nothing written afterwards may be acknowledged.
     let mut failed: Option<sled::Error> = None;
     let mut chores: VecDeque<Chore> = VecDeque::new();
@@ -227,7 +174,7 @@ fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Work>) {
 
         let res = match &failed {
             Some(e) => Err(e.clone()),
-            None => db.flush().map(|_| ()).and_then(|()| files.sync().map_err(sled::Error::Io)),
+            None => db.flush().map(|_| ()).and_then(|()| log.sync_data().map_err(sled::Error::Io)),
         };
         if let Err(e) = &res {
             if failed.is_none() {
@@ -243,7 +190,7 @@ fn run(db: sled::Db, mut files: SledFiles, rx: mpsc::Receiver<Work>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{SledFiles, Writer};
+    use super::Writer;
 
     /// A writer thread on a new database in a temporary directory (kept alive by the first).
     fn new_writer() -> (tempfile::TempDir, sled::Db, Writer) {
@@ -291,26 +238,5 @@ mod tests {
         // The chore (and its sender) is dropped once it says it is done, which ends the
         // iteration: every piece ran, in order.
         assert_eq!(rx.iter().collect::<Vec<_>>(), vec![4, 3, 2, 1, 0]);
-    }
-
-    #[test]
-    fn blobs_are_synced_once_and_a_blob_removed_meanwhile_is_not_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("db"), b"log").unwrap();
-        let blobs = dir.path().join("blobs");
-        std::fs::create_dir(&blobs).unwrap();
-        std::fs::write(blobs.join("1"), b"a").unwrap();
-        let mut files = SledFiles::open(dir.path()).unwrap();
-        files.sync().unwrap();
-        assert!(files.synced.contains(std::ffi::OsStr::new("1")));
-        // sled's blob GC removes a blob: the next sync forgets it and does not fail.
-        std::fs::remove_file(blobs.join("1")).unwrap();
-        std::fs::write(blobs.join("2"), b"b").unwrap();
-        files.sync().unwrap();
-        assert!(!files.synced.contains(std::ffi::OsStr::new("1")));
-        assert!(files.synced.contains(std::ffi::OsStr::new("2")));
-        // No blobs directory at all is fine too.
-        std::fs::remove_dir_all(&blobs).unwrap();
-        files.sync().unwrap();
     }
 }
