@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::acl::Authorizer;
 use crate::api::internal::{JoinAnswer, JoinBody, SECRET_HEADER};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, AppStateInner};
 use crate::auth::{self, session::Sessions};
 use crate::cluster::{ClusterTasks, Heartbeats, Placer};
 use crate::config::Config;
@@ -218,7 +218,7 @@ impl Server {
         let engine = Engine::start(member.clone(), logs.clone(), keys.clone(), scratch, placer.clone(), capacity);
         heartbeats.set_running(engine.running_counter());
         let cluster = ClusterTasks::start(member.clone(), placer.clone());
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             placer,
             fire_stats: engine.stats.clone(),
             slots: engine.slots(),
@@ -233,7 +233,7 @@ impl Server {
             acl: Arc::new(Authorizer::new(member.clone())),
             sessions: Arc::new(Sessions::new(member.clone(), keyring.clone(), config.auth.session_ttl)),
             token_max_duration: config.auth.token_max_duration,
-        };
+        });
         {
             let mut rx = stop.subscribe();
             let app = api::router(state);

@@ -48,9 +48,26 @@ use crate::auth::session::{self, Sessions};
 use crate::auth::{self, Principal};
 use authz::{Perm, RouteSpec};
 
-/// What every handler can reach.
+/// What every handler can reach: a handle, cloned for every request (axum's `State` and each
+/// middleware layer clone it), so one `Arc` rather than a dozen.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct AppStateInner {
     pub member: Member,
     /// Execution output (local directory or S3-compatible bucket).
     pub logs: crate::logs::LogStore,
