@@ -281,14 +281,20 @@ impl Runner {
                 }
             }
             if startup && orphan && !rec.status.is_final() {
-                let msg = "its member stopped while it ran".to_string();
-                match executions::finish(&self.member, id, ExecStatus::Incomplete, Some(msg)).await {
-                    Ok(_) => tracing::warn!(
-                        execution = id,
-                        "execution left running by an earlier run of this member: incomplete"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, execution = id, "could not record an orphaned execution"),
-                }
+                // Retried like any end: a restart often meets an election, and an orphan left
+                // `running` would hold its job's run lock until the next restart. On a task of
+                // its own, so that the sweep goes on meanwhile.
+                let runner = self.clone();
+                tokio::spawn(async move {
+                    let msg = "its member stopped while it ran".to_string();
+                    match runner.record_end(id, ExecStatus::Incomplete, Some(msg)).await {
+                        Ok(_) => tracing::warn!(
+                            execution = id,
+                            "execution left running by an earlier run of this member: incomplete"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, execution = id, "could not record an orphaned execution"),
+                    }
+                });
                 continue;
             }
             self.clone().consider(id, rec);
