@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::fixture::process::{free_addr, run_steward, ProcCluster, BIN};
+use crate::fixture::process::{free_addr_pair, run_steward, ProcCluster, BIN};
 use crate::fixture::wait_for;
 
 async fn create(c: &ProcCluster, i: usize, name: &str) -> u16 {
@@ -88,7 +88,7 @@ async fn sigterm_stops_cleanly_and_a_restart_is_the_same_member_with_the_same_da
 async fn first_start_writes_secret_and_token_files_readable_only_by_the_owner() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (http, raft) = (free_addr(), free_addr());
+    let (http, raft) = free_addr_pair();
     let log = dir.path().join("log");
     let mut child = std::process::Command::new(BIN)
         .args(["serve", "--data-dir", data.to_str().unwrap()])
@@ -129,7 +129,8 @@ async fn a_wrong_secret_or_a_busy_port_exits_non_zero_with_a_clear_message() {
     let c = ProcCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("newcomer");
-    let (http, raft) = (free_addr().to_string(), free_addr().to_string());
+    let (http, raft) = free_addr_pair();
+    let (http, raft) = (http.to_string(), raft.to_string());
     let wrong = steward::datadir::random_secret();
     let (status, out) = run_steward(
         &[

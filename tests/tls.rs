@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::json;
 use steward_raft::network::{Peers, TlsConfig};
 
-use crate::fixture::process::{free_addr, ProcCluster, BIN};
+use crate::fixture::process::{free_addr_pair, ProcCluster, BIN};
 use crate::fixture::wait_for;
 
 struct Pki {
@@ -92,10 +92,11 @@ async fn a_tls_cluster_forms_and_refuses_peers_without_the_ca_or_the_secret() {
 
     // A newcomer with the CA's certificate but the wrong secret cannot join.
     let dir = c.root.path().join("intruder");
+    let (http, raft) = free_addr_pair();
     let out = Command::new(BIN)
         .args(["serve", "--data-dir"])
         .arg(&dir)
-        .args(["--http", &free_addr().to_string(), "--raft", &free_addr().to_string(), "--join", &c.procs[0].url()])
+        .args(["--http", &http.to_string(), "--raft", &raft.to_string(), "--join", &c.procs[0].url()])
         .env("STEWARD_CLUSTER_SECRET", steward::datadir::random_secret())
         .env("STEWARD_MASTER_KEY", &c.master_key)
         .envs(c.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
