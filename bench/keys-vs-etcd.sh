@@ -5,6 +5,8 @@
 # each is driven through its leader.
 #
 # usage: bench/keys-vs-etcd.sh [SECONDS]        (default 10 s per measurement)
+# Each member's threads: STEWARD_WORKER_THREADS for steward's async workers, GOMAXPROCS for
+# etcd's (both default to one per CPU); the header line says which were used.
 # needs: etcd, etcdctl, wrk (Debian: etcd-server etcd-client wrk); builds steward --release.
 # Everything listens on 127.0.0.1 only and is stopped when the script exits. Ports:
 # STEWARD_PORT (default 14400: HTTP 14400/14410/14420, gRPC +1) and ETCD_PORT (default 25790:
@@ -67,7 +69,7 @@ ETCD=$(etcdctl --endpoints="$ENDPOINTS" endpoint status | awk -F', ' '$5 == "tru
 [ -n "$ETCD" ] || { echo "etcd has no leader" >&2; exit 1; }
 STEWARD=$(curl -sf -H "X-Rundeck-Auth-Token: $TOKEN" "http://127.0.0.1:$SP/api/45/cluster/members" \
   | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["httpAddress"] for m in v["members"] if m["id"]==v["leader"]))')
-echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD; steward leader $STEWARD; ${SECS}s per run; $(date -u +%FT%TZ)"
+echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD (GOMAXPROCS ${GOMAXPROCS:-default}); steward leader $STEWARD (worker threads ${STEWARD_WORKER_THREADS:-default}); ${SECS}s per run; $(date -u +%FT%TZ)"
 
 # --- measure --------------------------------------------------------------------------------
 # One wrk run -> "writes/s p50_ms p99_ms non2xx errors".

@@ -174,7 +174,17 @@ pub fn main() -> ExitCode {
 const MAX_BLOCKING_THREADS: usize = 16;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().max_blocking_threads(MAX_BLOCKING_THREADS).enable_all().build()?)
+    runtime_with(None)
+}
+
+/// The multi-threaded runtime with `workers` async worker threads (tokio's default, one per
+/// CPU, when `None`).
+fn runtime_with(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    Ok(builder.max_blocking_threads(MAX_BLOCKING_THREADS).enable_all().build()?)
 }
 
 /// Installs the log subscriber; `RUST_LOG` wins over the configured filter.
@@ -187,7 +197,7 @@ pub fn init_logging(filter: &str) {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
     init_logging(&config.log);
-    runtime()?.block_on(crate::server::run(config))
+    runtime_with(config.worker_threads)?.block_on(crate::server::run(config))
 }
 
 /// A small client of a member's HTTP API.

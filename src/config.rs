@@ -17,6 +17,9 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:4440";
 pub const DEFAULT_RAFT: &str = "127.0.0.1:4441";
 /// Default log filter: steward at info, openraft's chatty internals at warn.
 pub const DEFAULT_LOG: &str = "info,openraft=warn";
+/// Largest accepted `worker-threads`: far more than any machine's CPUs, low enough to catch a
+/// typo before it starts thousands of threads.
+pub const MAX_WORKER_THREADS: usize = 1024;
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./steward-data";
 
@@ -55,6 +58,10 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `steward=debug,openraft=warn`.
     #[arg(long, env = "STEWARD_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Threads that run the member's async work (HTTP, Raft, scheduling) [default: one per
+    /// CPU]. Members that share a machine run better with fewer each.
+    #[arg(long, env = "STEWARD_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
     /// File holding the master key (64 hex characters, mode 0600) that seals key storage.
     #[arg(long, env = "STEWARD_MASTER_KEY_FILE", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -85,6 +92,7 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     pub join: Option<String>,
     pub log: Option<String>,
+    pub worker_threads: Option<usize>,
     #[serde(default)]
     pub cluster: ClusterFile,
     #[serde(default)]
@@ -193,6 +201,8 @@ pub struct Config {
     pub join: Option<String>,
     /// Log filter.
     pub log: String,
+    /// Async worker threads; `None` for one per CPU (tokio's default).
+    pub worker_threads: Option<usize>,
     /// Raft timing and limits.
     pub cluster: ClusterTuning,
     /// The execution log store.
@@ -480,6 +490,7 @@ impl Config {
             admin_token,
             join,
             log: pick(&args.log, &file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
+            worker_threads: args.worker_threads.or(file.worker_threads),
             cluster,
             logs,
             keys,
@@ -494,6 +505,11 @@ impl Config {
 
     /// Checks the settings against each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(n) = self.worker_threads {
+            if !(1..=MAX_WORKER_THREADS).contains(&n) {
+                return Err(invalid("worker-threads", format!("must be 1 to {MAX_WORKER_THREADS}, not {n}")));
+            }
+        }
         let c = &self.cluster;
         if c.heartbeat.is_zero() {
             return Err(invalid("cluster.heartbeat-ms", "must be above 0"));
@@ -556,6 +572,7 @@ impl Config {
             admin_token: None,
             join: None,
             log: DEFAULT_LOG.into(),
+            worker_threads: None,
             cluster: ClusterTuning::default(),
             keys: KeysSettings::default(),
             auth: AuthSettings::default(),
@@ -610,11 +627,20 @@ mod tests {
     fn flags_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "http = \"127.0.0.1:5000\"\nraft = \"127.0.0.1:5001\"\n[cluster]\nmax-voters = 3\n")
-            .unwrap();
-        let args = ServeArgs { config: Some(file), http: Some("127.0.0.1:6000".into()), ..Default::default() };
+        std::fs::write(
+            &file,
+            "http = \"127.0.0.1:5000\"\nraft = \"127.0.0.1:5001\"\nworker-threads = 1\n[cluster]\nmax-voters = 3\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            http: Some("127.0.0.1:6000".into()),
+            worker_threads: Some(3),
+            ..Default::default()
+        };
         let c = Config::load(&args).unwrap();
         assert_eq!(c.http.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.worker_threads, Some(3));
         assert_eq!(c.raft.to_string(), "127.0.0.1:5001");
         assert_eq!(c.cluster.max_voters, 3);
     }
@@ -643,6 +669,8 @@ mod tests {
             ("[keys]\nmax-value-bytes = 0", "keys.max-value-bytes"),
             ("[auth]\ntoken-max-duration = \"soon\"", "auth.token-max-duration"),
             ("[tls]\ncert-file = \"c.pem\"", "tls"),
+            ("worker-threads = 0", "worker-threads"),
+            ("worker-threads = 100000", "worker-threads"),
         ];
         for (text, setting) in cases {
             let file = dir.path().join("c.toml");
