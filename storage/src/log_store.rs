@@ -139,12 +139,15 @@ impl<C: KvTypeConfig> LogStore<C> {
     where
         I: IntoIterator<Item = C::Entry>,
     {
-        // One batch: either all of these entries are in the log or none is, never a hole.
-        let mut batch = sled::Batch::default();
+        // One insert per entry, in index order, not one atomic batch: sled recovers a prefix
+        // of its writes, so a crash leaves a prefix of these entries, never a hole, and that
+        // is all Raft needs (none of them was acknowledged). A batch cost every append two
+        // more IO buffer writes (sled seals the current buffer and gives the batch's manifest
+        // one of its own), each a `pwrite` and a `sync_file_range` on a thread of sled's pool:
+        // 28 of the 71 context switches per one-connection write (BENCHMARKS.md, session 8).
         for entry in entries {
-            batch.insert(&codec::log_key(entry.log_id.index), codec::encode("log entry", &entry)?);
+            self.shared.log.insert(codec::log_key(entry.log_id.index), codec::encode("log entry", &entry)?)?;
         }
-        self.shared.log.apply_batch(batch)?;
         Ok(())
     }
 
