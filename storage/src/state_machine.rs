@@ -1,18 +1,16 @@
 //! openraft `RaftStateMachine` on sled, and the read handle for the layers above.
 //!
-//! The state machine is the `sm` tree: user keys (value = encoded [`KeyValue`]) and three
-//! reserved keys, `\0last_applied`, `\0membership` and `\0redo`. Keeping them in one tree
-//! lets each apply batch, and each snapshot install, be atomic, so data, last applied and
-//! membership never disagree: an install is one sled `apply_batch`; an apply batch is a redo
-//! record followed by its writes (one `apply_batch` when it is large; see [`write_apply`]).
+//! The state machine is the `sm` tree: user keys (value = encoded [`KeyValue`]) and two
+//! reserved keys, `\0last_applied` and `\0membership`. Keeping them in one tree lets each
+//! apply batch, and each snapshot install, be one atomic `apply_batch`, so data, last applied
+//! and membership never disagree.
 //!
 //! Durability model: *the log is the durable record; the state machine is rebuilt from it*.
-//! An apply batch is atomic (data, last applied and membership together) and is not flushed
-//! on its own: it reaches the disk with the next flush of the writer thread
+//! An apply batch is one atomic `apply_batch` (data, last applied and membership together) and
+//! is not flushed on its own: it reaches the disk with the next flush of the writer thread
 //! (sled's flush covers the whole database, and every log append is followed by one). After a
-//! crash, sled recovers a prefix of its writes and `open` finishes an apply batch whose redo
-//! record survived, so the state machine is exactly the state as of some earlier apply batch,
-//! with the matching last-applied; openraft then re-applies the
+//! crash, sled recovers a prefix of its writes, so the state machine is exactly the state as of
+//! some earlier apply batch, with the matching last-applied; openraft then re-applies the
 //! committed entries after it from the log, deterministically, giving the same revisions and
 //! results. Entries are only purged once a snapshot covering them is durable, and `open`
 //! restores from that snapshot when the state machine is behind it. So nothing acknowledged is
@@ -29,7 +27,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
 use tokio::sync::{broadcast, watch};
 
-use crate::codec::{self, SM_LAST_APPLIED, SM_MEMBERSHIP, SM_REDO};
+use crate::codec::{self, SM_LAST_APPLIED, SM_MEMBERSHIP};
 use crate::kv::{is_valid_key, Change, RESERVED_PREFIX};
 use crate::snapshot::{index_of, SaveMode, SnapshotFiles, SnapshotPayload};
 use crate::txn::{read_value, user_key, Overlay};
@@ -38,7 +36,7 @@ use crate::{fatal, Event, KeyValue, KvTypeConfig, Shared, StoreError, StoreOptio
 /// What the state machine, its snapshot builders and every [`KvReader`] share.
 struct SmShared {
     tree: sled::Tree,
-    /// Write side: taken by `apply` and `install_snapshot` around their writes, and by
+    /// Write side: taken by `apply` and `install_snapshot` around their `apply_batch`, and by
     /// a snapshot build to start and end its undo log. Read side: taken while reading a range
     /// (or, failing the undo log, building a snapshot). sled 0.34 has no point-in-time view,
     /// and a snapshot may be built concurrently with `apply` (openraft PR #816) and with
@@ -128,9 +126,6 @@ impl<C: KvTypeConfig> StateMachineStore<C> {
         options: &StoreOptions,
     ) -> Result<Self, StoreError> {
         let snapshots = SnapshotFiles::<C::Node>::open(snapshot_dir)?;
-        if redo_interrupted_apply(&tree, read_applied_state::<C>(&tree)?.0)? {
-            tracing::warn!("finished an apply batch interrupted by a crash");
-        }
         let (mut applied, _) = read_applied_state::<C>(&tree)?;
         let (feed, _) = broadcast::channel(options.feed_capacity.max(1));
         let (applied_tx, _) = watch::channel(0);
@@ -182,8 +177,8 @@ struct Applied {
     changes: Vec<Change>,
 }
 
-/// Evaluates and writes one apply batch, atomically (data, last applied and membership; see
-/// [`write_apply`]). A batch of a few entries runs on the caller's task, a larger one on a
+/// Evaluates and writes one apply batch: one atomic `apply_batch` for data, last applied
+/// and membership. A batch of a few entries runs on the caller's task, a larger one on a
 /// blocking thread (see `apply`).
 fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Result<Applied, StoreError> {
     let mut overlay = Overlay::new(&sm.tree);
@@ -208,17 +203,19 @@ fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Resu
         return Ok(Applied { last_index: 0, results, changes });
     };
 
-    let mut writes: Writes = Vec::new();
+    let mut batch = sled::Batch::default();
     let mut written = Vec::new();
     for (key, value) in overlay.into_writes() {
-        let value = value.map(|kv| codec::encode("value", &kv)).transpose()?;
-        writes.push((key.as_bytes().to_vec(), value));
+        match value {
+            Some(kv) => batch.insert(key.as_bytes(), codec::encode("value", &kv)?),
+            None => batch.remove(key.as_bytes()),
+        }
         written.push(key);
     }
+    batch.insert(SM_LAST_APPLIED, codec::encode("last applied log id", &last_applied)?);
     if let Some(m) = &membership {
-        writes.push((SM_MEMBERSHIP.to_vec(), Some(codec::encode("membership", m)?)));
+        batch.insert(SM_MEMBERSHIP, codec::encode("membership", m)?);
     }
-    writes.push((SM_LAST_APPLIED.to_vec(), Some(codec::encode("last applied log id", &last_applied)?)));
     {
         let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
         let mut undo = sm.undo.lock().unwrap_or_else(PoisonError::into_inner);
@@ -231,65 +228,9 @@ fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Resu
                 }
             }
         }
-        write_apply(&sm.tree, last_applied.index, writes)?;
+        sm.tree.apply_batch(batch)?;
     }
     Ok(Applied { last_index: last_applied.index, results, changes })
-}
-
-/// An apply batch's writes to the `sm` tree: each key with its new value, `None` to remove it.
-type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-/// Largest apply batch (keys and values) written with a redo record; a larger one is written as
-/// one sled batch. Well below the size at which sled moves a value to a blob file of its own
-/// (a quarter segment, 128 KiB), which vendored sled fsyncs as it writes it.
-const REDO_MAX_BYTES: usize = 64 * 1024;
-
-/// Writes one apply batch so that a crash keeps all of it or none of it.
-///
-/// A sled `apply_batch` does that, but seals sled's current IO buffer and gives its manifest a
-/// buffer of its own: two more buffer writes (`pwrite` + `sync_file_range` on sled's pool) per
-/// apply, which a follower's next flush then waits for. So a small batch is written as a redo
-/// record (every write of the batch and the index of its last entry, in one insert) followed
-/// by the writes themselves, one insert each. sled recovers a prefix of its writes: after a
-/// crash either the record is missing, and so is every write after it, or the record is there
-/// and [`redo_interrupted_apply`] finishes whatever part of the batch was lost.
-fn write_apply(tree: &sled::Tree, last_index: u64, writes: Writes) -> Result<(), StoreError> {
-    let size: usize = writes.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
-    if size > REDO_MAX_BYTES {
-        return Ok(tree.apply_batch(batch_of(writes))?);
-    }
-    tree.insert(SM_REDO, codec::encode("redo record", &(last_index, &writes))?)?;
-    for (key, value) in writes {
-        match value {
-            Some(v) => tree.insert(key, v)?,
-            None => tree.remove(key)?,
-        };
-    }
-    Ok(())
-}
-
-fn batch_of(writes: Writes) -> sled::Batch {
-    let mut batch = sled::Batch::default();
-    for (key, value) in writes {
-        match value {
-            Some(v) => batch.insert(key, v),
-            None => batch.remove(key),
-        }
-    }
-    batch
-}
-
-/// Finishes an apply batch a crash interrupted (see [`write_apply`]): the redo record is newer
-/// than last applied, so some of its writes may be missing. Writing them all again is
-/// harmless, since they are the batch's final values. Returns whether it did.
-fn redo_interrupted_apply(tree: &sled::Tree, applied: Option<LogId<u64>>) -> Result<bool, StoreError> {
-    let Some(raw) = tree.get(SM_REDO)? else { return Ok(false) };
-    let (last_index, writes): (u64, Writes) = codec::decode("redo record", &raw)?;
-    if Some(last_index) <= index_of(&applied) {
-        return Ok(false);
-    }
-    tree.apply_batch(batch_of(writes))?;
-    Ok(true)
 }
 
 /// Replaces the whole state with a snapshot's, in one atomic batch: every key the snapshot
@@ -584,68 +525,5 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
         let loaded =
             run_blocking(move || snapshots.load()).await.map_err(fatal(|e| StorageIOError::read_snapshot(None, e)))?;
         Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tree() -> (tempfile::TempDir, sled::Tree) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("sm").unwrap();
-        (dir, tree)
-    }
-
-    fn applied(index: u64) -> Vec<u8> {
-        codec::encode("last applied log id", &LogId::new(openraft::CommittedLeaderId::new(1, 0), index)).unwrap()
-    }
-
-    fn last_applied(tree: &sled::Tree) -> Option<LogId<u64>> {
-        tree.get(SM_LAST_APPLIED).unwrap().map(|v| codec::decode("last applied log id", &v).unwrap())
-    }
-
-    fn writes(index: u64) -> Writes {
-        vec![
-            (b"a".to_vec(), Some(format!("a{index}").into_bytes())),
-            (b"gone".to_vec(), None),
-            (SM_LAST_APPLIED.to_vec(), Some(applied(index))),
-        ]
-    }
-
-    #[test]
-    fn an_apply_cut_short_after_its_redo_record_is_finished_from_the_record() {
-        let (_dir, tree) = tree();
-        write_apply(&tree, 1, writes(1)).unwrap();
-        tree.insert("gone", "x").unwrap();
-        // A crash kept the redo record of apply 2 and only its first write.
-        tree.insert(SM_REDO, codec::encode("redo record", &(2u64, &writes(2))).unwrap()).unwrap();
-        tree.insert("a", "a2").unwrap();
-        let before = last_applied(&tree);
-        assert_eq!(before.map(|id| id.index), Some(1));
-
-        assert!(redo_interrupted_apply(&tree, before).unwrap());
-        assert_eq!(tree.get("a").unwrap().as_deref(), Some(&b"a2"[..]));
-        assert_eq!(tree.get("gone").unwrap(), None);
-        let after = last_applied(&tree);
-        assert_eq!(after.map(|id| id.index), Some(2));
-        // Once applied, the record is old news.
-        assert!(!redo_interrupted_apply(&tree, after).unwrap());
-    }
-
-    #[test]
-    fn a_redo_record_older_than_last_applied_is_left_alone() {
-        let (_dir, tree) = tree();
-        write_apply(&tree, 3, writes(3)).unwrap();
-        // A large batch went in without a record afterwards.
-        let mut big = writes(4);
-        big.push((b"big".to_vec(), Some(vec![7; REDO_MAX_BYTES + 1])));
-        write_apply(&tree, 4, big).unwrap();
-        tree.insert("a", "changed later").unwrap();
-        let applied = last_applied(&tree);
-        assert_eq!(applied.map(|id| id.index), Some(4));
-        assert!(!redo_interrupted_apply(&tree, applied).unwrap());
-        assert_eq!(tree.get("a").unwrap().as_deref(), Some(&b"changed later"[..]));
     }
 }
