@@ -37,11 +37,14 @@ pub(crate) const META_VOTE: &[u8] = b"vote";
 pub(crate) const META_LAST_PURGED: &[u8] = b"last_purged";
 
 /// `sm` key: the log id of the last applied entry. Reserved keys start with `\0`, which no
-/// valid user key does (see [`crate::kv::is_valid_key`]), so both live in one tree and one
-/// `apply_batch` updates data and bookkeeping atomically.
+/// valid user key does (see [`crate::kv::is_valid_key`]), so they live in one tree and one
+/// apply batch updates data and bookkeeping atomically.
 pub(crate) const SM_LAST_APPLIED: &[u8] = b"\0last_applied";
 /// `sm` key: the last applied membership.
 pub(crate) const SM_MEMBERSHIP: &[u8] = b"\0membership";
+/// `sm` key: the redo record of the latest apply batch, its writes and the index of its last
+/// entry (see `state_machine::write_apply`).
+pub(crate) const SM_REDO: &[u8] = b"\0redo";
 
 /// The sled key of the log entry at `index`. Big-endian so that byte order is index order.
 pub(crate) fn log_key(index: u64) -> [u8; 8] {

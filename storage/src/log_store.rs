@@ -152,30 +152,29 @@ impl<C: KvTypeConfig> LogStore<C> {
     }
 
     fn truncate_now(&self, index: u64) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for key in self.shared.log.range(codec::log_key(index)..).keys() {
-            batch.remove(key?);
+        // Last entry first, one removal each (steward never uses a sled batch; see the
+        // storage README): a crash keeps a prefix of these removals, so the log loses a
+        // suffix of what was to go and never has a hole.
+        let keys: Vec<_> = self.shared.log.range(codec::log_key(index)..).keys().collect::<Result<_, _>>()?;
+        for key in keys.into_iter().rev() {
+            self.shared.log.remove(key)?;
         }
-        self.shared.log.apply_batch(batch)?;
         Ok(())
     }
 }
 
-/// How many purged entries one removal batch takes.
+/// How many purged entries one call of [`remove_chunk_up_to`] removes.
 const PURGE_CHUNK: usize = 2048;
 
-/// Removes up to [`PURGE_CHUNK`] of the entries with index `<= index`, lowest first, in one
-/// atomic batch; says whether there may be more. Only entries at or below `last_purged` are
-/// removed this way, so a crash between two batches leaves no hole in the live log.
+/// Removes up to [`PURGE_CHUNK`] of the entries with index `<= index`, lowest first; says
+/// whether there may be more. Only entries at or below `last_purged` are removed this way, and
+/// nothing reads them again, so a crash part way leaves no hole in the live log.
 fn remove_chunk_up_to(log: &sled::Tree, index: u64) -> Result<bool, StoreError> {
-    let mut batch = sled::Batch::default();
-    let mut n = 0;
-    for key in log.range(..=codec::log_key(index)).keys().take(PURGE_CHUNK) {
-        batch.remove(key?);
-        n += 1;
+    let keys: Vec<_> = log.range(..=codec::log_key(index)).keys().take(PURGE_CHUNK).collect::<Result<_, _>>()?;
+    for key in &keys {
+        log.remove(key)?;
     }
-    log.apply_batch(batch)?;
-    Ok(n == PURGE_CHUNK)
+    Ok(keys.len() == PURGE_CHUNK)
 }
 
 /// A range of log keys, as sled takes it.

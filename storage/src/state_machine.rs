@@ -1,16 +1,19 @@
 //! openraft `RaftStateMachine` on sled, and the read handle for the layers above.
 //!
-//! The state machine is the `sm` tree: user keys (value = encoded [`KeyValue`]) and two
-//! reserved keys, `\0last_applied` and `\0membership`. Keeping them in one tree lets each
-//! apply batch, and each snapshot install, be one atomic `apply_batch`, so data, last applied
-//! and membership never disagree.
+//! The state machine is the `sm` tree: user keys (value = encoded [`KeyValue`]) and three
+//! reserved keys, `\0last_applied`, `\0membership` and `\0redo`. Keeping them in one tree
+//! lets each apply batch, and each snapshot install, be atomic after a crash, so data, last
+//! applied and membership never disagree: an apply batch is a redo record followed by its
+//! writes (see [`write_apply`]); an install is redone from its snapshot file (see
+//! [`install_state`]). Neither is a sled batch (storage README, rule 8).
 //!
 //! Durability model: *the log is the durable record; the state machine is rebuilt from it*.
-//! An apply batch is one atomic `apply_batch` (data, last applied and membership together) and
-//! is not flushed on its own: it reaches the disk with the next flush of the writer thread
+//! An apply batch is atomic (data, last applied and membership together) and is not flushed
+//! on its own: it reaches the disk with the next flush of the writer thread
 //! (sled's flush covers the whole database, and every log append is followed by one). After a
-//! crash, sled recovers a prefix of its writes, so the state machine is exactly the state as of
-//! some earlier apply batch, with the matching last-applied; openraft then re-applies the
+//! crash, sled recovers a prefix of its writes and `open` finishes an apply batch whose redo
+//! record survived, so the state machine is exactly the state as of some earlier apply batch,
+//! with the matching last-applied; openraft then re-applies the
 //! committed entries after it from the log, deterministically, giving the same revisions and
 //! results. Entries are only purged once a snapshot covering them is durable, and `open`
 //! restores from that snapshot when the state machine is behind it. So nothing acknowledged is
@@ -27,7 +30,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
 use tokio::sync::{broadcast, watch};
 
-use crate::codec::{self, SM_LAST_APPLIED, SM_MEMBERSHIP};
+use crate::codec::{self, SM_LAST_APPLIED, SM_MEMBERSHIP, SM_REDO};
 use crate::kv::{is_valid_key, Change, RESERVED_PREFIX};
 use crate::snapshot::{index_of, SaveMode, SnapshotFiles, SnapshotPayload};
 use crate::txn::{read_value, user_key, Overlay};
@@ -36,7 +39,7 @@ use crate::{fatal, Event, KeyValue, KvTypeConfig, Shared, StoreError, StoreOptio
 /// What the state machine, its snapshot builders and every [`KvReader`] share.
 struct SmShared {
     tree: sled::Tree,
-    /// Write side: taken by `apply` and `install_snapshot` around their `apply_batch`, and by
+    /// Write side: taken by `apply` and `install_snapshot` around their writes, and by
     /// a snapshot build to start and end its undo log. Read side: taken while reading a range
     /// (or, failing the undo log, building a snapshot). sled 0.34 has no point-in-time view,
     /// and a snapshot may be built concurrently with `apply` (openraft PR #816) and with
@@ -126,6 +129,9 @@ impl<C: KvTypeConfig> StateMachineStore<C> {
         options: &StoreOptions,
     ) -> Result<Self, StoreError> {
         let snapshots = SnapshotFiles::<C::Node>::open(snapshot_dir)?;
+        if redo_interrupted_apply(&tree, read_applied_state::<C>(&tree)?.0)? {
+            tracing::warn!("finished an apply batch interrupted by a crash");
+        }
         let (mut applied, _) = read_applied_state::<C>(&tree)?;
         let (feed, _) = broadcast::channel(options.feed_capacity.max(1));
         let (applied_tx, _) = watch::channel(0);
@@ -177,8 +183,8 @@ struct Applied {
     changes: Vec<Change>,
 }
 
-/// Evaluates and writes one apply batch: one atomic `apply_batch` for data, last applied
-/// and membership. A batch of a few entries runs on the caller's task, a larger one on a
+/// Evaluates and writes one apply batch, atomically (data, last applied and membership; see
+/// [`write_apply`]). A batch of a few entries runs on the caller's task, a larger one on a
 /// blocking thread (see `apply`).
 fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Result<Applied, StoreError> {
     let mut overlay = Overlay::new(&sm.tree);
@@ -203,19 +209,17 @@ fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Resu
         return Ok(Applied { last_index: 0, results, changes });
     };
 
-    let mut batch = sled::Batch::default();
+    let mut writes: Writes = Vec::new();
     let mut written = Vec::new();
     for (key, value) in overlay.into_writes() {
-        match value {
-            Some(kv) => batch.insert(key.as_bytes(), codec::encode("value", &kv)?),
-            None => batch.remove(key.as_bytes()),
-        }
+        let value = value.map(|kv| codec::encode("value", &kv)).transpose()?;
+        writes.push((key.as_bytes().to_vec(), value));
         written.push(key);
     }
-    batch.insert(SM_LAST_APPLIED, codec::encode("last applied log id", &last_applied)?);
     if let Some(m) = &membership {
-        batch.insert(SM_MEMBERSHIP, codec::encode("membership", m)?);
+        writes.push((SM_MEMBERSHIP.to_vec(), Some(codec::encode("membership", m)?)));
     }
+    writes.push((SM_LAST_APPLIED.to_vec(), Some(codec::encode("last applied log id", &last_applied)?)));
     {
         let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
         let mut undo = sm.undo.lock().unwrap_or_else(PoisonError::into_inner);
@@ -228,45 +232,91 @@ fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Resu
                 }
             }
         }
-        sm.tree.apply_batch(batch)?;
+        write_apply(&sm.tree, last_applied.index, writes)?;
     }
     Ok(Applied { last_index: last_applied.index, results, changes })
 }
 
-/// Replaces the whole state with a snapshot's, in one atomic batch: every key the snapshot
-/// does not hold is removed (a snapshot install is a replacement, not a merge), and last
-/// applied and membership are taken from `meta`.
+/// An apply batch's writes to the `sm` tree: each key with its new value, `None` to remove it.
+type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// Writes one apply batch so that a crash keeps all of it or none of it.
+///
+/// A sled `apply_batch` would do that, but steward never uses one (see the storage README's
+/// rule on sled batches): the first batch in a process switches every sled operation onto one
+/// process-wide lock, and each batch also cost two more IO buffer writes. So an apply batch is
+/// a redo record (every write of the batch and the index of its last entry, in one insert)
+/// followed by the writes themselves, one insert each, last applied last. sled recovers a
+/// prefix of its writes: after a crash either the record is missing, and so is every write
+/// after it, or the record is there and [`redo_interrupted_apply`] finishes whatever part of
+/// the batch was lost.
+fn write_apply(tree: &sled::Tree, last_index: u64, writes: Writes) -> Result<(), StoreError> {
+    tree.insert(SM_REDO, codec::encode("redo record", &(last_index, &writes))?)?;
+    write_each(tree, writes)
+}
+
+/// Writes (or removes) each key in order, one sled operation each.
+fn write_each(tree: &sled::Tree, writes: Writes) -> Result<(), StoreError> {
+    for (key, value) in writes {
+        match value {
+            Some(v) => tree.insert(key, v)?,
+            None => tree.remove(key)?,
+        };
+    }
+    Ok(())
+}
+
+/// Finishes an apply batch a crash interrupted (see [`write_apply`]): the redo record is newer
+/// than last applied, so some of its writes may be missing. Writing them all again is
+/// harmless, since they are the batch's final values, and a crash during it leaves the record
+/// newer than last applied still (last applied is the last write), so the next open does it
+/// again. Returns whether it did.
+fn redo_interrupted_apply(tree: &sled::Tree, applied: Option<LogId<u64>>) -> Result<bool, StoreError> {
+    let Some(raw) = tree.get(SM_REDO)? else { return Ok(false) };
+    let (last_index, writes): (u64, Writes) = codec::decode("redo record", &raw)?;
+    if Some(last_index) <= index_of(&applied) {
+        return Ok(false);
+    }
+    write_each(tree, writes)?;
+    Ok(true)
+}
+
+/// Replaces the whole state with a snapshot's: every key the snapshot does not hold is removed
+/// (a snapshot install is a replacement, not a merge), and last applied and membership are
+/// taken from `meta`.
+///
+/// Not atomic on disk, and need not be: the snapshot file, saved before this runs, is the
+/// commit point, and last applied is written last. A crash part way leaves last applied
+/// behind the snapshot file, and `open` then does the whole install again.
 fn install_state<C: KvTypeConfig>(
     sm: &SmShared,
     meta: &SnapshotMeta<u64, C::Node>,
     entries: Vec<(String, KeyValue)>,
 ) -> Result<(), StoreError> {
-    let mut batch = sled::Batch::default();
+    let mut writes: Writes = Vec::new();
     {
         let keep: HashSet<&[u8]> = entries.iter().map(|(k, _)| k.as_bytes()).collect();
         // Only apply and install write this tree, and openraft never runs them
         // concurrently (both take `&mut self`), so this listing cannot go stale.
         for key in sm.tree.iter().keys() {
             let key = key?;
-            if !keep.contains(key.as_ref()) {
-                batch.remove(key);
+            let last = key.as_ref() == SM_LAST_APPLIED || key.as_ref() == SM_MEMBERSHIP;
+            if !last && !keep.contains(key.as_ref()) {
+                writes.push((key.to_vec(), None));
             }
         }
     }
     for (key, value) in &entries {
-        batch.insert(key.as_bytes(), codec::encode("value", value)?);
+        writes.push((key.as_bytes().to_vec(), Some(codec::encode("value", value)?)));
     }
-    match &meta.last_log_id {
-        Some(id) => batch.insert(SM_LAST_APPLIED, codec::encode("last applied log id", id)?),
-        None => batch.remove(SM_LAST_APPLIED),
-    }
-    batch.insert(SM_MEMBERSHIP, codec::encode("membership", &meta.last_membership)?);
+    writes.push((SM_MEMBERSHIP.to_vec(), Some(codec::encode("membership", &meta.last_membership)?)));
+    let applied = meta.last_log_id.as_ref().map(|id| codec::encode("last applied log id", id)).transpose()?;
+    writes.push((SM_LAST_APPLIED.to_vec(), applied));
     let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
     if let Some(undo) = sm.undo.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
         undo.replaced = true;
     }
-    sm.tree.apply_batch(batch)?;
-    Ok(())
+    write_each(&sm.tree, writes)
 }
 
 /// Decodes snapshot data and checks it against its meta and the key rules.
@@ -525,5 +575,69 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
         let loaded =
             run_blocking(move || snapshots.load()).await.map_err(fatal(|e| StorageIOError::read_snapshot(None, e)))?;
         Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> (tempfile::TempDir, sled::Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("sm").unwrap();
+        (dir, tree)
+    }
+
+    fn applied(index: u64) -> Vec<u8> {
+        codec::encode("last applied log id", &LogId::new(openraft::CommittedLeaderId::new(1, 0), index)).unwrap()
+    }
+
+    fn last_applied(tree: &sled::Tree) -> Option<LogId<u64>> {
+        tree.get(SM_LAST_APPLIED).unwrap().map(|v| codec::decode("last applied log id", &v).unwrap())
+    }
+
+    fn writes(index: u64) -> Writes {
+        vec![
+            (b"a".to_vec(), Some(format!("a{index}").into_bytes())),
+            (b"gone".to_vec(), None),
+            (SM_LAST_APPLIED.to_vec(), Some(applied(index))),
+        ]
+    }
+
+    #[test]
+    fn an_apply_cut_short_after_its_redo_record_is_finished_from_the_record() {
+        let (_dir, tree) = tree();
+        write_apply(&tree, 1, writes(1)).unwrap();
+        tree.insert("gone", "x").unwrap();
+        // A crash kept the redo record of apply 2 and only its first write.
+        tree.insert(SM_REDO, codec::encode("redo record", &(2u64, &writes(2))).unwrap()).unwrap();
+        tree.insert("a", "a2").unwrap();
+        let before = last_applied(&tree);
+        assert_eq!(before.map(|id| id.index), Some(1));
+
+        assert!(redo_interrupted_apply(&tree, before).unwrap());
+        assert_eq!(tree.get("a").unwrap().as_deref(), Some(&b"a2"[..]));
+        assert_eq!(tree.get("gone").unwrap(), None);
+        let after = last_applied(&tree);
+        assert_eq!(after.map(|id| id.index), Some(2));
+        // Once applied, the record is old news.
+        assert!(!redo_interrupted_apply(&tree, after).unwrap());
+    }
+
+    #[test]
+    fn a_redo_record_older_than_last_applied_is_left_alone() {
+        let (_dir, tree) = tree();
+        write_apply(&tree, 3, writes(3)).unwrap();
+        // A batch larger than a quarter segment: its record is a blob file of sled's.
+        let mut big = writes(4);
+        big.push((b"big".to_vec(), Some(vec![7; 300 * 1024])));
+        write_apply(&tree, 4, big).unwrap();
+        assert_eq!(tree.get("big").unwrap().map(|v| v.len()), Some(300 * 1024));
+        tree.insert("a", "changed later").unwrap();
+        let applied = last_applied(&tree);
+        assert_eq!(applied.map(|id| id.index), Some(4));
+        assert!(!redo_interrupted_apply(&tree, applied).unwrap());
+        assert_eq!(tree.get("a").unwrap().as_deref(), Some(&b"changed later"[..]));
     }
 }

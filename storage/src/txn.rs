@@ -3,7 +3,8 @@
 //! One apply batch (several log entries) is evaluated against an [`Overlay`]: the state left
 //! by earlier batches (the `sm` tree) plus, in memory, every write made by earlier entries of
 //! this batch. Guards therefore see exactly the state that applying the entries one by one
-//! would produce, yet the whole batch reaches sled as one atomic `apply_batch`.
+//! would produce, yet the whole batch reaches sled as one redo record and its writes (see
+//! `state_machine::write_apply`).
 //!
 //! Nothing here touches the clock, randomness or the environment: the same log applied on
 //! any member yields the same state and the same results.
