@@ -4,7 +4,7 @@
 # and 64 connections. Both sides make durable writes (a majority fsyncs before the answer), and
 # each is driven through its leader.
 #
-# usage: bench/keys-vs-etcd.sh [SECONDS]        (default 10 s per measurement)
+# usage: bench/keys-vs-etcd.sh [SECONDS]        (default 10 s per side and connection count)
 # Each member's threads: STEWARD_WORKER_THREADS for steward's async workers, GOMAXPROCS for
 # etcd's (both default to one per CPU); the header line says which were used.
 # needs: etcd, etcdctl, wrk (Debian: etcd-server etcd-client wrk); builds steward --release.
@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+HALF=$(( (SECS + 1) / 2 ))  # each side runs SECS in all, in two halves (see "measure")
 SP=${STEWARD_PORT:-14400}
 EP=${ETCD_PORT:-25790}
 for cmd in etcd etcdctl wrk curl; do
@@ -75,23 +76,37 @@ echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD (GOMAXPRO
 # One wrk run -> "writes/s p50_ms p99_ms non2xx errors".
 measure() { # url script connections
   local c=$3 t=2; [ "$c" -lt 2 ] && t=1
-  wrk -t$t -c$c -d${SECS}s --latency -s "$2" "$1" | awk '
+  wrk -t$t -c$c -d${HALF}s --latency -s "$2" "$1" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ { rps=$2 } / 50%/ { p50=ms($2) } / 99%/ { p99=ms($2) }
     /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
     END { printf "%.0f %.2f %.2f %d %s\n", rps, p50, p99, bad, (err=="" ? "-" : "socket-errors") }'
 }
+# Each side is measured in two halves, in the order steward, etcd, etcd, steward: the host's
+# noise (other tenants' CPU and disk) drifts over seconds, and this order gives both sides the
+# same share of a drift that is linear over the four halves. writes/s is the two halves' mean;
+# p50 and p99 are the means of the two halves' percentiles.
+HALVES=""
+mean() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, (a + b) / 2 }'; }
 printf "\n| connections | steward writes/s | p50 | p99 | etcd writes/s | p50 | p99 | writes/s ratio | p99 ratio |\n"
 printf "|---|---|---|---|---|---|---|---|---|\n"
 for c in 1 16 64; do
-  export RUN="c$c-$RANDOM" STEWARD_TOKEN=$TOKEN
-  read -r s_rps s_p50 s_p99 s_bad s_err < <(measure "http://$STEWARD" bench/keys-put.lua $c)
-  read -r e_rps e_p50 e_p99 e_bad e_err < <(measure "http://$ETCD" bench/etcd-put.lua $c)
+  export STEWARD_TOKEN=$TOKEN
+  read -r s1_rps s1_p50 s1_p99 s1_bad s1_err < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
+  read -r e1_rps e1_p50 e1_p99 e1_bad e1_err < <(measure "http://$ETCD" bench/etcd-put.lua $c)
+  read -r e2_rps e2_p50 e2_p99 e2_bad e2_err < <(measure "http://$ETCD" bench/etcd-put.lua $c)
+  read -r s2_rps s2_p50 s2_p99 s2_bad s2_err < <(export RUN="c$c-b-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
+  s_rps=$(mean "$s1_rps" "$s2_rps" "%.0f"); e_rps=$(mean "$e1_rps" "$e2_rps" "%.0f")
+  s_p50=$(mean "$s1_p50" "$s2_p50" "%.2f"); e_p50=$(mean "$e1_p50" "$e2_p50" "%.2f")
+  s_p99=$(mean "$s1_p99" "$s2_p99" "%.2f"); e_p99=$(mean "$e1_p99" "$e2_p99" "%.2f")
+  s_bad=$((s1_bad + s2_bad)); e_bad=$((e1_bad + e2_bad))
   ratio=$(awk -v a="$s_rps" -v b="$e_rps" 'BEGIN { printf "%.2f", a/b }')
   p99r=$(awk -v a="$s_p99" -v b="$e_p99" 'BEGIN { printf "%.2f", a/b }')
   printf "| %s | %s | %s ms | %s ms | %s | %s ms | %s ms | %s | %s |\n" \
     "$c" "$s_rps" "$s_p50" "$s_p99" "$e_rps" "$e_p50" "$e_p99" "$ratio" "$p99r"
+  HALVES+="  halves, $c connections (writes/s): steward $s1_rps then $s2_rps, etcd $e1_rps then $e2_rps"$'\n'
   [ "$s_bad" = 0 ] && [ "$e_bad" = 0 ] || echo "  (non-2xx answers: steward $s_bad, etcd $e_bad)"
 done
 echo
+printf "%s" "$HALVES"
 echo "ratios: steward / etcd (writes/s: above 1 is better for steward; p99: below 1 is better for steward)"
