@@ -5,7 +5,8 @@
 //! transaction, committed by a majority with fsync on each member, applied, answered over HTTP);
 //! each write on etcd is a `PUT` of a fresh key with a 256-byte value through its JSON gateway
 //! (`/v3/kv/put`). Writers run closed loops: each sends its next request when the previous one
-//! is answered.
+//! is answered. With etcd, each side runs in two halves, in the order steward, etcd, etcd,
+//! steward, and its figures are those of both halves together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,13 +58,39 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-/// Runs `writers` closed-loop writers for `seconds`; `request(n)` builds the n-th request.
-async fn load<F>(writers: usize, seconds: u64, request: F) -> Figures
+/// What one timed run of closed-loop writers saw.
+struct Run {
+    latencies: Vec<Duration>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Figures {
+    /// The figures of several runs taken together: writes/s over their summed time,
+    /// percentiles over all their latencies.
+    fn of(writers: usize, runs: Vec<Run>) -> Figures {
+        let elapsed: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+        let errors = runs.iter().map(|r| r.errors).sum();
+        let mut all: Vec<Duration> = runs.into_iter().flat_map(|r| r.latencies).collect();
+        all.sort();
+        Figures {
+            writers,
+            writes: all.len() as u64,
+            errors,
+            per_second: if elapsed > 0.0 { all.len() as f64 / elapsed } else { 0.0 },
+            p50: percentile(&all, 0.50),
+            p99: percentile(&all, 0.99),
+        }
+    }
+}
+
+/// Runs `writers` closed-loop writers for `seconds`; `request(n)` builds the n-th request, n
+/// counting from `first`.
+async fn load<F>(writers: usize, seconds: u64, first: u64, request: Arc<F>) -> Run
 where
     F: Fn(u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
-    let request = Arc::new(request);
-    let counter = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(first));
     let errors = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -90,20 +117,11 @@ where
             lat
         }));
     }
-    let mut all = Vec::new();
+    let mut latencies = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap_or_default());
+        latencies.extend(t.await.unwrap_or_default());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    Figures {
-        writers,
-        writes: all.len() as u64,
-        errors: errors.load(Ordering::Relaxed),
-        per_second: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-    }
+    Run { latencies, errors: errors.load(Ordering::Relaxed), elapsed: started.elapsed() }
 }
 
 fn print_row(target: &str, f: &Figures) {
@@ -159,22 +177,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     for (run_id, &w) in args.writers.iter().enumerate() {
         let (h, u, t, v) = (http.clone(), url.clone(), token.clone(), value.clone());
-        let f = load(w, args.seconds, move |n| {
+        let steward = Arc::new(move |n: u64| {
             h.post(&u)
                 .header("X-Rundeck-Auth-Token", &t)
                 .json(&json!({ "name": format!("b{run_id}-{n}"), "description": v }))
-        })
-        .await;
-        print_row("steward", &f);
-        if let Some(etcd) = &args.etcd {
-            let (h, u, v) =
-                (http.clone(), format!("{}/v3/kv/put", etcd.trim_end_matches('/')), base64(value.as_bytes()));
-            let f = load(w, args.seconds, move |n| {
-                h.post(&u).json(&json!({ "key": base64(format!("bench/{run_id}/{n}").as_bytes()), "value": v }))
-            })
-            .await;
-            print_row("etcd", &f);
-        }
+        });
+        let Some(etcd) = &args.etcd else {
+            print_row("steward", &Figures::of(w, vec![load(w, args.seconds, 0, steward).await]));
+            continue;
+        };
+        let (h, u, v) = (http.clone(), format!("{}/v3/kv/put", etcd.trim_end_matches('/')), base64(value.as_bytes()));
+        let etcd = Arc::new(move |n: u64| {
+            h.post(&u).json(&json!({ "key": base64(format!("bench/{run_id}/{n}").as_bytes()), "value": v }))
+        });
+        // Each side runs in two halves, steward, etcd, etcd, steward: the host's noise drifts
+        // over seconds, and this order gives both sides the same share of a linear drift.
+        // The second halves number their requests from 2^40, so no name repeats.
+        let (half, second) = (args.seconds.div_ceil(2), 1 << 40);
+        let s1 = load(w, half, 0, steward.clone()).await;
+        let e1 = load(w, half, 0, etcd.clone()).await;
+        let e2 = load(w, half, second, etcd).await;
+        let s2 = load(w, half, second, steward).await;
+        print_row("steward", &Figures::of(w, vec![s1, s2]));
+        print_row("etcd", &Figures::of(w, vec![e1, e2]));
     }
     for s in servers {
         s.shutdown().await;
