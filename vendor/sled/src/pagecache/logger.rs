@@ -359,15 +359,6 @@ impl Log {
             let blob_id =
                 if over_blob_threshold { Some(reservation_lsn) } else { None };
 
-            self.iobufs.encapsulate(
-                item,
-                message_header,
-                destination,
-                blob_id,
-            )?;
-
-            M.log_reservation_success();
-
             let pointer = if let Some(blob_id) = blob_id {
                 DiskPtr::new_blob(reservation_lid, blob_id)
             } else if let Some(blob_rewrite) = blob_rewrite {
@@ -376,7 +367,7 @@ impl Log {
                 DiskPtr::new_inline(reservation_lid)
             };
 
-            return Ok(Reservation {
+            let reservation = Reservation {
                 iobuf,
                 log: self,
                 buf: destination,
@@ -386,7 +377,28 @@ impl Log {
                 is_blob_rewrite: blob_rewrite.is_some(),
                 header_len: usize::try_from(message_header.serialized_size())
                     .unwrap(),
-            });
+            };
+
+            // steward: the space is claimed (this buffer counts one more
+            // writer, and max_reserved_lsn covers it) before the message is
+            // encapsulated, which for a blob means writing its file. If that
+            // fails, the reservation must still be left, or the buffer is never
+            // written and every later flush waits for it forever (the test
+            // suite hung in a `Tree` drop's flush). Dropping the reservation
+            // unused writes it as a canceled message and leaves it.
+            if let Err(e) = self.iobufs.encapsulate(
+                item,
+                message_header,
+                &mut *reservation.buf,
+                blob_id,
+            ) {
+                drop(reservation);
+                return Err(e);
+            }
+
+            M.log_reservation_success();
+
+            return Ok(reservation);
         }
     }
 
