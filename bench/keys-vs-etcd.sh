@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-HALF=$(( (SECS + 1) / 2 ))  # each side runs SECS in all, in two halves (see "measure")
+HALF=$(( (SECS + 1) / 2 ))  # each side runs in two halves of HALF s (SECS, rounded up to even)
 SP=${STEWARD_PORT:-14400}
 EP=${ETCD_PORT:-25790}
 for cmd in etcd etcdctl wrk curl; do
@@ -90,8 +90,8 @@ HALVES=""
 mean() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, (a + b) / 2 }'; }
 printf "\n| connections | steward writes/s | p50 | p99 | etcd writes/s | p50 | p99 | writes/s ratio | p99 ratio |\n"
 printf "|---|---|---|---|---|---|---|---|---|\n"
+export STEWARD_TOKEN=$TOKEN
 for c in 1 16 64; do
-  export STEWARD_TOKEN=$TOKEN
   read -r s1_rps s1_p50 s1_p99 s1_bad s1_err < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
   read -r e1_rps e1_p50 e1_p99 e1_bad e1_err < <(measure "http://$ETCD" bench/etcd-put.lua $c)
   read -r e2_rps e2_p50 e2_p99 e2_bad e2_err < <(measure "http://$ETCD" bench/etcd-put.lua $c)

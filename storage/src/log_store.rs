@@ -155,9 +155,8 @@ impl<C: KvTypeConfig> LogStore<C> {
         // Last entry first, one removal each (steward never uses a sled batch; see the
         // storage README): a crash keeps a prefix of these removals, so the log loses a
         // suffix of what was to go and never has a hole.
-        let keys: Vec<_> = self.shared.log.range(codec::log_key(index)..).keys().collect::<Result<_, _>>()?;
-        for key in keys.into_iter().rev() {
-            self.shared.log.remove(key)?;
+        for key in self.shared.log.range(codec::log_key(index)..).keys().rev() {
+            self.shared.log.remove(key?)?;
         }
         Ok(())
     }
@@ -170,11 +169,12 @@ const PURGE_CHUNK: usize = 2048;
 /// whether there may be more. Only entries at or below `last_purged` are removed this way, and
 /// nothing reads them again, so a crash part way leaves no hole in the live log.
 fn remove_chunk_up_to(log: &sled::Tree, index: u64) -> Result<bool, StoreError> {
-    let keys: Vec<_> = log.range(..=codec::log_key(index)).keys().take(PURGE_CHUNK).collect::<Result<_, _>>()?;
-    for key in &keys {
-        log.remove(key)?;
+    let mut n = 0;
+    for key in log.range(..=codec::log_key(index)).keys().take(PURGE_CHUNK) {
+        log.remove(key?)?;
+        n += 1;
     }
-    Ok(keys.len() == PURGE_CHUNK)
+    Ok(n == PURGE_CHUNK)
 }
 
 /// A range of log keys, as sled takes it.

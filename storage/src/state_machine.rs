@@ -129,10 +129,11 @@ impl<C: KvTypeConfig> StateMachineStore<C> {
         options: &StoreOptions,
     ) -> Result<Self, StoreError> {
         let snapshots = SnapshotFiles::<C::Node>::open(snapshot_dir)?;
-        if redo_interrupted_apply(&tree, read_applied_state::<C>(&tree)?.0)? {
-            tracing::warn!("finished an apply batch interrupted by a crash");
-        }
         let (mut applied, _) = read_applied_state::<C>(&tree)?;
+        if redo_interrupted_apply(&tree, applied)? {
+            tracing::warn!("finished an apply batch interrupted by a crash");
+            applied = read_applied_state::<C>(&tree)?.0;
+        }
         let (feed, _) = broadcast::channel(options.feed_capacity.max(1));
         let (applied_tx, _) = watch::channel(0);
         let sm = Arc::new(SmShared { tree, lock: RwLock::new(()), undo: Mutex::new(None), applied: applied_tx, feed });
@@ -210,11 +211,9 @@ fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Resu
     };
 
     let mut writes: Writes = Vec::new();
-    let mut written = Vec::new();
     for (key, value) in overlay.into_writes() {
         let value = value.map(|kv| codec::encode("value", &kv)).transpose()?;
-        writes.push((key.as_bytes().to_vec(), value));
-        written.push(key);
+        writes.push((key.into_bytes(), value));
     }
     if let Some(m) = &membership {
         writes.push((SM_MEMBERSHIP.to_vec(), Some(codec::encode("membership", m)?)));
@@ -224,11 +223,11 @@ fn apply_entries<C: KvTypeConfig>(sm: &SmShared, entries: Vec<C::Entry>) -> Resu
         let _exclusive = sm.lock.write().unwrap_or_else(PoisonError::into_inner);
         let mut undo = sm.undo.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(undo) = undo.as_mut() {
-            // A snapshot is being built: keep what these keys held when it started.
-            for key in written {
-                if !undo.before.contains_key(key.as_bytes()) {
-                    let old = sm.tree.get(key.as_bytes())?;
-                    undo.before.insert(sled::IVec::from(key.as_bytes()), old);
+            // A snapshot is being built: keep what these user keys held when it started.
+            for (key, _) in writes.iter().filter(|(k, _)| k.first() != Some(&(RESERVED_PREFIX as u8))) {
+                if !undo.before.contains_key(key.as_slice()) {
+                    let old = sm.tree.get(key)?;
+                    undo.before.insert(sled::IVec::from(key.as_slice()), old);
                 }
             }
         }

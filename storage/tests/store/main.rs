@@ -4,6 +4,7 @@
 //! - `state_machine`: transaction semantics, the change feed, snapshots and reopening.
 //! - `crash`: kills a writer process with SIGKILL many times and checks what survived.
 
+mod blob;
 mod common;
 mod conformance;
 mod crash;
