@@ -136,9 +136,16 @@ pub enum ClusterCommand {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // Before anything else: a step guard is started for every step and must stay cheap.
+    if let Some(code) = crate::exec::guard::run_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => {
+            crate::exec::guard::use_this_binary();
+            serve(*args)
+        }
         Command::Cluster { command } => runtime().and_then(|rt| rt.block_on(cluster(command))),
         Command::Keys { command } => runtime().and_then(|rt| rt.block_on(keys(command))),
         Command::Bench { what: BenchCommand::Writes(args) } => {

@@ -13,7 +13,7 @@ use steward::exec::{
 };
 use steward::logs::{LogEntry, LogLevel, LogSink};
 
-use crate::fixture::wait_for;
+use crate::fixture::{alive, pids_in_file, wait_for, KillOnDrop};
 
 /// Collects entries in memory.
 #[derive(Default)]
@@ -47,25 +47,16 @@ fn execution(steps: Vec<Step>, keepgoing: bool) -> Execution {
     }
 }
 
+/// Every test here starts its steps through the step guard, as the `steward` binary does (the
+/// in-process cluster tests start them directly).
 fn executor() -> Executor {
-    Executor::new().with_kill_grace(Duration::from_millis(300))
+    Executor::new().with_kill_grace(Duration::from_millis(300)).with_step_guard(env!("CARGO_BIN_EXE_steward"))
 }
 
 async fn run(exec: &Execution) -> (steward::exec::Outcome, Collect) {
     let sink = Collect::default();
     let outcome = executor().run(exec, &sink, AbortSignal::never()).await;
     (outcome, sink)
-}
-
-/// Alive and not a zombie waiting for its parent (init, here) to reap it.
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        return false;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state follows the parenthesised command name.
-    !matches!(stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next()), Some(Some('Z')) | Some(None) | None)
 }
 
 fn pids_in(lines: &[String]) -> Vec<i32> {
@@ -324,7 +315,7 @@ async fn force_incomplete_kills_at_once_even_during_an_aborts_grace_period() {
         let (handle, signal) = abort_pair();
         let sink = Arc::new(Collect::default());
         // A grace period far longer than the test may take: only SIGKILL at once ends it.
-        let ex = Executor::new().with_kill_grace(Duration::from_secs(60));
+        let ex = executor().with_kill_grace(Duration::from_secs(60));
         let task = {
             let sink = sink.clone();
             tokio::spawn(async move { ex.run(&exec, &*sink, signal).await })
@@ -402,4 +393,87 @@ async fn job_references_run_through_the_callers_runner_with_nested_step_contexts
     // Without a runner a job reference fails rather than being skipped.
     let (outcome, _) = run(&execution(vec![job("fine")], false)).await;
     assert_eq!(outcome.status, Status::Failed);
+}
+
+#[tokio::test]
+async fn through_the_step_guard_a_step_ends_as_it_would_without_it() {
+    use std::os::unix::process::ExitStatusExt;
+    for guarded in [false, true] {
+        let ex = if guarded { executor() } else { Executor::new() };
+        let run = |steps| {
+            let ex = ex.clone();
+            async move {
+                let sink = Collect::default();
+                let outcome = ex.run(&execution(steps, false), &sink, AbortSignal::never()).await;
+                (outcome, sink)
+            }
+        };
+        // The exit code, and the output.
+        let (outcome, sink) = run(vec![Step::exec("echo out; echo err >&2; exit 7")]).await;
+        assert_eq!(outcome.steps[0].reason, Some(FailureReason::ExitCode(7)), "guarded={guarded}");
+        assert_eq!(sink.text_of("1")[..2], ["out".to_string(), "err".to_string()], "guarded={guarded}");
+        // Death by a signal.
+        let (outcome, _) = run(vec![Step::exec("kill -KILL $$")]).await;
+        assert_eq!(outcome.steps[0].reason, Some(FailureReason::Signal(libc::SIGKILL)), "guarded={guarded}");
+        let (outcome, _) = run(vec![Step::exec("kill -TERM $$")]).await;
+        assert_eq!(outcome.steps[0].reason, Some(FailureReason::Signal(libc::SIGTERM)), "guarded={guarded}");
+        // A program that does not exist: not started, with the system's reason.
+        let missing = Step::new(StepKind::Script {
+            body: "true".into(),
+            args: vec![],
+            interpreter: Some("/nonexistent/steward-interpreter".into()),
+        });
+        let (outcome, _) = run(vec![missing]).await;
+        let expected = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        match &outcome.steps[0].reason {
+            Some(FailureReason::NotStarted(m)) => assert_eq!(m, &expected, "guarded={guarded}"),
+            other => panic!("guarded={guarded}: {other:?}"),
+        }
+        // Only the step's own variables, and stdin is empty.
+        let (outcome, sink) = run(vec![Step::exec("env | grep -c '^STEWARD_' ; wc -c")]).await;
+        assert_eq!(outcome.status, Status::Succeeded, "guarded={guarded}");
+        assert_eq!(sink.text_of("1"), vec!["0".to_string(), "0".to_string()], "guarded={guarded}");
+    }
+    // The guard mirrors a signal by dying of it itself: the status is a real signal status.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([steward::exec::guard::ARG, &std::process::id().to_string(), "/bin/sh", "-c", "kill -TERM $$"])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+}
+
+#[tokio::test]
+async fn the_step_guard_kills_the_steps_whole_group_when_its_parent_dies() {
+    // A stand-in for a member: a shell that starts the guard and is then SIGKILLed. (The
+    // guard leads a process group of its own even when not started as one.)
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let step = format!("echo $$ >> {p}; (sleep 1000 & echo $! >> {p}; wait) & wait", p = pids.display());
+    let mut member = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "{guard} {arg} $$ /bin/sh -c '{step}' < /dev/null & wait",
+            guard = env!("CARGO_BIN_EXE_steward"),
+            arg = steward::exec::guard::ARG,
+        ))
+        // Not this test's output: a step left running by a failure would hold it open.
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let step_pids = wait_for(Duration::from_secs(10), "the step and its grandchild", || async {
+        let pids = pids_in_file(&pids);
+        (pids.len() >= 2).then_some(pids)
+    })
+    .await;
+    // If the guard fails, the test still leaves nothing running.
+    let _cleanup = KillOnDrop(step_pids.clone());
+    assert!(step_pids.iter().all(|&p| alive(p)));
+    member.kill().unwrap();
+    member.wait().unwrap();
+    wait_for(Duration::from_secs(10), "the step and its grandchild to die with the member", || async {
+        step_pids.iter().all(|&p| !alive(p)).then_some(())
+    })
+    .await;
 }

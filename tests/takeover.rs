@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::fixture::process::ProcCluster;
-use crate::fixture::wait_for;
+use crate::fixture::{alive, pids_in_file, wait_for, KillOnDrop};
 
 /// Default `heartbeat.considerDead` + `autotakeover.delay` + the 2 s the issue allows.
 const TAKEOVER_BOUND_MS: i64 = 5_000 + 2_000;
@@ -687,4 +687,30 @@ async fn sigkill_of_a_leader_that_owns_jobs_moves_them_within_the_bound() {
     assert!(worst <= TAKEOVER_BOUND_MS, "fired again {worst} ms after the leader's kill (bound {TAKEOVER_BOUND_MS})");
     assert_every_slot_recorded(&c, via, &jobs).await;
     assert_no_slot_ran_twice(&runs_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_member_takes_its_running_steps_and_their_children_with_it() {
+    let mut c = ProcCluster::start(1).await;
+    let pids = c.root.path().join("pids");
+    create_project(&c, 0, "orphans").await;
+    let yaml = format!(
+        "- name: long\n  sequence:\n    commands:\n      - exec: sh -c 'echo $$ >> {p}; sleep 1000 & echo $! >> {p}; wait'\n",
+        p = pids.display()
+    );
+    let job = import(&c, 0, "orphans", yaml).await.remove(0);
+    let r = c.req(0, Method::POST, &format!("/api/45/job/{job}/run")).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let step_pids = wait_for(Duration::from_secs(20), "the step and its child", || async {
+        let pids = pids_in_file(&pids);
+        (pids.len() >= 2).then_some(pids)
+    })
+    .await;
+    let _cleanup = KillOnDrop(step_pids.clone());
+    assert!(step_pids.iter().all(|&p| alive(p)));
+    c.kill(0);
+    wait_for(Duration::from_secs(10), "the step and its child to die with the member", || async {
+        step_pids.iter().all(|&p| !alive(p)).then_some(())
+    })
+    .await;
 }

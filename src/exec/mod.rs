@@ -7,6 +7,8 @@
 //! - [`env`]: Rundeck's `RD_JOB_*` / `RD_OPTION_*` variables.
 //! - [`control`]: abort (and `forceIncomplete`) and the timeout.
 //! - `process`: one step's process in its own process group; output capture; killing.
+//! - [`guard`]: the process between the member and a step that kills the step's group when
+//!   the member dies.
 //! - [`lines`]: output to lines, secrets masked.
 //! - [`retry`]: the retry loop (count and delay, abortable).
 //!
@@ -21,6 +23,7 @@
 
 pub mod control;
 pub mod env;
+pub mod guard;
 pub mod lines;
 mod process;
 pub mod retry;
@@ -124,6 +127,7 @@ pub struct Executor {
     job_refs: Option<std::sync::Arc<dyn JobRefRunner>>,
     kill_grace: Duration,
     scratch_dir: PathBuf,
+    step_guard: Option<PathBuf>,
 }
 
 impl Default for Executor {
@@ -138,15 +142,29 @@ impl std::fmt::Debug for Executor {
             .field("job_refs", &self.job_refs.is_some())
             .field("kill_grace", &self.kill_grace)
             .field("scratch_dir", &self.scratch_dir)
+            .field("step_guard", &self.step_guard)
             .finish()
     }
 }
 
 impl Executor {
     /// An executor with the default grace period, writing scripts to the system's temp dir,
-    /// failing job references (until [`Executor::with_job_refs`]).
+    /// failing job references (until [`Executor::with_job_refs`]), starting steps through the
+    /// process's step guard if [`guard::use_this_binary`] set one.
     pub fn new() -> Executor {
-        Executor { job_refs: None, kill_grace: DEFAULT_KILL_GRACE, scratch_dir: std::env::temp_dir() }
+        Executor {
+            job_refs: None,
+            kill_grace: DEFAULT_KILL_GRACE,
+            scratch_dir: std::env::temp_dir(),
+            step_guard: guard::program(),
+        }
+    }
+
+    /// Steps are started through `program` run as a step guard (a `steward` binary; see
+    /// [`guard`]).
+    pub fn with_step_guard(mut self, program: impl Into<PathBuf>) -> Executor {
+        self.step_guard = Some(program.into());
+        self
     }
 
     /// Job reference steps are run by `runner`.
@@ -268,14 +286,19 @@ impl Executor {
                 // The script file lives until the process has ended.
                 let prepared = self.prepare(kind);
                 match prepared {
-                    Ok((argv, _script)) => match process::run(&argv, ctx, &io, control, self.kill_grace).await {
-                        ProcessEnd::Exited(s) => match exit_reason(s) {
-                            None => (Status::Succeeded, None),
-                            Some(r) => (Status::Failed, Some(r)),
-                        },
-                        ProcessEnd::Interrupted(why, s) => (interrupt_status(why), exit_reason(s)),
-                        ProcessEnd::NotStarted(e) => (Status::Failed, Some(FailureReason::NotStarted(e.to_string()))),
-                    },
+                    Ok((argv, _script)) => {
+                        match process::run(&argv, ctx, &io, control, self.kill_grace, self.step_guard.as_deref()).await
+                        {
+                            ProcessEnd::Exited(s) => match exit_reason(s) {
+                                None => (Status::Succeeded, None),
+                                Some(r) => (Status::Failed, Some(r)),
+                            },
+                            ProcessEnd::Interrupted(why, s) => (interrupt_status(why), exit_reason(s)),
+                            ProcessEnd::NotStarted(e) => {
+                                (Status::Failed, Some(FailureReason::NotStarted(e.to_string())))
+                            }
+                        }
+                    }
                     Err(reason) => (Status::Failed, Some(reason)),
                 }
             }

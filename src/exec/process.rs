@@ -6,7 +6,9 @@
 //! step's pipes. `process_group(0)` makes the step's process the leader of a new group that
 //! its descendants inherit, and `killpg` reaches all of them at once. (A descendant that calls
 //! `setsid` or `setpgid` itself leaves the group and is out of reach; nothing short of a
-//! cgroup would catch it.)
+//! cgroup would catch it.) In the `steward` binary the group's leader is a step guard
+//! ([`super::guard`]) whose child is the step: it kills the group if the member dies, even by
+//! SIGKILL, and otherwise ends as the step did, so nothing below tells the two cases apart.
 //!
 //! Killing: SIGTERM to the group, then, once the leader has exited and the rest of the group
 //! has had until the end of the grace period to do the same, SIGKILL to whatever is left.
@@ -20,6 +22,7 @@
 //! killed after a normal exit, as in Rundeck: starting a daemon is a legitimate step.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -100,19 +103,37 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Runs `argv` in `ctx` until it exits or `control` interrupts it.
+/// Runs `argv` in `ctx` until it exits or `control` interrupts it; through a step guard run by
+/// `guard` (see [`super::guard`]) if given, so that the step dies with this process.
 pub(crate) async fn run(
     argv: &[OsString],
     ctx: &Context,
     io: &StepIo<'_>,
     control: &Control,
     grace: Duration,
+    guard: Option<&Path>,
 ) -> ProcessEnd {
     let Some((program, args)) = argv.split_first() else {
         return ProcessEnd::NotStarted(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"));
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let (mut cmd, report) = match guard {
+        Some(guard) => {
+            // The guard says on its stdin whether the step started (see the guard's docs).
+            let (report, report_tx) = match std::io::pipe() {
+                Ok(pipe) => pipe,
+                Err(e) => return ProcessEnd::NotStarted(e),
+            };
+            let mut cmd = Command::new(guard);
+            cmd.arg(super::guard::ARG).arg(std::process::id().to_string()).arg(program).args(args).stdin(report_tx);
+            (cmd, Some(report))
+        }
+        None => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).stdin(Stdio::null());
+            (cmd, None)
+        }
+    };
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     // The member's own settings (the cluster secret, the admin token) are not the jobs' business.
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("STEWARD_") {
@@ -123,11 +144,15 @@ pub(crate) async fn run(
     if let Some(dir) = &ctx.working_dir {
         cmd.current_dir(dir);
     }
-    // No `pre_exec` (e.g. PR_SET_PDEATHSIG so a step dies with a SIGKILLed member): it makes
-    // the standard library fork and run code in the child instead of posix_spawn, and a forked
+    // No `pre_exec` (e.g. PR_SET_PDEATHSIG, which the guard sets instead): it makes the
+    // standard library fork and run code in the child instead of posix_spawn, and a forked
     // child of this multi-threaded process can deadlock on a lock another thread held (seen with
     // the chaos harness's LD_PRELOADed libfiu: members hung between fork and exec).
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // Closes this process's copy of the report pipe's write end, so that its reader sees the
+    // end of file once the guard is done with it.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return ProcessEnd::NotStarted(e),
     };
@@ -135,6 +160,14 @@ pub(crate) async fn run(
         return ProcessEnd::NotStarted(std::io::Error::other("the process has no id"));
     };
     let mut guard = GroupGuard { pgid, armed: true };
+    if let Some(errno) = match report {
+        Some(report) => failed_start(report).await,
+        None => None,
+    } {
+        guard.armed = false;
+        let _ = child.wait().await;
+        return ProcessEnd::NotStarted(std::io::Error::from_raw_os_error(errno));
+    }
 
     let pumps = futures::future::join(
         pump(child.stdout.take(), LogLevel::Normal, io),
@@ -165,6 +198,16 @@ pub(crate) async fn run(
         Ok((status, Some(why))) => ProcessEnd::Interrupted(why, status),
         Err(e) => ProcessEnd::NotStarted(e),
     }
+}
+
+/// What the step guard reported on `report`: the `errno` of a failed start, or `None` when the
+/// step started (end of file with nothing before it; also when the pipe cannot be read, and
+/// the guard's own end then tells what happened).
+async fn failed_start(report: std::io::PipeReader) -> Option<i32> {
+    let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(report)).ok()?;
+    let mut buf = Vec::new();
+    rx.read_to_end(&mut buf).await.ok()?;
+    Some(i32::from_le_bytes(buf.get(..4)?.try_into().ok()?))
 }
 
 /// Waits for the leader to exit, or kills the group when `control` interrupts.

@@ -1,0 +1,161 @@
+//! The step guard: a small process between a member and each step it runs, so that the step,
+//! and everything it started, dies with the member even when the member is SIGKILLed.
+//!
+//! Why a process of its own: a SIGKILLed member runs no code, so only the kernel can stop its
+//! steps, and it does so through `PR_SET_PDEATHSIG` (a signal sent to a process when the
+//! thread that started it exits). Setting it needs code between fork and exec; in the member
+//! that would make the standard library fork a multi-threaded process instead of calling
+//! `posix_spawn`, and such a child deadlocked on a lock another thread held at the fork (seen
+//! with the chaos harness's LD_PRELOADed libfiu; jepsen/README.md). So the member starts the
+//! `steward` binary itself as `steward __step-guard PARENT PROGRAM ARGS...` (with
+//! `posix_spawn`, as the leader of a new process group), and this single-threaded process:
+//!
+//! 1. asks for `SIGUSR1` when its parent dies, and checks the parent is still `PARENT` (it may
+//!    have died before that);
+//! 2. starts the step as its child, in the same process group, with the environment, working
+//!    directory and output it was given itself (stdin is `/dev/null`);
+//! 3. on `SIGUSR1` kills its whole process group with SIGKILL: the step, the step's children
+//!    and itself;
+//! 4. otherwise waits for the step and ends the same way: the same exit code, or the same
+//!    signal. It survives a SIGTERM sent to the group (the member's abort), so that what the
+//!    member sees is how the step ended, as without a guard.
+//!
+//! Whether the step started is reported on the guard's stdin, which the member makes the
+//! write end of a pipe: nothing before end of file means it started; otherwise the 4 bytes of
+//! the `errno` of the failed start, and the member reports the step as not started, as when it
+//! starts the step itself.
+//!
+//! The parent is the member's thread that started the guard: a worker of the async runtime,
+//! which lives as long as the member does.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::OnceLock;
+
+/// The argument that makes `steward` a step guard.
+pub const ARG: &str = "__step-guard";
+
+/// The guard program of this process's executors, once [`use_this_binary`] was called.
+static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes the executors of this process (the `steward` binary) start every step through a
+/// guard. Without it (a library user, the in-process tests) steps start directly and outlive
+/// a SIGKILLed process.
+pub fn use_this_binary() {
+    // The running binary even if its file was replaced or removed since (an upgrade): the
+    // path is resolved by the child, whose /proc/self/exe is still this binary at that point.
+    let _ = PROGRAM.set(PathBuf::from("/proc/self/exe"));
+}
+
+/// The guard program set for this process, if any.
+pub(crate) fn program() -> Option<PathBuf> {
+    PROGRAM.get().cloned()
+}
+
+/// The exit code when the guard cannot do its job (bad arguments): the shells' "cannot run".
+const CANNOT_RUN: u8 = 127;
+
+/// Runs the guard if the command line asks for it: `Some(code)` to exit with, `None` when the
+/// process is an ordinary `steward` command.
+pub fn run_if_requested() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != ARG {
+        return None;
+    }
+    let parent = args.next().and_then(|p| p.into_string().ok()).and_then(|p| p.parse::<libc::pid_t>().ok());
+    let (Some(parent), Some(program)) = (parent, args.next()) else {
+        eprintln!("steward: usage: steward {ARG} PARENT-PID PROGRAM [ARGS...]");
+        return Some(ExitCode::from(CANNOT_RUN));
+    };
+    Some(guard(parent, program, args.collect()))
+}
+
+/// `SIGUSR1`: the member is gone. Only async-signal-safe calls here.
+extern "C" fn on_parent_death(_: libc::c_int) {
+    // SAFETY: kill is async-signal-safe; pid 0 is this process's own group, which holds this
+    // guard, the step and the step's descendants only (the guard leads it).
+    unsafe {
+        libc::kill(0, libc::SIGKILL);
+    }
+}
+
+/// `SIGTERM`: meant for the step (the member signals the whole group); the guard waits on.
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+fn set_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler is a plain
+    // `extern "C"` function that only makes async-signal-safe calls. A handler, unlike
+    // SIG_IGN, is reset to the default by exec, so the step does not inherit it.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+    }
+}
+
+fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCode {
+    // The member starts the guard as a group leader; anyone else may not, and killing "our
+    // group" must never reach the caller's.
+    // SAFETY: plain syscalls without pointers.
+    unsafe {
+        if libc::getpgrp() != libc::getpid() && libc::setpgid(0, 0) != 0 {
+            eprintln!("steward: the step guard cannot lead a process group: {}", std::io::Error::last_os_error());
+            return ExitCode::from(CANNOT_RUN);
+        }
+    }
+    set_handler(libc::SIGUSR1, on_parent_death);
+    set_handler(libc::SIGTERM, ignore_signal);
+    // SAFETY: plain syscalls without pointers.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1 as libc::c_ulong, 0, 0, 0);
+        // The parent may have died before the line above: then nothing would ever tell us.
+        if libc::getppid() != parent {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+    // SAFETY: fd 0 is the write end of the member's report pipe (see the module docs), owned
+    // by nothing else in this process.
+    let mut report = unsafe { std::fs::File::from_raw_fd(0) };
+    let mut child = match Command::new(&program).args(&args).stdin(Stdio::null()).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            let _ = report.write_all(&errno.to_le_bytes());
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    // End of file on the pipe: the step started.
+    drop(report);
+    let status = match child.wait() {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("steward: waiting for the step failed: {e}");
+            // SAFETY: as in `on_parent_death`.
+            unsafe { libc::kill(0, libc::SIGKILL) };
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    if let Some(code) = status.code() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(CANNOT_RUN));
+    }
+    if let Some(signal) = status.signal() {
+        // End by the same signal, without a core dump of the guard itself.
+        // SAFETY: plain syscalls; the rlimit is a valid local value.
+        unsafe {
+            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+        // A signal whose default is not to terminate (it cannot have ended the step, but
+        // still): the shells' convention.
+        return ExitCode::from(u8::try_from(128 + signal).unwrap_or(CANNOT_RUN));
+    }
+    ExitCode::from(CANNOT_RUN)
+}
