@@ -50,7 +50,9 @@ fn execution(steps: Vec<Step>, keepgoing: bool) -> Execution {
 /// Every test here starts its steps through the step guard, as the `steward` binary does (the
 /// in-process cluster tests start them directly).
 fn executor() -> Executor {
-    Executor::new().with_kill_grace(Duration::from_millis(300)).with_step_guard(env!("CARGO_BIN_EXE_steward"))
+    Executor::new()
+        .with_kill_grace(Duration::from_millis(300))
+        .with_step_guard(env!("CARGO_BIN_EXE_steward-step-guard"))
 }
 
 async fn run(exec: &Execution) -> (steward::exec::Outcome, Collect) {
@@ -435,12 +437,15 @@ async fn through_the_step_guard_a_step_ends_as_it_would_without_it() {
         assert_eq!(sink.text_of("1"), vec!["0".to_string(), "0".to_string()], "guarded={guarded}");
     }
     // The guard mirrors a signal by dying of it itself: the status is a real signal status.
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args([steward::exec::guard::ARG, &std::process::id().to_string(), "/bin/sh", "-c", "kill -TERM $$"])
-        .stdin(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    // `steward` itself is a guard too (when the small program is missing).
+    for guard in [env!("CARGO_BIN_EXE_steward-step-guard"), env!("CARGO_BIN_EXE_steward")] {
+        let status = std::process::Command::new(guard)
+            .args([steward::exec::guard::ARG, &std::process::id().to_string(), "/bin/sh", "-c", "kill -TERM $$"])
+            .stdin(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{guard}");
+    }
 }
 
 #[tokio::test]
@@ -454,7 +459,7 @@ async fn the_step_guard_kills_the_steps_whole_group_when_its_parent_dies() {
         .arg("-c")
         .arg(format!(
             "{guard} {arg} $$ /bin/sh -c '{step}' < /dev/null & wait",
-            guard = env!("CARGO_BIN_EXE_steward"),
+            guard = env!("CARGO_BIN_EXE_steward-step-guard"),
             arg = steward::exec::guard::ARG,
         ))
         // Not this test's output: a step left running by a failure would hold it open.
