@@ -13,7 +13,7 @@ use steward::exec::{
 };
 use steward::logs::{LogEntry, LogLevel, LogSink};
 
-use crate::fixture::{alive, pids_in_file, wait_for, KillOnDrop};
+use crate::fixture::{alive, wait_for, KillOnDrop};
 
 /// Collects entries in memory.
 #[derive(Default)]
@@ -467,18 +467,9 @@ async fn the_step_guard_kills_the_steps_whole_group_when_its_parent_dies() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let step_pids = wait_for(Duration::from_secs(10), "the step and its grandchild", || async {
-        let pids = pids_in_file(&pids);
-        (pids.len() >= 2).then_some(pids)
-    })
-    .await;
-    // If the guard fails, the test still leaves nothing running.
-    let _cleanup = KillOnDrop(step_pids.clone());
-    assert!(step_pids.iter().all(|&p| alive(p)));
+    // The step and its grandchild; if the guard fails, they are killed when the test ends.
+    let step = KillOnDrop::listed_in(&pids, 2, Duration::from_secs(10)).await;
     member.kill().unwrap();
     member.wait().unwrap();
-    wait_for(Duration::from_secs(10), "the step and its grandchild to die with the member", || async {
-        step_pids.iter().all(|&p| !alive(p)).then_some(())
-    })
-    .await;
+    step.wait_gone(Duration::from_secs(10), "the step and its grandchild to die with the member").await;
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::fixture::process::ProcCluster;
-use crate::fixture::{alive, pids_in_file, wait_for, KillOnDrop};
+use crate::fixture::process::{ProcCluster, BIN};
+use crate::fixture::{wait_for, KillOnDrop};
 
 /// Default `heartbeat.considerDead` + `autotakeover.delay` + the 2 s the issue allows.
 const TAKEOVER_BOUND_MS: i64 = 5_000 + 2_000;
@@ -691,26 +691,37 @@ async fn sigkill_of_a_leader_that_owns_jobs_moves_them_within_the_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_member_takes_its_running_steps_and_their_children_with_it() {
-    let mut c = ProcCluster::start(1).await;
-    let pids = c.root.path().join("pids");
-    create_project(&c, 0, "orphans").await;
-    let yaml = format!(
-        "- name: long\n  sequence:\n    commands:\n      - exec: sh -c 'echo $$ >> {p}; sleep 1000 & echo $! >> {p}; wait'\n",
-        p = pids.display()
-    );
-    let job = import(&c, 0, "orphans", yaml).await.remove(0);
-    let r = c.req(0, Method::POST, &format!("/api/45/job/{job}/run")).json(&json!({})).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    let step_pids = wait_for(Duration::from_secs(20), "the step and its child", || async {
-        let pids = pids_in_file(&pids);
-        (pids.len() >= 2).then_some(pids)
-    })
-    .await;
-    let _cleanup = KillOnDrop(step_pids.clone());
-    assert!(step_pids.iter().all(|&p| alive(p)));
-    c.kill(0);
-    wait_for(Duration::from_secs(10), "the step and its child to die with the member", || async {
-        step_pids.iter().all(|&p| !alive(p)).then_some(())
-    })
-    .await;
+    // Second case: `steward-step-guard` is removed from beside `steward` while the member runs
+    // (an upgrade), and the member guards its steps with its own binary instead.
+    for guard_removed in [false, true] {
+        let mut c = ProcCluster::new();
+        let guard = c.root.path().join("bin/steward-step-guard");
+        if guard_removed {
+            std::fs::create_dir(c.root.path().join("bin")).unwrap();
+            let bin = c.root.path().join("bin/steward");
+            for (from, to) in [(BIN, &bin), (env!("CARGO_BIN_EXE_steward-step-guard"), &guard)] {
+                if std::fs::hard_link(from, to).is_err() {
+                    std::fs::copy(from, to).unwrap();
+                }
+            }
+            c.bin = bin;
+        }
+        c.add().await;
+        if guard_removed {
+            std::fs::remove_file(&guard).unwrap();
+        }
+        let pids = c.root.path().join("pids");
+        create_project(&c, 0, "orphans").await;
+        let yaml = format!(
+            "- name: long\n  sequence:\n    commands:\n      - exec: sh -c 'echo $$ >> {p}; sleep 1000 & echo $! >> {p}; wait'\n",
+            p = pids.display()
+        );
+        let job = import(&c, 0, "orphans", yaml).await.remove(0);
+        let r = c.req(0, Method::POST, &format!("/api/45/job/{job}/run")).json(&json!({})).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        let step = KillOnDrop::listed_in(&pids, 2, Duration::from_secs(20)).await;
+        c.kill(0);
+        let what = format!("the step and its child to die with the member (guard removed: {guard_removed})");
+        step.wait_gone(Duration::from_secs(10), &what).await;
+    }
 }

@@ -6,9 +6,10 @@
 //! thread that started it exits). Setting it needs code between fork and exec; in the member
 //! that would make the standard library fork a multi-threaded process instead of calling
 //! `posix_spawn`, and such a child deadlocked on a lock another thread held at the fork (seen
-//! with the chaos harness's LD_PRELOADed libfiu; jepsen/README.md). So the member starts the
-//! `steward` binary itself as `steward __step-guard PARENT PROGRAM ARGS...` (with
-//! `posix_spawn`, as the leader of a new process group), and this single-threaded process:
+//! with the chaos harness's LD_PRELOADed libfiu; jepsen/README.md). So the member starts a
+//! guard, `steward-step-guard __step-guard PARENT PROGRAM ARGS...` (or `steward` itself with
+//! the same arguments; see [`use_this_binary`]), with `posix_spawn`, as the leader of a new
+//! process group, and this single-threaded process:
 //!
 //! 1. asks for `SIGUSR1` when its parent dies, and checks the parent is still `PARENT` (it may
 //!    have died before that);
@@ -32,7 +33,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 
@@ -50,19 +51,25 @@ const THIS_BINARY: &str = "/proc/self/exe";
 const GUARD_BINARY: &str = "steward-step-guard";
 
 /// Makes the executors of this process (the `steward` binary) start every step through a
-/// guard: `steward-step-guard` next to this binary when it is there (about 0.4 ms of CPU to
-/// start, against about 2 ms for the whole `steward` binary, which has some 78 000
-/// relocations to apply at every start), else this binary itself. Without it (a library user,
-/// the in-process tests) steps start directly and outlive a SIGKILLed process.
+/// guard: `steward-step-guard` next to this binary when it is there, else this binary itself.
+/// A guarded `/bin/true` took 0.86 ms of CPU with the small program and 1.89 ms with the whole
+/// `steward` binary, which applies some 78 000 relocations at every start (`perf stat`,
+/// BENCHMARKS.md, session 10). Without this (a library user, the in-process tests) steps
+/// start directly and outlive a SIGKILLed process.
 pub fn use_this_binary() {
     let small = std::env::current_exe().ok().map(|exe| exe.with_file_name(GUARD_BINARY)).filter(|p| p.is_file());
     let _ = PROGRAM.set(small.unwrap_or_else(|| PathBuf::from(THIS_BINARY)));
 }
 
-/// What to start when `guard` could not be (its file gone, an upgrade that removed it while
-/// this member ran): this binary, which is a guard too.
-pub(crate) fn fallback(guard: &std::path::Path) -> Option<&'static std::path::Path> {
-    (guard != std::path::Path::new(THIS_BINARY)).then(|| std::path::Path::new(THIS_BINARY))
+/// The program to start as the guard `configured`: itself, unless it is the small program
+/// [`use_this_binary`] chose and its file is gone (an upgrade removed it while this member
+/// ran); then this binary, which is a guard too.
+pub(crate) fn to_start(configured: &Path) -> &Path {
+    if PROGRAM.get().is_some_and(|p| p == configured) && !configured.is_file() {
+        Path::new(THIS_BINARY)
+    } else {
+        configured
+    }
 }
 
 /// The guard program set for this process, if any.

@@ -285,20 +285,16 @@ impl Executor {
             kind => {
                 // The script file lives until the process has ended.
                 let prepared = self.prepare(kind);
+                let (grace, guard) = (self.kill_grace, self.step_guard.as_deref());
                 match prepared {
-                    Ok((argv, _script)) => {
-                        match process::run(&argv, ctx, &io, control, self.kill_grace, self.step_guard.as_deref()).await
-                        {
-                            ProcessEnd::Exited(s) => match exit_reason(s) {
-                                None => (Status::Succeeded, None),
-                                Some(r) => (Status::Failed, Some(r)),
-                            },
-                            ProcessEnd::Interrupted(why, s) => (interrupt_status(why), exit_reason(s)),
-                            ProcessEnd::NotStarted(e) => {
-                                (Status::Failed, Some(FailureReason::NotStarted(e.to_string())))
-                            }
-                        }
-                    }
+                    Ok((argv, _script)) => match process::run(&argv, ctx, &io, control, grace, guard).await {
+                        ProcessEnd::Exited(s) => match exit_reason(s) {
+                            None => (Status::Succeeded, None),
+                            Some(r) => (Status::Failed, Some(r)),
+                        },
+                        ProcessEnd::Interrupted(why, s) => (interrupt_status(why), exit_reason(s)),
+                        ProcessEnd::NotStarted(e) => (Status::Failed, Some(FailureReason::NotStarted(e.to_string()))),
+                    },
                     Err(reason) => (Status::Failed, Some(reason)),
                 }
             }

@@ -123,9 +123,7 @@ pub(crate) async fn run(
                 Ok(pipe) => pipe,
                 Err(e) => return ProcessEnd::NotStarted(e),
             };
-            // A guard program removed under a running member (an upgrade): this binary is one too.
-            let guard = if guard.is_file() { guard } else { super::guard::fallback(guard).unwrap_or(guard) };
-            let mut cmd = Command::new(guard);
+            let mut cmd = Command::new(super::guard::to_start(guard));
             cmd.arg(super::guard::ARG).arg(std::process::id().to_string()).arg(program).args(args).stdin(report_tx);
             (cmd, Some(report))
         }
