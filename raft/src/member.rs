@@ -342,6 +342,14 @@ impl Member {
         }
     }
 
+    /// Sends the followers this leader's commit index at once (a heartbeat), instead of with
+    /// the next append or after openraft's short hold-back of commit-only heartbeats.
+    pub(crate) async fn announce_commit(&self) {
+        if let Err(e) = self.inner.raft.trigger().heartbeat().await {
+            tracing::debug!(error = %e, "could not announce the commit index");
+        }
+    }
+
     /// Makes this member's state current for a linearizable read: afterwards, local reads see
     /// every write acknowledged before this call started.
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {

@@ -58,6 +58,13 @@ use crate::AsyncRuntime;
 use crate::LogId;
 use crate::MessageSummary;
 use crate::RaftLogId;
+
+/// How long a replication stream holds back an AppendEntries that would carry nothing but a
+/// newer commit index (steward's change to openraft 0.9.25, vendor/README.md). An append that
+/// comes within this time carries the commit index anyway; sent at once, the commit-only RPC
+/// was the one RPC in flight to the follower, and the next write's entries waited for its
+/// answer. Capped at the heartbeat interval.
+const COMMIT_NOTIFY_DELAY: Duration = Duration::from_millis(2);
 use crate::RaftTypeConfig;
 use crate::StorageError;
 use crate::StorageIOError;
@@ -143,6 +150,10 @@ where
     /// Next replication action to run.
     next_action: Option<Data<C>>,
 
+    /// When to send a commit-only heartbeat, if no RPC has carried the newest `committed` by
+    /// then (see [`COMMIT_NOTIFY_DELAY`]).
+    commit_notify_at: Option<InstantOf<C>>,
+
     /// Appropriate number of entries to send.
     /// This is only used by AppendEntries RPC.
     entries_hint: ReplicationHint,
@@ -198,6 +209,7 @@ where
             rx_event,
             weak_tx_event: tx_event.downgrade(),
             next_action: None,
+            commit_notify_at: None,
             entries_hint: Default::default(),
         };
 
@@ -437,7 +449,9 @@ where
 
         let leader_time = C::now();
 
-        // Build the heartbeat frame to be sent to the follower.
+        // Build the heartbeat frame to be sent to the follower. It carries the newest commit
+        // index, so no commit-only heartbeat is owed any more.
+        self.commit_notify_at = None;
         let payload = AppendEntriesRequest {
             vote: self.session_id.vote_ref().clone(),
             prev_log_id: sending_range.prev.clone(),
@@ -630,16 +644,25 @@ where
 
         // If there is next action to run, do not block waiting for events,
         // instead, just try the best to drain all events.
-        if self.next_action.is_none() {
-            let event = self
-                .rx_event
-                .recv()
-                .await
-                .ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
+        while self.next_action.is_none() {
+            let recv = self.rx_event.recv();
+            let recv_res = match self.commit_notify_at {
+                None => recv.await,
+                Some(at) => {
+                    let sleep = C::sleep(at - C::now());
+                    select! {
+                        _ = sleep => {
+                            self.commit_notify_at = None;
+                            self.next_action = Some(Data::new_heartbeat());
+                            break;
+                        }
+                        recv_res = recv => recv_res,
+                    }
+                }
+            };
+            let event = recv_res.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
             self.process_event(event);
         }
-
-        // Returning from process_event(), next_action is never None.
 
         self.try_drain_events().await?;
 
@@ -683,9 +706,11 @@ where
 
                 self.committed = c;
 
-                // If there is no action, fill in an heartbeat action to send committed index.
-                if self.next_action.is_none() {
-                    self.next_action = Some(Data::new_heartbeat());
+                // If there is no action, a heartbeat will carry the committed index, unless an
+                // append carries it first (`COMMIT_NOTIFY_DELAY`).
+                if self.next_action.is_none() && self.commit_notify_at.is_none() {
+                    let heartbeat = Duration::from_millis(self.config.heartbeat_interval);
+                    self.commit_notify_at = Some(C::now() + COMMIT_NOTIFY_DELAY.min(heartbeat));
                 }
             }
             Replicate::Heartbeat => {
