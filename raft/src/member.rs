@@ -342,12 +342,9 @@ impl Member {
         }
     }
 
-    /// Sends the followers this leader's commit index at once (a heartbeat), instead of with
-    /// the next append or after openraft's short hold-back of commit-only heartbeats.
-    pub(crate) async fn announce_commit(&self) {
-        if let Err(e) = self.inner.raft.trigger().heartbeat().await {
-            tracing::debug!(error = %e, "could not announce the commit index");
-        }
+    /// The connections to the other members.
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.inner.peers
     }
 
     /// Makes this member's state current for a linearizable read: afterwards, local reads see

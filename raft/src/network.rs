@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,6 +135,17 @@ struct PeersInner {
     contacts: Mutex<HashMap<NodeId, Instant>>,
     /// The test-only fault layer, when its variable is set.
     faults: Option<Arc<NetFaults>>,
+    /// Writes other members forwarded to this one that are still in flight here.
+    forwarded_writes: AtomicUsize,
+}
+
+/// Counts one forwarded write while it is alive (`Peers::forwarded_write`).
+pub struct ForwardedWrite(Peers);
+
+impl Drop for ForwardedWrite {
+    fn drop(&mut self) {
+        self.0.inner.forwarded_writes.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Peers {
@@ -151,6 +163,7 @@ impl Peers {
                 channels: Mutex::new(HashMap::new()),
                 contacts: Mutex::new(HashMap::new()),
                 faults: NetFaults::from_env(),
+                forwarded_writes: AtomicUsize::new(0),
             }),
         })
     }
@@ -202,6 +215,16 @@ impl Peers {
         }
     }
 
+    /// Marks a write another member forwarded here as in flight until the value is dropped.
+    /// Meanwhile the Raft leader sends each newer commit index to the followers at once: the
+    /// forwarding member answers only once it has applied the write, and with no write in
+    /// flight that way the commit index may wait a moment for the next append to carry it
+    /// (`commit_may_wait`).
+    pub fn forwarded_write(&self) -> ForwardedWrite {
+        self.inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
+        ForwardedWrite(self.clone())
+    }
+
     fn record_contact(&self, id: NodeId) {
         let mut c = self.inner.contacts.lock().unwrap_or_else(|p| p.into_inner());
         c.insert(id, Instant::now());
@@ -224,6 +247,15 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
 
     async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> Self::Network {
         PeerClient { target, node: node.clone(), peers: self.clone() }
+    }
+
+    /// A commit index alone waits up to 2 ms for the next append to carry it, unless a member
+    /// that forwarded a write here is waiting to apply it (`Peers::forwarded_write`). At one
+    /// writer, an AppendEntries sent for the commit index alone held the next write's entries
+    /// back until it was answered. Asked when the leader commits, while every forwarded write
+    /// the commit covers still waits for its apply here, so is still counted.
+    fn commit_may_wait(&self) -> bool {
+        self.inner.forwarded_writes.load(Ordering::Relaxed) == 0
     }
 }
 

@@ -153,13 +153,10 @@ impl Cluster for ClusterSvc {
         let until = self.until(grpc_timeout(&req));
         let txn = wire::decode(&req.into_inner().data)?;
         // Handled here or refused: a forwarded write never hops again, so it cannot loop.
+        // The forwarding member waits until it has applied the write, so while it is in flight
+        // the followers learn each commit index at once (`Peers::commit_may_wait`).
+        let _forwarded = self.member.peers().forwarded_write();
         let res = self.member.local_write(txn, until).await;
-        if res.is_ok() {
-            // The forwarding member waits until it has applied the write, so it must learn the
-            // commit index now, not with the next append (openraft's replication holds a
-            // commit-only heartbeat back for a moment: vendor/README.md).
-            self.member.announce_commit().await;
-        }
         Ok(Response::new(Payload { data: wire::encode(&res) }))
     }
 

@@ -1749,8 +1749,14 @@ where
                 self.spawn_parallel_vote_requests(&vote_req).await;
             }
             Command::ReplicateCommitted { committed } => {
+                // steward's change (vendor/README.md): a stream holds a commit index with nothing
+                // to carry it back for a moment, unless the network asks for it at once.
+                let at_once = !self.network.commit_may_wait();
                 for node in self.replications.values() {
                     let _ = node.tx_repl.send(Replicate::Committed(committed.clone()));
+                    if at_once {
+                        let _ = node.tx_repl.send(Replicate::Heartbeat);
+                    }
                 }
             }
             Command::Commit {

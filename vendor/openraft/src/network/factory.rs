@@ -31,4 +31,14 @@ where
     /// The method is intentionally async to give the implementation a chance to use asynchronous
     /// sync primitives to serialize access to the common internal object, if needed.
     async fn new_client(&mut self, target: C::NodeId, node: &C::Node) -> Self::Network;
+
+    /// Whether a newer commit index, when a replication stream has no entries to send with it,
+    /// may wait a moment for an append to carry it instead of being sent at once in an
+    /// AppendEntries of its own (steward's change to openraft 0.9.25, vendor/README.md). Asked
+    /// when the leader commits.
+    ///
+    /// By default it may not: 0.9.25 sends it at once.
+    fn commit_may_wait(&self) -> bool {
+        false
+    }
 }
