@@ -267,14 +267,35 @@ pub struct PeerClient {
 }
 
 /// A gRPC failure as openraft understands it: an unreachable peer makes openraft back off.
+///
+/// A call that ran out of time is not "unreachable": the peer was reached and is slow, most
+/// often in an fsync the disk stalled (three members on one disk stall together). openraft
+/// sends the entries again at once after any other error, and the peer answers the repeat as
+/// soon as its flush is done; after an unreachable one it first waits 25 ms and more, which
+/// only lengthened every stall. A peer that answers nothing is still tried at most once per
+/// timeout.
 fn rpc_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, MemberNode, E> {
     use tonic::Code;
     match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-            RPCError::Unreachable(Unreachable::new(&status))
-        }
+        _ if timed_out(&status) => RPCError::Network(NetworkError::new(&status)),
+        Code::Unavailable | Code::Cancelled => RPCError::Unreachable(Unreachable::new(&status)),
         _ => RPCError::Network(NetworkError::new(&status)),
     }
+}
+
+/// Whether a call failed because its deadline passed (this side's timer, or the peer's).
+fn timed_out(status: &tonic::Status) -> bool {
+    if status.code() == tonic::Code::DeadlineExceeded {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn transport_error<E: std::error::Error>(e: tonic::transport::Error) -> RPCError<NodeId, MemberNode, E> {
@@ -467,5 +488,46 @@ mod tests {
         assert!(super::never_sent(&err), "{err:?}");
         assert!(!super::never_sent(&tonic::Status::unavailable("connection reset")));
         assert!(!super::never_sent(&tonic::Status::deadline_exceeded("timeout")));
+    }
+
+    /// A peer that takes the connection and never answers (a member stuck in a stalled fsync
+    /// looks so) must not make replication back off: its AppendEntries is sent again at once.
+    #[tokio::test]
+    async fn an_append_that_runs_out_of_time_is_retried_without_backing_off() {
+        use openraft::error::RPCError;
+        use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+        use openraft::raft::AppendEntriesRequest;
+
+        // Takes the connection, reads what comes and answers nothing, until the test ends.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            while matches!(tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await, Ok(n) if n > 0) {}
+        });
+        let mut peers = super::Peers::new("0123456789abcdef0123").unwrap();
+        let node = crate::types::MemberNode { uuid: "u".into(), raft_addr: addr, http_addr: String::new() };
+        let mut client = peers.new_client(2, &node).await;
+        let rpc = AppendEntriesRequest::<crate::types::TypeConfig> {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: vec![],
+        };
+        let err = client.append_entries(rpc, RPCOption::new(std::time::Duration::from_millis(200))).await.unwrap_err();
+        assert!(matches!(err, RPCError::Network(_)), "a timeout should be a network error, without backoff: {err:?}");
+        // A refused connection still makes openraft back off.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let node = crate::types::MemberNode { uuid: "v".into(), raft_addr: closed, http_addr: String::new() };
+        let mut client2 = peers.new_client(3, &node).await;
+        let rpc = AppendEntriesRequest::<crate::types::TypeConfig> {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: vec![],
+        };
+        let err = client2.append_entries(rpc, RPCOption::new(std::time::Duration::from_millis(200))).await.unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
     }
 }
