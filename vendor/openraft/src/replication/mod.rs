@@ -58,17 +58,18 @@ use crate::AsyncRuntime;
 use crate::LogId;
 use crate::MessageSummary;
 use crate::RaftLogId;
+use crate::RaftTypeConfig;
+use crate::StorageError;
+use crate::StorageIOError;
+use crate::Vote;
 
 /// How long a replication stream holds back an AppendEntries that would carry nothing but a
 /// newer commit index (steward's change to openraft 0.9.25, vendor/README.md). An append that
 /// comes within this time carries the commit index anyway; sent at once, the commit-only RPC
 /// was the one RPC in flight to the follower, and the next write's entries waited for its
-/// answer. Capped at the heartbeat interval.
+/// answer. Capped at the heartbeat interval. When the network wants the commit index sent at
+/// once (`RaftNetworkFactory::commit_may_wait`), the core follows it with a heartbeat.
 const COMMIT_NOTIFY_DELAY: Duration = Duration::from_millis(2);
-use crate::RaftTypeConfig;
-use crate::StorageError;
-use crate::StorageIOError;
-use crate::Vote;
 
 /// The handle to a spawned replication stream.
 pub(crate) struct ReplicationHandle<C>
