@@ -490,6 +490,22 @@ mod tests {
         assert!(!super::never_sent(&tonic::Status::deadline_exceeded("timeout")));
     }
 
+    /// While a write another member forwarded is in flight here, the leader sends each commit
+    /// index at once (that member waits to apply the write); otherwise it may wait a moment.
+    #[tokio::test]
+    async fn commit_indexes_go_out_at_once_only_while_a_forwarded_write_is_in_flight() {
+        use openraft::network::RaftNetworkFactory;
+        let peers = super::Peers::new("0123456789abcdef0123").unwrap();
+        assert!(peers.commit_may_wait());
+        let first = peers.forwarded_write();
+        let second = peers.forwarded_write();
+        assert!(!peers.commit_may_wait());
+        drop(first);
+        assert!(!peers.commit_may_wait(), "one forwarded write is still in flight");
+        drop(second);
+        assert!(peers.commit_may_wait());
+    }
+
     /// A peer that takes the connection and never answers (a member stuck in a stalled fsync
     /// looks so) must not make replication back off: its AppendEntries is sent again at once.
     #[tokio::test]
