@@ -160,10 +160,11 @@ pub(crate) async fn run(
         return ProcessEnd::NotStarted(std::io::Error::other("the process has no id"));
     };
     let mut guard = GroupGuard { pgid, armed: true };
-    if let Some(errno) = match report {
+    let failed = match report {
         Some(report) => failed_start(report).await,
         None => None,
-    } {
+    };
+    if let Some(errno) = failed {
         guard.armed = false;
         let _ = child.wait().await;
         return ProcessEnd::NotStarted(std::io::Error::from_raw_os_error(errno));
