@@ -81,6 +81,11 @@ async fn every_api_route_needs_a_valid_token_but_health_does_not() {
     assert_eq!(bearer.status(), 200);
     let health = c.http.get(format!("{url}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // The body says whose vote this member holds: its own, won, in its current term.
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["vote"]["term"], body["term"], "{body}");
+    assert_eq!(body["vote"]["node"], c.server(0).member.id().to_string(), "{body}");
+    assert_eq!(body["vote"]["committed"], true, "{body}");
     c.shutdown().await;
 }
 

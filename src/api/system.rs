@@ -103,6 +103,14 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "member": state.member.node().uuid,
         "leader": m.current_leader.is_some(),
         "term": m.current_term,
+        // The vote as openraft orders it: by term, then by the candidate's Raft id, then
+        // committed over not. Two members may each lead one term (the greater id wins), so
+        // "one leader per term" is not a property to watch; a vote going backwards is.
+        "vote": {
+            "term": m.vote.leader_id().term,
+            "node": m.vote.leader_id().node_id.to_string(),
+            "committed": m.vote.is_committed(),
+        },
         "applied": m.last_applied.map(|l| l.index),
     });
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

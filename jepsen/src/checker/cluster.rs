@@ -2,10 +2,10 @@
 //! members' states compared at the end.
 //!
 //! Operations (workload `cluster`):
-//! - `members`: a `GET /api/45/cluster/members` sample; result `{term, leader}` (the leader's
-//!   view, reached through the member asked);
-//! - `health`: a `GET /health` sample; result `{status, member, term, applied}` (that member's
-//!   own view);
+//! - `members`: a `GET /api/45/cluster/members` sample; result `{term, leader, leader_raft_id}`
+//!   (the leader's view, reached through the member asked);
+//! - `health`: a `GET /health` sample; result `{status, member, term, vote, applied}` (that
+//!   member's own view; `vote` is `{term, node, committed}`);
 //! - `final-state`: after the final heal, one per member: `{digest, projects}` of everything it
 //!   serves;
 //! - `removed-read`: a linearizable read sent to a member after its removal was acknowledged;
@@ -14,8 +14,8 @@
 //! - `exit`: a member process that ended without the nemesis killing it (`expected` says
 //!   whether a fault explains it: removal, an injected disk error).
 //!
-//! Violations: two leaders in one term; a member's term going backwards, or its applied index
-//! within one process's life (steward's state machine is not fsynced on apply: after a crash
+//! Violations: one leader id (term and Raft id) reported for two members; a member's term or
+//! vote going backwards, or its applied index within one process's life (steward's state machine is not fsynced on apply: after a crash
 //! it restarts from an earlier applied index and re-applies the durable log, as
 //! `storage/README.md` documents); two
 //! members with different final states; a removed member answering a read; no recovery; an
@@ -35,23 +35,33 @@ pub fn check(history: &[Op]) -> Verdict {
         ps.iter().filter(move |p| p.invoke.f == f && p.outcome() == OpType::Ok).copied()
     }
 
-    // One leader per term.
-    let mut leaders: BTreeMap<u64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    // One member per leader id. openraft (without its `single-term-leader` feature) names a
+    // leader by term and Raft id, and orders candidates of one term by id: two may both win a
+    // term, the greater later, and the lesser's entries lose to the greater's. So a term may
+    // have two leaders (counted, not a violation); one leader id naming two members would be.
+    let mut leaders: BTreeMap<(u64, String), BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut terms: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for p in ok(&ps, "members") {
         let r = p.result();
         if let (Some(term), Some(leader)) = (r["term"].as_u64(), r["leader"].as_str()) {
             let via = p.invoke.node.clone().unwrap_or_default();
-            leaders.entry(term).or_default().entry(leader.to_string()).or_default().push(via);
+            let raft_id = r["leader_raft_id"].as_str().unwrap_or(leader).to_string();
+            leaders.entry((term, raft_id)).or_default().entry(leader.to_string()).or_default().push(via);
+            terms.entry(term).or_default().insert(leader.to_string());
         }
     }
     let mut split_brain = Examples::default();
-    for (term, by_leader) in &leaders {
+    for ((term, raft_id), by_leader) in &leaders {
         if by_leader.len() > 1 {
-            split_brain.push(json!({ "term": term, "leaders": by_leader.iter().map(|(l, via)| json!({
+            split_brain.push(
+                json!({ "term": term, "raft_id": raft_id, "leaders": by_leader.iter().map(|(l, via)| json!({
                 "leader": l, "reported_via": via.iter().collect::<BTreeSet<_>>()
-            })).collect::<Vec<_>>() }));
+            })).collect::<Vec<_>>() }),
+            );
         }
     }
+    let shared_terms: Vec<Value> =
+        terms.iter().filter(|(_, ls)| ls.len() > 1).map(|(t, ls)| json!({ "term": t, "leaders": ls })).collect();
 
     // Terms and applied indexes never go backwards on a member (by uuid: a wiped member that
     // rejoins is a new member). Only samples that did not overlap in time are compared.
@@ -76,6 +86,9 @@ pub fn check(history: &[Op]) -> Verdict {
         samples.sort_by_key(|p| p.start());
         let mut best_term: Option<(u64, u64)> = None; // (value, sample end)
         let mut best_applied: Option<(u64, u64)> = None;
+        // The vote is saved before it is acted on, so it never goes backwards, not even across
+        // a restart: a member that forgot its vote could vote twice in one term.
+        let mut best_vote: Option<((u64, u64, bool), u64)> = None;
         for p in samples.iter() {
             let r = p.result();
             let end = p.end().unwrap_or(u64::MAX);
@@ -94,6 +107,19 @@ pub fn check(history: &[Op]) -> Verdict {
                 }
                 if best.is_none_or(|(b, _)| v >= b) {
                     *best = Some((v, end));
+                }
+            }
+            if let Some(v) = vote_of(&r["vote"]) {
+                if let Some((b, b_end)) = best_vote {
+                    if b_end < p.start() && v < b {
+                        regressions.push(json!({
+                            "member": member, "field": "vote", "before": vote_json(b), "after": vote_json(v),
+                            "at_s": secs(p.start()), "node": p.invoke.node,
+                        }));
+                    }
+                }
+                if best_vote.is_none_or(|(b, _)| v >= b) {
+                    best_vote = Some((v, end));
                 }
             }
         }
@@ -158,9 +184,10 @@ pub fn check(history: &[Op]) -> Verdict {
         Validity::Valid
     };
     let summary = format!(
-        "{} terms seen, {} with two leaders; {} regressions; {} members compared at the end ({} unreachable), {}; \
+        "{} terms seen, {} led by two members (allowed), {} leader ids naming two members; {} regressions; {} members compared at the end ({} unreachable), {}; \
          {} reads to removed members, {} served; {} unexplained exits; recovered: {}",
-        leaders.len(),
+        terms.len(),
+        shared_terms.len(),
         split_brain.count,
         regressions.count,
         finals.len(),
@@ -176,7 +203,8 @@ pub fn check(history: &[Op]) -> Verdict {
         valid,
         summary,
         json!({
-            "terms": leaders.len(),
+            "terms": terms.len(),
+            "terms_with_two_leaders": shared_terms,
             "split_brain": split_brain,
             "regressions": regressions,
             "final_states": finals.iter().map(|(n, v)| (n.clone(), json!({ "digest": v["digest"], "projects": v["projects"] }))).collect::<BTreeMap<_, _>>(),
@@ -190,6 +218,15 @@ pub fn check(history: &[Op]) -> Verdict {
             "unexplained_exits": crashes,
         }),
     )
+}
+
+/// A `/health` sample's vote as openraft orders votes: term, then candidate id, then committed.
+fn vote_of(v: &Value) -> Option<(u64, u64, bool)> {
+    Some((v["term"].as_u64()?, v["node"].as_str()?.parse().ok()?, v["committed"].as_bool()?))
+}
+
+fn vote_json((term, node, committed): (u64, u64, bool)) -> Value {
+    json!({ "term": term, "node": node.to_string(), "committed": committed })
 }
 
 /// Which entries of the members' `state` maps differ, for the report (at most 20).
@@ -247,26 +284,52 @@ mod tests {
         let mut h = Vec::new();
         h.extend(pair(1, "members", "n1", 0, json!({ "term": 1, "leader": "A" })));
         h.extend(pair(2, "members", "n2", 0, json!({ "term": 1, "leader": "A" })));
-        h.extend(pair(1, "members", "n1", 10, json!({ "term": 2, "leader": "B" })));
-        h.extend(pair(1, "health", "n1", 20, json!({ "member": "A", "term": 2, "applied": 5 })));
-        h.extend(pair(1, "health", "n1", 30, json!({ "member": "A", "term": 2, "applied": 7 })));
+        h.extend(pair(1, "members", "n1", 10, json!({ "term": 2, "leader": "B", "leader_raft_id": "7" })));
+        // openraft lets a greater id win a term already won: A (9) after B (7) in term 2.
+        h.extend(pair(2, "members", "n2", 12, json!({ "term": 2, "leader": "A", "leader_raft_id": "9" })));
+        let vote = |node: &str, committed| json!({ "term": 2, "node": node, "committed": committed });
+        h.extend(pair(
+            1,
+            "health",
+            "n1",
+            20,
+            json!({ "member": "A", "term": 2, "vote": vote("7", true), "applied": 5 }),
+        ));
+        h.extend(pair(
+            1,
+            "health",
+            "n1",
+            25,
+            json!({ "member": "A", "term": 2, "vote": vote("9", false), "applied": 6 }),
+        ));
+        h.extend(pair(
+            1,
+            "health",
+            "n1",
+            30,
+            json!({ "member": "A", "term": 2, "vote": vote("9", true), "applied": 7 }),
+        ));
         h.extend(final_states(&["x", "x", "x"]));
         let v = check(&h);
         assert_eq!(v.valid, Validity::Valid, "{}", v.details);
+        assert_eq!(v.details["terms_with_two_leaders"][0]["term"], 2, "{}", v.details);
     }
 
     #[test]
-    fn two_leaders_in_one_term_a_regression_and_divergence_are_violations() {
+    fn one_leader_id_for_two_members_regressions_and_divergence_are_violations() {
         let mut h = Vec::new();
-        h.extend(pair(1, "members", "n1", 0, json!({ "term": 3, "leader": "A" })));
-        h.extend(pair(2, "members", "n2", 0, json!({ "term": 3, "leader": "B" })));
-        h.extend(pair(1, "health", "n1", 20, json!({ "member": "A", "term": 3, "applied": 9 })));
-        h.extend(pair(1, "health", "n1", 30, json!({ "member": "A", "term": 3, "applied": 4 })));
+        h.extend(pair(1, "members", "n1", 0, json!({ "term": 3, "leader": "A", "leader_raft_id": "5" })));
+        h.extend(pair(2, "members", "n2", 0, json!({ "term": 3, "leader": "B", "leader_raft_id": "5" })));
+        let vote = |node: &str| json!({ "term": 3, "node": node, "committed": true });
+        h.extend(pair(1, "health", "n1", 20, json!({ "member": "A", "term": 3, "vote": vote("5"), "applied": 9 })));
+        h.extend(pair(1, "health", "n1", 30, json!({ "member": "A", "term": 3, "vote": vote("4"), "applied": 4 })));
         h.extend(final_states(&["x", "y", "x"]));
         let v = check(&h);
         assert_eq!(v.valid, Validity::Invalid);
         assert_eq!(v.details["split_brain"]["count"], 1);
-        assert_eq!(v.details["regressions"]["count"], 1);
+        let fields: Vec<&Value> =
+            v.details["regressions"]["examples"].as_array().unwrap().iter().map(|e| &e["field"]).collect();
+        assert_eq!(fields, vec![&json!("applied"), &json!("vote")], "{}", v.details);
         assert_eq!(v.details["divergent"]["count"], 1);
         assert_eq!(v.details["divergent"]["examples"][0]["differences"][0]["key"], "p");
     }

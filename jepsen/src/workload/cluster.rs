@@ -84,7 +84,7 @@ impl Workload for ClusterWorkload {
                 // 503 is an answer too: the member's own view while it knows no leader.
                 Ok(a) if a.status == 200 || a.status == 503 => {
                     let b = &a.body;
-                    let v = json!({ "status": a.status, "member": b["member"], "term": b["term"], "applied": b["applied"], "leader": b["leader"] });
+                    let v = json!({ "status": a.status, "member": b["member"], "term": b["term"], "applied": b["applied"], "leader": b["leader"], "vote": b["vote"] });
                     w.complete(ctx, inv, OpType::Ok, v, None);
                 }
                 _ => {
@@ -97,7 +97,14 @@ impl Workload for ClusterWorkload {
                 ctx.api.request(&host, Method::GET, &format!("{API}/cluster/members"), &Cred::Admin, None, Some(SAMPLE_TIMEOUT)).await;
             match &res {
                 Ok(a) if a.ok() => {
-                    let v = json!({ "term": a.body["term"], "leader": a.body["leader"], "members": a.body["members"].as_array().map(|m| m.len()) });
+                    let members = a.body["members"].as_array();
+                    let leader_raft_id = members
+                        .and_then(|ms| ms.iter().find(|m| m["id"] == a.body["leader"]))
+                        .map(|m| m["raftId"].clone());
+                    let v = json!({
+                        "term": a.body["term"], "leader": a.body["leader"], "leader_raft_id": leader_raft_id,
+                        "members": members.map(|m| m.len()),
+                    });
                     w.complete(ctx, inv, OpType::Ok, v, None);
                 }
                 _ => {
