@@ -301,7 +301,9 @@ impl Server {
         match &config.join {
             Some(url) => {
                 let patience = config.cluster.request_timeout.max(Duration::from_secs(30));
-                let answer = join_through(url, secret, member, identity, keyring, patience).await?;
+                // One request may take minutes: the leader answers once the newcomer has caught up.
+                let answer =
+                    join_through(url, secret, member, identity, keyring, patience, Duration::from_secs(330)).await?;
                 if let Some(mine) = &identity.cluster_id {
                     if *mine != answer.cluster_id {
                         return Err(ServeError::Join {
@@ -336,7 +338,12 @@ impl Server {
         if identity.cluster_id.is_none() {
             return Ok(());
         }
-        match join_through(url, secret, member, identity, keyring, Duration::from_secs(3)).await {
+        // A member already in the cluster is answered at once, so a request that takes longer
+        // is not waited for: all members restarting together (a power cut, a unit file with
+        // --join) would otherwise each wait on another that is not serving yet, whose port
+        // takes the connection and never answers.
+        let (patience, request) = (Duration::from_secs(3), Duration::from_secs(5));
+        match join_through(url, secret, member, identity, keyring, patience, request).await {
             Ok(_) => Ok(()),
             Err(ServeError::Join { message, .. }) if message.contains("belongs to cluster") => {
                 Err(ServeError::Join { url: url.to_string(), message })
@@ -592,7 +599,7 @@ async fn open_member(config: MemberConfig, data_dir: &DataDir) -> Result<Member,
 }
 
 /// Asks the member at `url` to add this member, retrying for up to `patience` while it cannot
-/// be reached or the cluster has no leader.
+/// be reached or the cluster has no leader; one request gives up after `request_timeout`.
 async fn join_through(
     url: &str,
     secret: &str,
@@ -600,6 +607,7 @@ async fn join_through(
     identity: &Identity,
     keyring: &Keyring,
     patience: Duration,
+    request_timeout: Duration,
 ) -> Result<JoinAnswer, ServeError> {
     let body = JoinBody {
         node_id: identity.node_id.to_string(),
@@ -610,8 +618,8 @@ async fn join_through(
         key_ids: keyring.ids().iter().map(|k| k.to_string()).collect(),
     };
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(330))
-        .connect_timeout(Duration::from_secs(5))
+        .timeout(request_timeout)
+        .connect_timeout(Duration::from_secs(5).min(request_timeout))
         .build()
         .map_err(|e| ServeError::Start(e.to_string()))?;
     let endpoint = format!("{}/internal/cluster/join", url.trim_end_matches('/'));
