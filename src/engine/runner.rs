@@ -357,10 +357,9 @@ impl Runner {
         tokio::spawn(async move {
             let wait = rec.scheduled_ms.filter(|_| rec.status == ExecStatus::Scheduled);
             if let Some(at) = wait {
-                let delay = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0) as u64;
                 let s = signal.clone();
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                    _ = crate::engine::scheduler::sleep_until_wall(at) => {}
                     _ = s.requested() => {
                         self.active().remove(&id);
                         return;

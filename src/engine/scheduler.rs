@@ -48,6 +48,35 @@ const INITIAL_SLOT_COST_US: f64 = 500.0;
 /// The margin on a burst's expected commit time when it is decided ahead.
 const AHEAD_MARGIN: f64 = 1.5;
 
+/// The longest the scheduler sleeps before it reads the wall clock again. A sleep is measured
+/// on the monotonic clock but computed from the wall clock; if the wall clock is stepped back
+/// (NTP, a resumed VM) while the loop sleeps toward a slot that then looked far away, it must
+/// not sleep through the slots that come once the clock is right again.
+const WALL_CLOCK_RECHECK: Duration = Duration::from_secs(1);
+
+/// Waits until the wall clock reads `at_ms`, reading it again at least every
+/// [`WALL_CLOCK_RECHECK`], so a clock stepped back while waiting delays the wake-up by no
+/// more than that once it is right again.
+pub(crate) async fn sleep_until_wall(at_ms: i64) {
+    loop {
+        let left = wake_after(Some(at_ms), 0, Utc::now().timestamp_millis());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// How long to sleep before deciding the next slot, `next_ms` (none queued: `None`), decided
+/// `lead_ms` ahead, at wall time `now_ms`: never longer than [`WALL_CLOCK_RECHECK`].
+fn wake_after(next_ms: Option<i64>, lead_ms: i64, now_ms: i64) -> Duration {
+    let until = match next_ms {
+        Some(t) => Duration::from_millis((t - lead_ms).saturating_sub(now_ms).max(0) as u64),
+        None => WALL_CLOCK_RECHECK,
+    };
+    until.min(WALL_CLOCK_RECHECK)
+}
+
 /// The timer's queue: (next slot ms, job uuid), and for each instant how many of its jobs allow
 /// concurrent runs: the size of a burst that may be decided ahead (`Scheduler::lead`), kept
 /// here so that the timer does not count a burst of thousands at every turn of its loop (every
@@ -251,12 +280,10 @@ impl Scheduler {
                     Err(e) => tracing::warn!(error = %e, "scheduler cannot read the jobs yet; retrying"),
                 }
             }
-            let sleep = match (needs_rebuild, self.queue.first()) {
-                (true, _) => Duration::from_millis(200),
-                (false, Some(t)) => {
-                    Duration::from_millis((t - self.lead()).saturating_sub(Utc::now().timestamp_millis()).max(0) as u64)
-                }
-                (false, None) => Duration::from_secs(3600),
+            let sleep = if needs_rebuild {
+                Duration::from_millis(200)
+            } else {
+                wake_after(self.queue.first(), self.lead(), Utc::now().timestamp_millis())
             };
             tokio::select! {
                 _ = stopped(&mut stop) => break,
@@ -509,7 +536,21 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use super::Queue;
+    use std::time::Duration;
+
+    use super::{wake_after, Queue, WALL_CLOCK_RECHECK};
+
+    #[test]
+    fn the_scheduler_reads_the_wall_clock_again_within_a_second_however_far_the_next_slot() {
+        let now = 1_795_000_000_000;
+        // A clock stepped back 512 s makes the next slot look 512 s away: the loop must wake
+        // within a second, not sleep those 512 s on the monotonic clock.
+        assert_eq!(wake_after(Some(now + 512_000), 0, now), WALL_CLOCK_RECHECK);
+        assert_eq!(wake_after(None, 0, now), WALL_CLOCK_RECHECK);
+        assert_eq!(wake_after(Some(now + 300), 0, now), Duration::from_millis(300));
+        assert_eq!(wake_after(Some(now + 300), 100, now), Duration::from_millis(200), "decided ahead");
+        assert_eq!(wake_after(Some(now - 5_000), 0, now), Duration::ZERO, "a slot already due");
+    }
 
     #[test]
     fn the_queue_counts_each_instants_jobs_that_allow_concurrent_runs_once() {
