@@ -15,11 +15,10 @@
 //!   whether a fault explains it: removal, an injected disk error).
 //!
 //! Violations: one leader id (term and Raft id) reported for two members; a member's term or
-//! vote going backwards, or its applied index within one process's life (steward's state machine is not fsynced on apply: after a crash
-//! it restarts from an earlier applied index and re-applies the durable log, as
-//! `storage/README.md` documents); two
-//! members with different final states; a removed member answering a read; no recovery; an
-//! unexplained exit.
+//! vote going backwards, or its applied index within one process's life (steward's state
+//! machine is not fsynced on apply: after a crash it restarts from an earlier applied index and
+//! re-applies the durable log, as `storage/README.md` documents); two members with different
+//! final states; a removed member answering a read; no recovery; an unexplained exit.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,7 +62,7 @@ pub fn check(history: &[Op]) -> Verdict {
     let shared_terms: Vec<Value> =
         terms.iter().filter(|(_, ls)| ls.len() > 1).map(|(t, ls)| json!({ "term": t, "leaders": ls })).collect();
 
-    // Terms and applied indexes never go backwards on a member (by uuid: a wiped member that
+    // Terms, votes and applied indexes never go backwards on a member (by uuid: a wiped member that
     // rejoins is a new member). Only samples that did not overlap in time are compared.
     let mut by_member: BTreeMap<String, Vec<&Pair<'_>>> = BTreeMap::new();
     for p in ok(&ps, "health") {
