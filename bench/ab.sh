@@ -40,9 +40,9 @@ for _ in $(seq "$R"); do
     a=$(cpu); ia=$(idle)
     out=$(STEWARD_TOKEN=$TOKEN RUN="ab$RANDOM" wrk -t$t -c"$C" -d"${S}s" --latency -s bench/keys-put.lua "http://$leader")
     b=$(cpu); ib=$(idle)
-    python3 - "$bin" "$C" "$a" "$b" "$ia" "$ib" "$tick" "$S" <<PY
-import re, sys
-out = """$out"""
+    WRK_OUT=$out python3 - "$bin" "$C" "$a" "$b" "$ia" "$ib" "$tick" "$S" <<'PY'
+import os, re, sys
+out = os.environ["WRK_OUT"]
 bin_, c, a, b, ia, ib, tick, secs = sys.argv[1:]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 p = {k: re.search(r"\s%s%%\s+(\S+)" % k, out).group(1) for k in ("50", "99")}

@@ -39,15 +39,17 @@ pub fn check(history: &[Op]) -> Verdict {
     // term, the greater later, and the lesser's entries lose to the greater's. So a term may
     // have two leaders (counted, not a violation); one leader id naming two members would be.
     let mut leaders: BTreeMap<(u64, String), BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    let mut terms: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for p in ok(&ps, "members") {
         let r = p.result();
         if let (Some(term), Some(leader)) = (r["term"].as_u64(), r["leader"].as_str()) {
             let via = p.invoke.node.clone().unwrap_or_default();
             let raft_id = r["leader_raft_id"].as_str().unwrap_or(leader).to_string();
             leaders.entry((term, raft_id)).or_default().entry(leader.to_string()).or_default().push(via);
-            terms.entry(term).or_default().insert(leader.to_string());
         }
+    }
+    let mut terms: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
+    for ((term, _), by_leader) in &leaders {
+        terms.entry(*term).or_default().extend(by_leader.keys().map(String::as_str));
     }
     let mut split_brain = Examples::default();
     for ((term, raft_id), by_leader) in &leaders {
@@ -83,42 +85,36 @@ pub fn check(history: &[Op]) -> Verdict {
     let mut regressions = Examples::default();
     for (member, samples) in by_member.iter_mut() {
         samples.sort_by_key(|p| p.start());
-        let mut best_term: Option<(u64, u64)> = None; // (value, sample end)
-        let mut best_applied: Option<(u64, u64)> = None;
+        let mut term = Highest::default();
+        let mut applied = Highest::default();
         // The vote is saved before it is acted on, so it never goes backwards, not even across
         // a restart: a member that forgot its vote could vote twice in one term.
-        let mut best_vote: Option<((u64, u64, bool), u64)> = None;
+        let mut vote = Highest::default();
         for p in samples.iter() {
             let r = p.result();
-            let end = p.end().unwrap_or(u64::MAX);
-            if best_applied.is_some_and(|(_, b_end)| restarted_between(p.invoke.node.as_deref(), b_end, p.start())) {
-                best_applied = None;
+            let (start, end) = (p.start(), p.end().unwrap_or(u64::MAX));
+            if applied.best.is_some_and(|(_, b_end)| restarted_between(p.invoke.node.as_deref(), b_end, start)) {
+                applied.best = None;
             }
-            for (field, best) in [("term", &mut best_term), ("applied", &mut best_applied)] {
-                let Some(v) = r[field].as_u64() else { continue };
-                if let Some((b, b_end)) = *best {
-                    if b_end < p.start() && v < b {
-                        regressions.push(json!({
-                            "member": member, "field": field, "before": b, "after": v,
-                            "at_s": secs(p.start()), "node": p.invoke.node,
-                        }));
-                    }
+            let mut regressed = |field: &str, before: Value, after: Value| {
+                regressions.push(json!({
+                    "member": member, "field": field, "before": before, "after": after,
+                    "at_s": secs(start), "node": p.invoke.node,
+                }));
+            };
+            if let Some(v) = r["term"].as_u64() {
+                if let Some(b) = term.see(v, start, end) {
+                    regressed("term", json!(b), json!(v));
                 }
-                if best.is_none_or(|(b, _)| v >= b) {
-                    *best = Some((v, end));
+            }
+            if let Some(v) = r["applied"].as_u64() {
+                if let Some(b) = applied.see(v, start, end) {
+                    regressed("applied", json!(b), json!(v));
                 }
             }
             if let Some(v) = vote_of(&r["vote"]) {
-                if let Some((b, b_end)) = best_vote {
-                    if b_end < p.start() && v < b {
-                        regressions.push(json!({
-                            "member": member, "field": "vote", "before": vote_json(b), "after": vote_json(v),
-                            "at_s": secs(p.start()), "node": p.invoke.node,
-                        }));
-                    }
-                }
-                if best_vote.is_none_or(|(b, _)| v >= b) {
-                    best_vote = Some((v, end));
+                if let Some(b) = vote.see(v, start, end) {
+                    regressed("vote", vote_json(b), vote_json(v));
                 }
             }
         }
@@ -217,6 +213,29 @@ pub fn check(history: &[Op]) -> Verdict {
             "unexplained_exits": crashes,
         }),
     )
+}
+
+/// The highest value one member reported, with the end of the sample that reported it.
+struct Highest<T> {
+    best: Option<(T, u64)>,
+}
+
+impl<T> Default for Highest<T> {
+    fn default() -> Self {
+        Highest { best: None }
+    }
+}
+
+impl<T: PartialOrd + Copy> Highest<T> {
+    /// Takes a sample of `v` taken from `start` to `end`; returns the higher value it went back
+    /// from, when an earlier sample that ended before this one started reported more.
+    fn see(&mut self, v: T, start: u64, end: u64) -> Option<T> {
+        let back = self.best.filter(|(b, b_end)| *b_end < start && v < *b).map(|(b, _)| b);
+        if self.best.is_none_or(|(b, _)| v >= b) {
+            self.best = Some((v, end));
+        }
+        back
+    }
 }
 
 /// A `/health` sample's vote as openraft orders votes: term, then candidate id, then committed.

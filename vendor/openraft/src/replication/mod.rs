@@ -650,7 +650,7 @@ where
             let recv_res = match self.commit_notify_at {
                 None => recv.await,
                 Some(at) => {
-                    let sleep = C::sleep(at - C::now());
+                    let sleep = C::sleep_until(at);
                     select! {
                         _ = sleep => {
                             self.commit_notify_at = None;
