@@ -11,6 +11,7 @@
 //! steward bench fires [--jobs 10000] ...            fire lateness and memory with many jobs
 //! steward bench takeover [--runs 10] ...           SIGKILL of a job owner to the first fire elsewhere
 //! steward bench apply [--jobs 10000] ...            the state machine's cost of applying fires
+//! steward bench floor [--rounds 2000] ...          the disk's and loopback's floor for a write
 //! ```
 //!
 //! The cluster commands talk to a member's HTTP API with a token from `--token`,
@@ -96,6 +97,8 @@ pub enum BenchCommand {
     Takeover(crate::bench::TakeoverArgs),
     /// The state machine's cost of applying scheduled fires, on one store without Raft.
     Apply(crate::bench::apply::ApplyArgs),
+    /// What the disk and loopback allow a replicated write at best, with no steward code.
+    Floor(crate::bench::floor::FloorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Bench { what: BenchCommand::Takeover(args) } => {
             runtime().and_then(|rt| rt.block_on(crate::bench::takeover(args)))
         }
+        Command::Bench { what: BenchCommand::Floor(args) } => crate::bench::floor::floor(args),
         Command::Bench { what: BenchCommand::Apply(args) } => {
             runtime().and_then(|rt| rt.block_on(crate::bench::apply::apply(args)))
         }

@@ -16,6 +16,7 @@ use anyhow::Context;
 use serde_json::json;
 
 pub mod apply;
+pub mod floor;
 
 use crate::config::Config;
 use crate::server::Server;
@@ -136,6 +137,19 @@ fn print_row(target: &str, f: &Figures) {
     );
 }
 
+/// At one writer, the p50 as a multiple of the fsync floor and of the bare replicated write.
+fn print_against_floor(target: &str, f: &Figures, floors: &floor::Floors) {
+    if f.writers != 1 {
+        return;
+    }
+    let times = |d: Duration| f.p50.as_secs_f64() / d.as_secs_f64().max(1e-9);
+    println!(
+        "{target:<8} one-writer p50 = {:.1}x the fsync floor in place, {:.1}x the bare replicated append",
+        times(floors.in_place.p50),
+        times(floors.replicated.p50)
+    );
+}
+
 fn base64(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)
@@ -167,6 +181,10 @@ pub async fn start_cluster(root: &std::path::Path) -> anyhow::Result<(Vec<Server
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     crate::cli::init_logging("warn");
     let root = bench_root(args.dir.as_ref())?;
+    // Measured before the members start, on the disk they use, so the one-writer latency can be
+    // read against what the disk and loopback allow in this same run.
+    let floors = floor::measure(&root, 1000)?;
+    floor::print(&floors);
     let (servers, token) = start_cluster(&root).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let value = "x".repeat(args.value_size);
@@ -183,7 +201,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .json(&json!({ "name": format!("b{run_id}-{n}"), "description": v }))
         });
         let Some(etcd) = &args.etcd else {
-            print_row("steward", &Figures::of(w, vec![load(w, args.seconds, 0, steward).await]));
+            let f = Figures::of(w, vec![load(w, args.seconds, 0, steward).await]);
+            print_row("steward", &f);
+            print_against_floor("steward", &f, &floors);
             continue;
         };
         let (h, u, v) = (http.clone(), format!("{}/v3/kv/put", etcd.trim_end_matches('/')), base64(value.as_bytes()));
@@ -198,8 +218,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let e1 = load(w, half, 0, etcd.clone()).await;
         let e2 = load(w, half, second, etcd).await;
         let s2 = load(w, half, second, steward).await;
-        print_row("steward", &Figures::of(w, vec![s1, s2]));
-        print_row("etcd", &Figures::of(w, vec![e1, e2]));
+        let (s, e) = (Figures::of(w, vec![s1, s2]), Figures::of(w, vec![e1, e2]));
+        print_row("steward", &s);
+        print_row("etcd", &e);
+        print_against_floor("steward", &s, &floors);
+        print_against_floor("etcd", &e, &floors);
     }
     for s in servers {
         s.shutdown().await;
