@@ -73,11 +73,12 @@ STEWARD=$(curl -sf -H "X-Rundeck-Auth-Token: $TOKEN" "http://127.0.0.1:$SP/api/4
 echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD (GOMAXPROCS ${GOMAXPROCS:-default}); steward leader $STEWARD (worker threads ${STEWARD_WORKER_THREADS:-default}); ${SECS}s per run; $(date -u +%FT%TZ)"
 
 # --- measure --------------------------------------------------------------------------------
-# One wrk run -> "writes/s p50_ms p99_ms non2xx errors stalls stalls_ms": the last two are the
-# host's stalls during the run (bench/host-stalls.py), which land in both sides' tails.
+# One wrk run -> "writes/s p50_ms p99_ms non2xx errors stalls stalls_ms slow_syncs slow_sync_max_ms":
+# the last four are what bench/host-stalls.py saw of the machine during the run (its CPU standing
+# still, its disk standing still), which lands in either side's tail.
 measure() { # url script connections
   local c=$3 t=2 out probe; [ "$c" -lt 2 ] && t=1
-  python3 bench/host-stalls.py "$HALF" >"$WORK/stalls" &
+  python3 bench/host-stalls.py "$HALF" "$WORK" >"$WORK/stalls" &
   probe=$!
   out=$(wrk -t$t -c$c -d${HALF}s --latency -s "$2" "$1" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
@@ -85,7 +86,7 @@ measure() { # url script connections
     /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
     END { printf "%.0f %.2f %.2f %d %s", rps, p50, p99, bad, (err=="" ? "-" : "socket-errors") }')
   wait "$probe"
-  echo "$out $(cut -d' ' -f1,2 "$WORK/stalls")"
+  echo "$out $(cut -d' ' -f1,2,4,5 "$WORK/stalls")"
 }
 # Each side is measured in two halves, in the order steward, etcd, etcd, steward: the host's
 # noise (other tenants' CPU and disk) drifts over seconds, and this order gives both sides the
@@ -97,10 +98,10 @@ printf "\n| connections | steward writes/s | p50 | p99 | etcd writes/s | p50 | p
 printf "|---|---|---|---|---|---|---|---|---|\n"
 export STEWARD_TOKEN=$TOKEN
 for c in 1 16 64; do
-  read -r s1_rps s1_p50 s1_p99 s1_bad s1_err s1_sn s1_sms < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
-  read -r e1_rps e1_p50 e1_p99 e1_bad e1_err e1_sn e1_sms < <(measure "http://$ETCD" bench/etcd-put.lua $c)
-  read -r e2_rps e2_p50 e2_p99 e2_bad e2_err e2_sn e2_sms < <(measure "http://$ETCD" bench/etcd-put.lua $c)
-  read -r s2_rps s2_p50 s2_p99 s2_bad s2_err s2_sn s2_sms < <(export RUN="c$c-b-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
+  read -r s1_rps s1_p50 s1_p99 s1_bad s1_err s1_sn s1_sms s1_dn s1_dmax < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
+  read -r e1_rps e1_p50 e1_p99 e1_bad e1_err e1_sn e1_sms e1_dn e1_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c)
+  read -r e2_rps e2_p50 e2_p99 e2_bad e2_err e2_sn e2_sms e2_dn e2_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c)
+  read -r s2_rps s2_p50 s2_p99 s2_bad s2_err s2_sn s2_sms s2_dn s2_dmax < <(export RUN="c$c-b-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
   s_rps=$(mean "$s1_rps" "$s2_rps" "%.0f"); e_rps=$(mean "$e1_rps" "$e2_rps" "%.0f")
   s_p50=$(mean "$s1_p50" "$s2_p50" "%.2f"); e_p50=$(mean "$e1_p50" "$e2_p50" "%.2f")
   s_p99=$(mean "$s1_p99" "$s2_p99" "%.2f"); e_p99=$(mean "$e1_p99" "$e2_p99" "%.2f")
@@ -109,8 +110,9 @@ for c in 1 16 64; do
   p99r=$(awk -v a="$s_p99" -v b="$e_p99" 'BEGIN { printf "%.2f", a/b }')
   printf "| %s | %s | %s ms | %s ms | %s | %s ms | %s ms | %s | %s |\n" \
     "$c" "$s_rps" "$s_p50" "$s_p99" "$e_rps" "$e_p50" "$e_p99" "$ratio" "$p99r"
-  HALVES+="  halves, $c connections (writes/s): steward $s1_rps then $s2_rps, etcd $e1_rps then $e2_rps;"
-  HALVES+=" host stalls (count/ms): steward $s1_sn/$s1_sms then $s2_sn/$s2_sms, etcd $e1_sn/$e1_sms then $e2_sn/$e2_sms"$'\n'
+  HALVES+="  halves, $c connections (writes/s): steward $s1_rps then $s2_rps, etcd $e1_rps then $e2_rps; p99 (ms): steward $s1_p99 then $s2_p99, etcd $e1_p99 then $e2_p99;"
+  HALVES+=" machine stalls (count/ms): steward $s1_sn/$s1_sms then $s2_sn/$s2_sms, etcd $e1_sn/$e1_sms then $e2_sn/$e2_sms;"
+  HALVES+=" fdatasyncs over 10 ms (count/max ms): steward $s1_dn/$s1_dmax then $s2_dn/$s2_dmax, etcd $e1_dn/$e1_dmax then $e2_dn/$e2_dmax"$'\n'
   [ "$s_bad" = 0 ] && [ "$e_bad" = 0 ] || echo "  (non-2xx answers: steward $s_bad, etcd $e_bad)"
 done
 echo
