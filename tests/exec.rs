@@ -449,12 +449,17 @@ async fn through_the_step_guard_a_step_ends_as_it_would_without_it() {
 }
 
 #[tokio::test]
-async fn the_step_guard_kills_the_steps_whole_group_when_its_parent_dies() {
+async fn the_step_guard_kills_the_step_and_all_its_descendants_when_its_parent_dies() {
     // A stand-in for a member: a shell that starts the guard and is then SIGKILLed. (The
     // guard leads a process group of its own even when not started as one.)
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
-    let step = format!("echo $$ >> {p}; (sleep 1000 & echo $! >> {p}; wait) & wait", p = pids.display());
+    // The step, a grandchild in its group, and one that left the group for a session of its
+    // own (out of reach of a group kill).
+    let step = format!(
+        "echo $$ >> {p}; (sleep 1000 & echo $! >> {p}; wait) & setsid sleep 1000 & echo $! >> {p}; wait",
+        p = pids.display()
+    );
     let mut member = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(format!(
@@ -467,9 +472,9 @@ async fn the_step_guard_kills_the_steps_whole_group_when_its_parent_dies() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The step and its grandchild; if the guard fails, they are killed when the test ends.
-    let step = KillOnDrop::listed_in(&pids, 2, Duration::from_secs(10)).await;
+    // If the guard fails, they are killed when the test ends.
+    let step = KillOnDrop::listed_in(&pids, 3, Duration::from_secs(10)).await;
     member.kill().unwrap();
     member.wait().unwrap();
-    step.wait_gone(Duration::from_secs(10), "the step and its grandchild to die with the member").await;
+    step.wait_gone(Duration::from_secs(10), "the step and all its descendants to die with the member").await;
 }

@@ -12,14 +12,16 @@
 //! process group, and this single-threaded process:
 //!
 //! 1. asks for `SIGUSR1` when its parent dies, and checks the parent is still `PARENT` (it may
-//!    have died before that);
+//!    have died before that); makes itself a child subreaper, so that the step's descendants
+//!    whose parents die become its children rather than init's;
 //! 2. starts the step as its child, in the same process group, with the environment, working
 //!    directory and output it was given itself (stdin is `/dev/null`);
-//! 3. on `SIGUSR1` kills its whole process group with SIGKILL: the step, the step's children
-//!    and itself;
+//! 3. on `SIGUSR1` kills every descendant it has with SIGKILL, found through /proc, including
+//!    those that left the group (`setsid`, `setpgid`), then its group and itself;
 //! 4. otherwise waits for the step and ends the same way: the same exit code, or the same
 //!    signal. It survives a SIGTERM sent to the group (the member's abort), so that what the
-//!    member sees is how the step ended, as without a guard.
+//!    member sees is how the step ended, as without a guard. (An abort or a timeout reaches
+//!    the group only: a descendant that left it outlives those, as in Rundeck.)
 //!
 //! Whether the step started is reported on the guard's stdin, which the member makes the
 //! write end of a pipe: nothing before end of file means it started; otherwise the 4 bytes of
@@ -95,22 +97,13 @@ pub fn run_if_requested() -> Option<ExitCode> {
     Some(guard(parent, program, args.collect()))
 }
 
-/// `SIGUSR1`: the member is gone. Only async-signal-safe calls here.
-extern "C" fn on_parent_death(_: libc::c_int) {
-    // SAFETY: kill is async-signal-safe; pid 0 is this process's own group, which holds this
-    // guard, the step and the step's descendants only (the guard leads it).
-    unsafe {
-        libc::kill(0, libc::SIGKILL);
-    }
-}
-
 /// `SIGTERM`: meant for the step (the member signals the whole group); the guard waits on.
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
 fn set_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler is a plain
-    // `extern "C"` function that only makes async-signal-safe calls. A handler, unlike
-    // SIG_IGN, is reset to the default by exec, so the step does not inherit it.
+    // `extern "C"` function that makes no calls. A handler, unlike SIG_IGN, is reset to the
+    // default by exec, so the step does not inherit it.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler as *const () as libc::sighandler_t;
@@ -118,6 +111,82 @@ fn set_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(signal, &action, std::ptr::null_mut());
     }
+}
+
+/// The signals the guard waits for instead of handling them: `SIGUSR1` (the member is gone)
+/// and `SIGCHLD` (a child ended). Blocked, they stay pending until `sigwaitinfo` takes them,
+/// so neither can slip in between a check and a wait. The step does not inherit the mask:
+/// the standard library gives a spawned program an empty one.
+fn waited_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        set
+    }
+}
+
+/// The direct children of `pid` (every thread's), from /proc.
+fn children_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Kills every descendant of this guard, then the guard's whole group with the guard in it.
+///
+/// A descendant that left the step's process group (`setsid`, `setpgid`) is out of reach of
+/// the group kill, but not of this: the guard is a child subreaper, so a descendant whose
+/// parent dies becomes the guard's child rather than init's. Every live descendant therefore
+/// has a live chain of parents up to the guard, and once the guard has no child left, it has
+/// no descendant left. Each round kills what it finds and reaps what died; a process that
+/// forked in between is found in the next round.
+fn kill_everything() -> ! {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    // Without /proc's children lists (a kernel without CONFIG_PROC_CHILDREN), the group is
+    // all the guard can reach.
+    if !std::path::Path::new(&format!("/proc/{me}/task/{me}/children")).exists() {
+        // SAFETY: pid 0 is this process's own group, which the guard leads.
+        unsafe { libc::kill(0, libc::SIGKILL) };
+    }
+    for _ in 0..1000 {
+        let mut found = children_of(me);
+        let mut i = 0;
+        while i < found.len() {
+            let grandchildren = children_of(found[i]);
+            found.extend(grandchildren);
+            i += 1;
+        }
+        for pid in &found {
+            // SAFETY: plain syscall. The pid was in a children list a moment ago; for it to
+            // name an unrelated process now, that descendant would have to die, be reaped by
+            // its parent and the pid space wrap around in between.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        // Reap whatever has died; ECHILD means no child is left, so no descendant is.
+        loop {
+            // SAFETY: a null status pointer is allowed.
+            let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+            if r > 0 {
+                continue;
+            }
+            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                // SAFETY: pid 0 is this process's own group, which the guard leads.
+                unsafe { libc::kill(0, libc::SIGKILL) };
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(0, libc::SIGKILL) };
+    std::process::abort()
 }
 
 fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCode {
@@ -130,10 +199,14 @@ fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCod
             return ExitCode::from(CANNOT_RUN);
         }
     }
-    set_handler(libc::SIGUSR1, on_parent_death);
     set_handler(libc::SIGTERM, ignore_signal);
-    // SAFETY: plain syscalls without pointers.
+    let waited = waited_signals();
+    // SAFETY: plain syscalls; `waited` is a valid, initialised set.
     unsafe {
+        // An ignored SIGCHLD (inherited through exec) would reap children unseen.
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_BLOCK, &waited, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1 as libc::c_ulong, 0, 0, 0);
         // The parent may have died before the line above: then nothing would ever tell us.
         if libc::getppid() != parent {
@@ -143,7 +216,7 @@ fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCod
     // SAFETY: fd 0 is the write end of the member's report pipe (see the module docs), owned
     // by nothing else in this process.
     let mut report = unsafe { std::fs::File::from_raw_fd(0) };
-    let mut child = match Command::new(&program).args(&args).stdin(Stdio::null()).spawn() {
+    let child = match Command::new(&program).args(&args).stdin(Stdio::null()).spawn() {
         Ok(child) => child,
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
@@ -153,13 +226,29 @@ fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCod
     };
     // End of file on the pipe: the step started.
     drop(report);
-    let status = match child.wait() {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("steward: waiting for the step failed: {e}");
-            // SAFETY: as in `on_parent_death`.
-            unsafe { libc::kill(0, libc::SIGKILL) };
-            return ExitCode::from(CANNOT_RUN);
+    let step = child.id() as libc::pid_t;
+    let status = loop {
+        // SAFETY: `waited` is a valid set; a null info pointer is allowed.
+        let signal = unsafe { libc::sigwaitinfo(&waited, std::ptr::null_mut()) };
+        if signal == libc::SIGUSR1 {
+            kill_everything();
+        }
+        // A SIGCHLD, or an interruption: reap every child that ended. Orphans of the step
+        // (this guard is their subreaper) end here too, and are only reaped.
+        let mut ended = None;
+        loop {
+            let mut raw = 0;
+            // SAFETY: `raw` is a valid place for the status.
+            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == step {
+                ended = Some(std::process::ExitStatus::from_raw(raw));
+            }
+        }
+        if let Some(status) = ended {
+            break status;
         }
     };
     if let Some(code) = status.code() {

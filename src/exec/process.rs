@@ -5,10 +5,11 @@
 //! what does the work. Signalling only the shell would leave them running, still holding the
 //! step's pipes. `process_group(0)` makes the step's process the leader of a new group that
 //! its descendants inherit, and `killpg` reaches all of them at once. (A descendant that calls
-//! `setsid` or `setpgid` itself leaves the group and is out of reach; nothing short of a
-//! cgroup would catch it.) In the `steward` binary the group's leader is a step guard
-//! ([`super::guard`]) whose child is the step: it kills the group if the member dies, even by
-//! SIGKILL, and otherwise ends as the step did, so nothing below tells the two cases apart.
+//! `setsid` or `setpgid` itself leaves the group and is out of reach of an abort or a
+//! timeout.) In the `steward` binary the group's leader is a step guard ([`super::guard`])
+//! whose child is the step: if the member dies, even by SIGKILL, it kills every descendant of
+//! the step, those that left the group too; otherwise it ends as the step did, so nothing
+//! below tells the two cases apart.
 //!
 //! Killing: SIGTERM to the group, then, once the leader has exited and the rest of the group
 //! has had until the end of the grace period to do the same, SIGKILL to whatever is left.
