@@ -71,6 +71,27 @@ async fn a_member_restarted_with_join_pointing_at_a_peer_that_never_answers_stil
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_wins_a_new_term_instead_of_resuming_its_own() {
+    // A leader replicates entries before its own flush (vendor/README.md, openraft change 1),
+    // so a crash can take from its log entries that followers hold. Resuming its term after a
+    // restart gave those log ids to other entries: chaos seed 7 saw a follower keep the first
+    // ones and the restarted leader apply the second, then serve a stale read. A restarted
+    // leader must win a new term, in which every entry it writes has a new log id.
+    let mut c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "before").await, 201);
+    let term = || c.server(0).member.raft().metrics().borrow().current_term;
+    let before = term();
+    c.stop(0).await;
+    c.restart(0).await;
+    c.leader().await;
+    let term = c.server(0).member.raft().metrics().borrow().current_term;
+    assert!(term > before, "the restarted leader is in term {term}, as before the restart");
+    assert_eq!(c.create_project(0, "after").await, 201);
+    assert_eq!(c.project_names(0).await, vec!["after".to_string(), "before".to_string()]);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_member_catches_up_from_its_data_dir() {
     let mut c = TestCluster::start(3).await;
     let leader = c.leader().await;

@@ -15,7 +15,6 @@ use crate::engine::handler::following_handler::FollowingHandler;
 use crate::engine::handler::leader_handler::LeaderHandler;
 use crate::engine::handler::log_handler::LogHandler;
 use crate::engine::handler::replication_handler::ReplicationHandler;
-use crate::engine::handler::replication_handler::SendNone;
 use crate::engine::handler::server_state_handler::ServerStateHandler;
 use crate::engine::handler::snapshot_handler::SnapshotHandler;
 use crate::engine::handler::vote_handler::VoteHandler;
@@ -156,17 +155,16 @@ where
             self.state.membership_state.effective().is_voter(&self.config.id)
         );
 
-        // Previously it is a leader. restore it as leader at once
-        if self.state.is_leader(&self.config.id) {
-            self.vote_handler().update_internal_server_state();
-
-            let mut rh = self.replication_handler();
-
-            // Restore the progress about the local log
-            rh.update_local_progress(rh.state.last_log_id().cloned());
-
-            rh.initiate_replication(SendNone::False);
-
+        // steward change 3 (vendor/README.md): a member that was the leader when it stopped
+        // does not resume its term; as a voter it campaigns in the next one at once. With
+        // change 1 a leader replicates entries before its own flush, so a crash can take from
+        // its log entries that followers hold. Resuming the term would then hand the same log
+        // ids to other entries, and a follower whose log holds the first ones would keep them
+        // (the log ids match) while this member applies the second: state machines that
+        // disagree. In a new term every entry it writes has a new log id.
+        if self.state.is_leader(&self.config.id) && self.state.membership_state.effective().is_voter(&self.config.id) {
+            tracing::info!("startup: was the leader; campaigning in the next term instead of resuming");
+            self.elect();
             return;
         }
 
