@@ -72,6 +72,15 @@ STEWARD=$(curl -sf -H "X-Rundeck-Auth-Token: $TOKEN" "http://127.0.0.1:$SP/api/4
   | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["httpAddress"] for m in v["members"] if m["id"]==v["leader"]))')
 echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD (GOMAXPROCS ${GOMAXPROCS:-default}); steward leader $STEWARD (worker threads ${STEWARD_WORKER_THREADS:-default}); ${SECS}s per run; $(date -u +%FT%TZ)"
 
+# Raft terms before and after: a change means an election happened mid-run, which shows in that
+# side's tail.
+steward_term() { curl -sf "http://$STEWARD/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["term"])' || echo "?"; }
+etcd_term() {
+  etcdctl --endpoints="$ENDPOINTS" endpoint status -w json 2>/dev/null \
+    | python3 -c 'import json,sys; print(max(s["Status"]["raft_term"] for s in json.load(sys.stdin)))' || echo "?"
+}
+S_TERM=$(steward_term); E_TERM=$(etcd_term)
+
 # --- measure --------------------------------------------------------------------------------
 # One wrk run -> "writes/s p50_ms p99_ms non2xx errors stalls stalls_ms slow_syncs slow_sync_max_ms":
 # the last four are what bench/host-stalls.py saw of the machine during the run (its CPU standing
@@ -117,4 +126,5 @@ for c in 1 16 64; do
 done
 echo
 printf "%s" "$HALVES"
+echo "Raft terms over the run: steward $S_TERM -> $(steward_term), etcd $E_TERM -> $(etcd_term) (a change: an election mid-run)"
 echo "ratios: steward / etcd (writes/s: above 1 is better for steward; p99: below 1 is better for steward)"
