@@ -9,7 +9,8 @@
 //! with the chaos harness's LD_PRELOADed libfiu; jepsen/README.md). So the member starts a
 //! guard, `steward-step-guard __step-guard PARENT PROGRAM ARGS...` (or `steward` itself with
 //! the same arguments; see [`use_this_binary`]), with `posix_spawn`, as the leader of a new
-//! process group, and this single-threaded process:
+//! process group, and this process (single-threaded, unless a preloaded library such as the
+//! chaos harness's libfiu starts a thread in it):
 //!
 //! 1. asks for `SIGUSR1` when its parent dies, and checks the parent is still `PARENT` (it may
 //!    have died before that); makes itself a child subreaper, so that the step's descendants
@@ -17,7 +18,12 @@
 //! 2. starts the step as its child, in the same process group, with the environment, working
 //!    directory and output it was given itself (stdin is `/dev/null`);
 //! 3. on `SIGUSR1` kills every descendant it has with SIGKILL, found through /proc, including
-//!    those that left the group (`setsid`, `setpgid`), then its group and itself;
+//!    those that left the group (`setsid`, `setpgid`), then its group and itself. This runs
+//!    in the signal handler, with async-signal-safe calls only, so that it does not matter
+//!    which thread the kernel hands the signal to. (Waiting for `SIGUSR1` and `SIGCHLD` with
+//!    `sigwaitinfo` instead left steps "running" after they had ended in three chaos runs of
+//!    three with libfiu preloaded, most likely because a `SIGCHLD` went to libfiu's thread,
+//!    which discards it; with the handler, none in the runs after.);
 //! 4. otherwise waits for the step and ends the same way: the same exit code, or the same
 //!    signal. It survives a SIGTERM sent to the group (the member's abort), so that what the
 //!    member sees is how the step ended, as without a guard. (An abort or a timeout reaches
@@ -100,10 +106,16 @@ pub fn run_if_requested() -> Option<ExitCode> {
 /// `SIGTERM`: meant for the step (the member signals the whole group); the guard waits on.
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
+/// `SIGUSR1`: the member is gone. Runs on whichever thread the kernel picks (a library
+/// loaded into the guard may have started threads of its own), and never returns.
+extern "C" fn on_parent_death(_: libc::c_int) {
+    kill_everything()
+}
+
 fn set_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
-    // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler is a plain
-    // `extern "C"` function that makes no calls. A handler, unlike SIG_IGN, is reset to the
-    // default by exec, so the step does not inherit it.
+    // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handlers only make
+    // async-signal-safe calls. A handler, unlike SIG_IGN, is reset to the default by exec,
+    // so the step does not inherit it.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler as *const () as libc::sighandler_t;
@@ -113,29 +125,68 @@ fn set_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     }
 }
 
-/// The signals the guard waits for instead of handling them: `SIGUSR1` (the member is gone)
-/// and `SIGCHLD` (a child ended). Blocked, they stay pending until `sigwaitinfo` takes them,
-/// so neither can slip in between a check and a wait. The step does not inherit the mask:
-/// the standard library gives a spawned program an empty one.
-fn waited_signals() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set before sigaddset reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGUSR1);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        set
-    }
-}
+/// The most descendants one round of [`kill_everything`] finds; more are found in the next.
+const MAX_FOUND: usize = 2048;
 
-/// The direct children of `pid` (every thread's), from /proc.
-fn children_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|list| list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<_>>())
-        .collect()
+/// Appends the direct children of `pid` (those its main thread started) to `found[*n..]`,
+/// read from `/proc/PID/task/PID/children`. Only async-signal-safe calls: it runs in a signal
+/// handler.
+fn children_of(pid: libc::pid_t, found: &mut [libc::pid_t; MAX_FOUND], n: &mut usize) {
+    // "/proc/" PID "/task/" PID "/children" NUL, built without allocating.
+    let mut path = [0u8; 64];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        path[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    let mut digits = [0u8; 12];
+    let mut d = digits.len();
+    let mut v = pid.unsigned_abs();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    put(b"/proc/");
+    put(&digits[d..]);
+    put(b"/task/");
+    put(&digits[d..]);
+    put(b"/children\0");
+    // SAFETY: `path` is NUL-terminated; open, read and close are async-signal-safe.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let mut current: Option<libc::pid_t> = None;
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if got <= 0 {
+            break;
+        }
+        for &b in &buf[..got as usize] {
+            if b.is_ascii_digit() {
+                current = Some(current.unwrap_or(0).saturating_mul(10).saturating_add(libc::pid_t::from(b - b'0')));
+            } else if let Some(child) = current.take() {
+                if *n < MAX_FOUND {
+                    found[*n] = child;
+                    *n += 1;
+                }
+            }
+        }
+    }
+    if let Some(child) = current {
+        if *n < MAX_FOUND {
+            found[*n] = child;
+            *n += 1;
+        }
+    }
+    // SAFETY: `fd` was opened above.
+    unsafe { libc::close(fd) };
 }
 
 /// Kills every descendant of this guard, then the guard's whole group with the guard in it.
@@ -144,49 +195,47 @@ fn children_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
 /// the group kill, but not of this: the guard is a child subreaper, so a descendant whose
 /// parent dies becomes the guard's child rather than init's. Every live descendant therefore
 /// has a live chain of parents up to the guard, and once the guard has no child left, it has
-/// no descendant left. Each round kills what it finds and reaps what died; a process that
-/// forked in between is found in the next round.
+/// no descendant left. Each round kills what it finds and reaps what died; a process that was
+/// missed (it forked in between, or was started by a thread other than its parent's main
+/// one) is the guard's child by the next round. Only async-signal-safe calls: this runs in
+/// the `SIGUSR1` handler.
 fn kill_everything() -> ! {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
-    // Without /proc's children lists (a kernel without CONFIG_PROC_CHILDREN), the group is
-    // all the guard can reach.
-    if !std::path::Path::new(&format!("/proc/{me}/task/{me}/children")).exists() {
-        // SAFETY: pid 0 is this process's own group, which the guard leads.
-        unsafe { libc::kill(0, libc::SIGKILL) };
-    }
-    for _ in 0..1000 {
-        let mut found = children_of(me);
-        let mut i = 0;
-        while i < found.len() {
-            let grandchildren = children_of(found[i]);
-            found.extend(grandchildren);
-            i += 1;
-        }
-        for pid in &found {
-            // SAFETY: plain syscall. The pid was in a children list a moment ago; for it to
-            // name an unrelated process now, that descendant would have to die, be reaped by
-            // its parent and the pid space wrap around in between.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
-        }
-        // Reap whatever has died; ECHILD means no child is left, so no descendant is.
-        loop {
-            // SAFETY: a null status pointer is allowed.
-            let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-            if r > 0 {
-                continue;
+    // SAFETY: every call below is an async-signal-safe system call on plain values.
+    unsafe {
+        let me = libc::getpid();
+        for _ in 0..1000 {
+            let mut found = [0 as libc::pid_t; MAX_FOUND];
+            let mut n = 0;
+            children_of(me, &mut found, &mut n);
+            let mut i = 0;
+            while i < n {
+                let pid = found[i];
+                children_of(pid, &mut found, &mut n);
+                i += 1;
             }
-            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-                // SAFETY: pid 0 is this process's own group, which the guard leads.
-                unsafe { libc::kill(0, libc::SIGKILL) };
+            // A pid read a moment ago from a children list: for it to name an unrelated
+            // process now, that descendant would have to die, be reaped by its parent and
+            // the pid space wrap around in between.
+            for &pid in &found[..n] {
+                libc::kill(pid, libc::SIGKILL);
             }
-            break;
+            // Reap whatever died; ECHILD: no child is left, so no descendant is.
+            loop {
+                let r = libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG | libc::__WALL);
+                if r > 0 {
+                    continue;
+                }
+                if r < 0 && *libc::__errno_location() == libc::ECHILD {
+                    libc::kill(0, libc::SIGKILL);
+                }
+                break;
+            }
+            let pause = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+            libc::nanosleep(&pause, std::ptr::null_mut());
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        libc::kill(0, libc::SIGKILL);
+        libc::_exit(i32::from(CANNOT_RUN))
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(0, libc::SIGKILL) };
-    std::process::abort()
 }
 
 fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCode {
@@ -199,24 +248,23 @@ fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCod
             return ExitCode::from(CANNOT_RUN);
         }
     }
+    set_handler(libc::SIGUSR1, on_parent_death);
     set_handler(libc::SIGTERM, ignore_signal);
-    let waited = waited_signals();
-    // SAFETY: plain syscalls; `waited` is a valid, initialised set.
+    // SAFETY: plain syscalls without pointers.
     unsafe {
-        // An ignored SIGCHLD (inherited through exec) would reap children unseen.
+        // An ignored SIGCHLD (inherited through exec) would reap the step before we wait.
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-        libc::sigprocmask(libc::SIG_BLOCK, &waited, std::ptr::null_mut());
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1 as libc::c_ulong, 0, 0, 0);
         // The parent may have died before the line above: then nothing would ever tell us.
         if libc::getppid() != parent {
-            libc::kill(0, libc::SIGKILL);
+            kill_everything();
         }
     }
     // SAFETY: fd 0 is the write end of the member's report pipe (see the module docs), owned
     // by nothing else in this process.
     let mut report = unsafe { std::fs::File::from_raw_fd(0) };
-    let child = match Command::new(&program).args(&args).stdin(Stdio::null()).spawn() {
+    let mut child = match Command::new(&program).args(&args).stdin(Stdio::null()).spawn() {
         Ok(child) => child,
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
@@ -226,29 +274,13 @@ fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCod
     };
     // End of file on the pipe: the step started.
     drop(report);
-    let step = child.id() as libc::pid_t;
-    let status = loop {
-        // SAFETY: `waited` is a valid set; a null info pointer is allowed.
-        let signal = unsafe { libc::sigwaitinfo(&waited, std::ptr::null_mut()) };
-        if signal == libc::SIGUSR1 {
+    // Orphans of the step that end meanwhile (this guard is their subreaper) stay zombies
+    // until it exits; they hold nothing but a process table entry.
+    let status = match child.wait() {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("steward: waiting for the step failed: {e}");
             kill_everything();
-        }
-        // A SIGCHLD, or an interruption: reap every child that ended. Orphans of the step
-        // (this guard is their subreaper) end here too, and are only reaped.
-        let mut ended = None;
-        loop {
-            let mut raw = 0;
-            // SAFETY: `raw` is a valid place for the status.
-            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
-            if pid <= 0 {
-                break;
-            }
-            if pid == step {
-                ended = Some(std::process::ExitStatus::from_raw(raw));
-            }
-        }
-        if let Some(status) = ended {
-            break status;
         }
     };
     if let Some(code) = status.code() {
