@@ -23,7 +23,7 @@
 //!    which thread the kernel hands the signal to. (Waiting for `SIGUSR1` and `SIGCHLD` with
 //!    `sigwaitinfo` instead left steps "running" after they had ended in three chaos runs of
 //!    three with libfiu preloaded, most likely because a `SIGCHLD` went to libfiu's thread,
-//!    which discards it; with the handler, none in the runs after.);
+//!    which discards it; with the handler, none in the runs after);
 //! 4. otherwise waits for the step and ends the same way: the same exit code, or the same
 //!    signal. It survives a SIGTERM sent to the group (the member's abort), so that what the
 //!    member sees is how the step ended, as without a guard. (An abort or a timeout reaches
