@@ -449,6 +449,21 @@ async fn through_the_step_guard_a_step_ends_as_it_would_without_it() {
 }
 
 #[tokio::test]
+async fn the_step_guard_reaps_what_a_long_step_leaves_behind() {
+    // The guard is a child subreaper, so a step's processes whose parents end become its
+    // children; those that end must not stay zombies while the step runs on (a long step
+    // that keeps starting them would fill the process table). Inside the step, $PPID is the
+    // guard.
+    let script = "for i in 1 2 3 4 5 6 7 8; do (sh -c 'sleep 0.05' &); done; sleep 0.5; n=0; \
+                  for p in $(cat /proc/$PPID/task/$PPID/children); do \
+                  grep -q '^State:.Z' /proc/$p/status 2>/dev/null && n=$((n+1)); done; echo $n";
+    let sink = Collect::default();
+    let outcome = executor().run(&execution(vec![Step::exec(script)], false), &sink, AbortSignal::never()).await;
+    assert_eq!(outcome.status, Status::Succeeded);
+    assert_eq!(sink.text_of("1"), vec!["0".to_string()], "zombies left under the guard");
+}
+
+#[tokio::test]
 async fn the_step_guard_kills_the_step_and_all_its_descendants_when_its_parent_dies() {
     // A stand-in for a member: a shell that starts the guard and is then SIGKILLed. (The
     // guard leads a process group of its own even when not started as one.)

@@ -25,7 +25,8 @@
 //!    three with libfiu preloaded, most likely because a `SIGCHLD` went to libfiu's thread,
 //!    which discards it; with the handler, none in the runs after);
 //! 4. otherwise waits for the step and ends the same way: the same exit code, or the same
-//!    signal. It survives a SIGTERM sent to the group (the member's abort), so that what the
+//!    signal. Meanwhile it reaps the step's orphans that end (from its `SIGCHLD` handler),
+//!    so that a long step that keeps leaving processes behind leaves no zombies. It survives a SIGTERM sent to the group (the member's abort), so that what the
 //!    member sees is how the step ended, as without a guard. (An abort or a timeout reaches
 //!    the group only: a descendant that left it outlives those, as in Rundeck.)
 //!
@@ -105,6 +106,35 @@ pub fn run_if_requested() -> Option<ExitCode> {
 
 /// `SIGTERM`: meant for the step (the member signals the whole group); the guard waits on.
 extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// The step's pid, once it is started (0 before).
+static STEP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// `SIGCHLD`: reaps the step's orphans that ended (this guard is their subreaper), so that a
+/// long step that keeps leaving processes behind does not fill the process table with
+/// zombies. The step itself is left for the main thread's `wait`, which needs its status:
+/// `WNOWAIT` looks at an ended child without reaping it. Only async-signal-safe calls.
+extern "C" fn on_child(_: libc::c_int) {
+    let step = STEP.load(std::sync::atomic::Ordering::SeqCst);
+    if step == 0 {
+        return;
+    }
+    // SAFETY: waitid and waitpid are async-signal-safe; `info` is a valid place for the result.
+    unsafe {
+        // Keep errno as the interrupted code left it.
+        let saved = *libc::__errno_location();
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let r = libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+            let pid = info.si_pid();
+            if r != 0 || pid == 0 || pid == step {
+                break;
+            }
+            libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+        }
+        *libc::__errno_location() = saved;
+    }
+}
 
 /// `SIGUSR1`: the member is gone. Runs on whichever thread the kernel picks (a library
 /// loaded into the guard may have started threads of its own), and never returns.
@@ -250,10 +280,11 @@ fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCod
     }
     set_handler(libc::SIGUSR1, on_parent_death);
     set_handler(libc::SIGTERM, ignore_signal);
+    // Also replaces an ignored SIGCHLD inherited through exec, which would reap the step
+    // before the wait below.
+    set_handler(libc::SIGCHLD, on_child);
     // SAFETY: plain syscalls without pointers.
     unsafe {
-        // An ignored SIGCHLD (inherited through exec) would reap the step before we wait.
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1 as libc::c_ulong, 0, 0, 0);
         // The parent may have died before the line above: then nothing would ever tell us.
@@ -274,8 +305,9 @@ fn guard(parent: libc::pid_t, program: OsString, args: Vec<OsString>) -> ExitCod
     };
     // End of file on the pipe: the step started.
     drop(report);
-    // Orphans of the step that end meanwhile (this guard is their subreaper) stay zombies
-    // until it exits; they hold nothing but a process table entry.
+    STEP.store(child.id() as libc::pid_t, std::sync::atomic::Ordering::SeqCst);
+    // Orphans that ended before the line above are reaped at the next SIGCHLD, or with the
+    // guard.
     let status = match child.wait() {
         Ok(status) => status,
         Err(e) => {
