@@ -77,7 +77,7 @@ echo "etcd $(etcd --version | head -1 | awk '{print $3}') leader $ETCD (GOMAXPRO
 steward_term() { curl -sf "http://$STEWARD/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["term"])' || echo "?"; }
 etcd_term() {
   etcdctl --endpoints="$ENDPOINTS" endpoint status -w json 2>/dev/null \
-    | python3 -c 'import json,sys; print(max(s["Status"]["raft_term"] for s in json.load(sys.stdin)))' || echo "?"
+    | python3 -c 'import json,sys; print(max(s["Status"]["raftTerm"] for s in json.load(sys.stdin)))' || echo "?"
 }
 S_TERM=$(steward_term); E_TERM=$(etcd_term)
 
