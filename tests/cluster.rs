@@ -79,12 +79,12 @@ async fn a_restarted_leader_wins_a_new_term_instead_of_resuming_its_own() {
     // leader must win a new term, in which every entry it writes has a new log id.
     let mut c = TestCluster::start(1).await;
     assert_eq!(c.create_project(0, "before").await, 201);
-    let term = || c.server(0).member.raft().metrics().borrow().current_term;
-    let before = term();
+    let term_of = |c: &TestCluster| c.server(0).member.raft().metrics().borrow().current_term;
+    let before = term_of(&c);
     c.stop(0).await;
     c.restart(0).await;
     c.leader().await;
-    let term = c.server(0).member.raft().metrics().borrow().current_term;
+    let term = term_of(&c);
     assert!(term > before, "the restarted leader is in term {term}, as before the restart");
     assert_eq!(c.create_project(0, "after").await, 201);
     assert_eq!(c.project_names(0).await, vec!["after".to_string(), "before".to_string()]);

@@ -4,7 +4,7 @@
 //! fsync floor).
 //!
 //! - **in place**: `fdatasync` after a 4 KiB write over 64 blocks of one file, which never grows:
-//!   the disk's fsync floor, as `bench/fsync-floor.py` measures it.
+//!   the disk's fsync floor (the figure issue 2 names).
 //! - **append**: `fdatasync` after appending 300 bytes (about one Raft entry) to a growing file,
 //!   one writer: what a log's flush costs when nothing else writes.
 //! - **replicated**: one write of three members on this machine, reduced to its disk and network
@@ -86,25 +86,13 @@ impl Drop for Scratch {
     }
 }
 
-fn in_place(dir: &Path, rounds: usize) -> anyhow::Result<Spread> {
-    let s = Scratch::new(dir, "in-place")?;
-    let block = [b'x'; 4096];
+/// `fdatasync` after each of `rounds` writes of `len` bytes, the i-th at `offset(i)`.
+fn flushes(dir: &Path, name: &str, rounds: usize, len: usize, offset: impl Fn(usize) -> u64) -> anyhow::Result<Spread> {
+    let s = Scratch::new(dir, name)?;
+    let data = vec![b'x'; len];
     let mut v = Vec::with_capacity(rounds);
     for i in 0..rounds {
-        s.file.write_all_at(&block, (i % 64) as u64 * 4096)?;
-        let t = Instant::now();
-        s.file.sync_data()?;
-        v.push(t.elapsed());
-    }
-    Ok(Spread::of(v))
-}
-
-fn append(dir: &Path, rounds: usize) -> anyhow::Result<Spread> {
-    let s = Scratch::new(dir, "append")?;
-    let entry = [b'x'; ENTRY];
-    let mut v = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        s.file.write_all_at(&entry, (i * ENTRY) as u64)?;
+        s.file.write_all_at(&data, offset(i))?;
         let t = Instant::now();
         s.file.sync_data()?;
         v.push(t.elapsed());
@@ -180,7 +168,12 @@ fn first_answer(followers: &mut [TcpStream]) -> anyhow::Result<u64> {
 
 /// Measures the three floors in `dir`.
 pub fn measure(dir: &Path, rounds: usize) -> anyhow::Result<Floors> {
-    Ok(Floors { in_place: in_place(dir, rounds)?, append: append(dir, rounds)?, replicated: replicated(dir, rounds)? })
+    Ok(Floors {
+        // 64 blocks of one file, rewritten in turn: the file never grows.
+        in_place: flushes(dir, "in-place", rounds, 4096, |i| (i % 64) as u64 * 4096)?,
+        append: flushes(dir, "append", rounds, ENTRY, |i| (i * ENTRY) as u64)?,
+        replicated: replicated(dir, rounds)?,
+    })
 }
 
 pub fn print(f: &Floors) {

@@ -26,9 +26,10 @@
 //!    which discards it; with the handler, none in the runs after);
 //! 4. otherwise waits for the step and ends the same way: the same exit code, or the same
 //!    signal. Meanwhile it reaps the step's orphans that end (from its `SIGCHLD` handler),
-//!    so that a long step that keeps leaving processes behind leaves no zombies. It survives a SIGTERM sent to the group (the member's abort), so that what the
-//!    member sees is how the step ended, as without a guard. (An abort or a timeout reaches
-//!    the group only: a descendant that left it outlives those, as in Rundeck.)
+//!    so that a long step that keeps leaving processes behind leaves no zombies. It survives
+//!    a SIGTERM sent to the group (the member's abort), so that what the member sees is how
+//!    the step ended, as without a guard. (An abort or a timeout reaches the group only: a
+//!    descendant that left it outlives those, as in Rundeck.)
 //!
 //! Whether the step started is reported on the guard's stdin, which the member makes the
 //! write end of a pipe: nothing before end of file means it started; otherwise the 4 bytes of
@@ -190,6 +191,7 @@ fn children_of(pid: libc::pid_t, found: &mut [libc::pid_t; MAX_FOUND], n: &mut u
     if fd < 0 {
         return;
     }
+    // The kernel writes each pid followed by a space.
     let mut buf = [0u8; 4096];
     let mut current: Option<libc::pid_t> = None;
     loop {
@@ -201,18 +203,10 @@ fn children_of(pid: libc::pid_t, found: &mut [libc::pid_t; MAX_FOUND], n: &mut u
         for &b in &buf[..got as usize] {
             if b.is_ascii_digit() {
                 current = Some(current.unwrap_or(0).saturating_mul(10).saturating_add(libc::pid_t::from(b - b'0')));
-            } else if let Some(child) = current.take() {
-                if *n < MAX_FOUND {
-                    found[*n] = child;
-                    *n += 1;
-                }
+            } else if let Some(child) = current.take().filter(|_| *n < MAX_FOUND) {
+                found[*n] = child;
+                *n += 1;
             }
-        }
-    }
-    if let Some(child) = current {
-        if *n < MAX_FOUND {
-            found[*n] = child;
-            *n += 1;
         }
     }
     // SAFETY: `fd` was opened above.
