@@ -198,11 +198,13 @@ fn runtime_with(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtim
     Ok(builder.max_blocking_threads(MAX_BLOCKING_THREADS).enable_all().build()?)
 }
 
-/// Installs the log subscriber; `RUST_LOG` wins over the configured filter.
+/// Installs the log subscriber; `RUST_LOG` wins over the configured filter. Colours only on a
+/// terminal: a log written to a file or a journal stays plain text that `grep` finds.
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).try_init();
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -725,3 +725,110 @@ async fn a_sigkilled_member_takes_its_running_steps_and_their_children_with_it()
         step.wait_gone(Duration::from_secs(10), &what).await;
     }
 }
+
+/// The execution id of a fire record, as the API writes it.
+fn execution_of(fire: &Value) -> Option<String> {
+    match &fire["execution"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The applied index member `i` reports on `/health`.
+async fn applied(c: &ProcCluster, i: usize) -> Option<u64> {
+    let r = c.http.get(format!("{}/health", c.procs[i].url())).send().await.ok()?;
+    r.json::<Value>().await.ok()?["applied"].as_u64()
+}
+
+/// jepsen/README.md, bug 13: a member learns of a run it fired (claimed when it was created)
+/// while its state lags the leader's, which has meanwhile ended that run (here by an abort;
+/// in the chaos run, by the leader's takeover while the member was cut off). The member must
+/// not start the run's steps from its stale state, and the job must go on running afterwards.
+/// `STEWARD_TEST_APPLY_LIMIT` holds the member's applied state at a point the test chooses:
+/// after the run's creation, before the abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lags_never_starts_a_run_the_leader_has_already_ended() {
+    let mut c = ProcCluster::new();
+    let limit = c.root.path().join("apply-limit");
+    let runs_file = c.root.path().join("runs.txt");
+    for _ in 0..3 {
+        c.add().await;
+    }
+    let ids = uuids(&c).await;
+    let owner = a_follower(&c, &ids).await;
+    let leader_uuid = c.leader_uuid(0).await.expect("a leader");
+    let leader = ids.iter().position(|u| *u == leader_uuid).expect("the leader is a member");
+    // Restarted with the hook: it reads the variable when its store opens.
+    c.kill(owner);
+    c.member_env
+        .insert(owner, vec![(steward_storage::state_machine::APPLY_LIMIT_ENV.into(), limit.display().to_string())]);
+    c.spawn(owner);
+    c.wait_healthy(owner).await;
+
+    create_project(&c, owner, "lag").await;
+    let yaml = format!(
+        "- name: exclusive\n  schedule:\n    crontab: '* * * * * ? *'\n  sequence:\n    commands:\n      \
+         - exec: sh -c 'echo \"$RD_JOB_EXECID\" >> {}'\n",
+        runs_file.display()
+    );
+    let job = import(&c, owner, "lag", yaml).await.remove(0);
+    let ran = |id: &str| std::fs::read_to_string(&runs_file).unwrap_or_default().lines().any(|l| l == id);
+    wait_for(Duration::from_secs(30), "a first run on the owner", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let f = fires(&c, leader, &job).await?;
+        let first = f.iter().find(|r| r["outcome"] == "fired" && r["member"] == ids[owner].as_str())?;
+        ran(&execution_of(first)?).then_some(())
+    })
+    .await;
+
+    // The owner stops applying; its next fire commits all the same (through the leader).
+    std::fs::write(&limit, applied(&c, leader).await.expect("applied").to_string()).unwrap();
+    let held = now_ms();
+    let exec = wait_for(Duration::from_secs(30), "a fire after the owner stopped applying", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let f = fires(&c, leader, &job).await?;
+        let r = f.iter().find(|r| r["outcome"] == "fired" && r["recorded"].as_i64().is_some_and(|t| t > held + 500))?;
+        execution_of(r)
+    })
+    .await;
+    // The owner may apply everything up to here (the run's creation included), not the abort.
+    let before_abort = applied(&c, leader).await.expect("applied");
+    let r = c.req(leader, Method::POST, &format!("/api/45/execution/{exec}/abort")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    std::fs::write(&limit, before_abort.to_string()).unwrap();
+
+    // The owner now knows the run and not its abort: it must wait, not start the steps.
+    let log_line = format!("execution={exec} ");
+    wait_for(Duration::from_secs(30), "the owner to start the run or to wait for the leader", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = c.procs[owner]
+            .log_text()
+            .lines()
+            .any(|l| l.contains("cannot confirm the run with the leader yet") && l.contains(&log_line));
+        (waiting || ran(&exec)).then_some(())
+    })
+    .await;
+    assert!(!ran(&exec), "execution {exec} ran its steps on a member that had not seen its abort");
+
+    // Caught up, the owner records the run aborted, never having started it, and goes on.
+    std::fs::remove_file(&limit).unwrap();
+    let v = wait_for(Duration::from_secs(30), "the run's end", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = c.req(leader, Method::GET, &format!("/api/45/execution/{exec}")).send().await.ok()?;
+        let v: Value = r.json().await.ok()?;
+        (v["status"] != "running").then_some(v)
+    })
+    .await;
+    assert_eq!(v["status"], "aborted", "{v}");
+    assert!(!ran(&exec), "execution {exec} ran its steps after its abort");
+    let exec_id: u64 = exec.parse().expect("an execution id");
+    wait_for(Duration::from_secs(30), "a later run of the job on the owner", || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let f = fires(&c, leader, &job).await?;
+        let after = |r: &Value| execution_of(r).and_then(|e| e.parse::<u64>().ok()).is_some_and(|e| e > exec_id);
+        let later = f.iter().find(|r| r["outcome"] == "fired" && after(r))?;
+        ran(&execution_of(later)?).then_some(())
+    })
+    .await;
+}

@@ -11,6 +11,14 @@
 //! claimed at its fire and waits for its time; one an earlier incarnation claimed whose time
 //! is still a second or more away was certainly not started, and is claimed again.
 //!
+//! Right before a run's steps start, the runner confirms that the run is still its own: a read
+//! barrier (everything the leader had committed by then is applied here), then a look at the
+//! record. A member that was cut off from the leader, or is applying a backlog, may learn of a
+//! run (a fire it proposed, committed while it was away) before it learns that the leader has
+//! since recorded that run `incomplete` and given the job to another member; starting from that
+//! stale state would run one exclusive job twice at once (jepsen/README.md, bug 13). Runs that
+//! start together share one barrier ([`StartGate`]).
+//!
 //! While an execution runs, its output goes to the log store in segments (checkpointed at least
 //! once a second, so any member can serve it); an abort request on the record reaches the
 //! process group through the executor's abort handle. The end state is committed through
@@ -115,6 +123,54 @@ fn not_due_for(rec: &ExecutionRecord, margin_ms: i64) -> bool {
         && rec.scheduled_ms.is_some_and(|at| at - chrono::Utc::now().timestamp_millis() >= margin_ms)
 }
 
+/// Read barriers shared by the runs about to start: a run waits for a barrier that began after
+/// it asked, so that the barrier's read index covers everything committed before that moment;
+/// a burst of runs starting together costs one or two barriers, not one each.
+#[derive(Default)]
+struct StartGate {
+    /// Barriers begun so far.
+    begun: std::sync::atomic::AtomicU64,
+    /// The number (in order of beginning) of the latest barrier that succeeded.
+    confirmed: std::sync::atomic::AtomicU64,
+    /// One barrier at a time: those who arrive meanwhile share the next one.
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl StartGate {
+    /// Returns once this member has applied everything committed before the call.
+    async fn pass(&self, member: &Member) -> Result<(), steward_raft::ClusterError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let arrived = self.begun.load(SeqCst);
+        let _turn = self.one_at_a_time.lock().await;
+        if self.confirmed.load(SeqCst) > arrived {
+            return Ok(()); // a barrier that began after this call succeeded meanwhile
+        }
+        let n = self.begun.fetch_add(1, SeqCst) + 1;
+        member.read_barrier().await?;
+        self.confirmed.fetch_max(n, SeqCst);
+        Ok(())
+    }
+}
+
+/// Why a run did not start its steps after all.
+enum NotStarted {
+    /// Its record is final, or names another runner: it was decided elsewhere (the leader
+    /// recorded it incomplete while this member was away); there is nothing to record.
+    Decided,
+    /// Aborted before its steps started: the end to record.
+    Ended(ExecStatus, Option<String>),
+}
+
+/// The end of a run aborted before its steps started, `while_` saying what it waited for.
+fn ended_before_start(kind: AbortKind, while_: &str) -> (ExecStatus, Option<String>) {
+    match kind {
+        AbortKind::Abort => (ExecStatus::Aborted, Some(format!("aborted while {while_}"))),
+        AbortKind::ForceIncomplete => {
+            (ExecStatus::Incomplete, Some(format!("stopped (forceIncomplete) while {while_}")))
+        }
+    }
+}
+
 /// Runs the executions assigned to this member.
 pub struct Runner {
     member: Member,
@@ -134,6 +190,8 @@ pub struct Runner {
     placer: Arc<crate::cluster::Placer>,
     /// Which executions may run their steps now (`member.capacity`).
     slots: Arc<Slots>,
+    /// The read barrier before a run's steps start.
+    gate: StartGate,
     /// Set when the member stops: an end that cannot be recorded then is left to the leader
     /// (or to this member's next start) instead of being retried forever.
     stopping: std::sync::atomic::AtomicBool,
@@ -167,6 +225,7 @@ impl Runner {
             placer,
             stopping,
             slots,
+            gate: StartGate::default(),
         })
     }
 
@@ -410,22 +469,26 @@ impl Runner {
         // at once would otherwise flood the leader with their ends while fires are still being
         // committed. It is given back before a retry's delay.
         let (slot, (status, message)) = match self.wait_for_slot(id, &signal).await {
-            Ok((permit, waited)) => {
-                if let (Trigger::Schedule, Some(slot)) = (rec.trigger, rec.scheduled_ms) {
-                    if rec.attempt == 1 {
-                        self.slots.started_late(chrono::Utc::now().timestamp_millis() - slot);
+            Ok((permit, waited)) => match self.still_ours(id, &signal).await {
+                Ok(()) => {
+                    if let (Trigger::Schedule, Some(slot)) = (rec.trigger, rec.scheduled_ms) {
+                        if rec.attempt == 1 {
+                            self.slots.started_late(chrono::Utc::now().timestamp_millis() - slot);
+                        }
                     }
+                    let outcome = match self.catalog.run_plan(&rec, id, &self.keys).await {
+                        Ok(plan) => self.execute(id, &rec, plan, signal, waited).await,
+                        Err(e) => {
+                            let msg = format!("cannot run: {e}");
+                            self.note(id, LogLevel::Error, &msg).await;
+                            (ExecStatus::Failed, Some(msg))
+                        }
+                    };
+                    (Some(permit), outcome)
                 }
-                let outcome = match self.catalog.run_plan(&rec, id, &self.keys).await {
-                    Ok(plan) => self.execute(id, &rec, plan, signal, waited).await,
-                    Err(e) => {
-                        let msg = format!("cannot run: {e}");
-                        self.note(id, LogLevel::Error, &msg).await;
-                        (ExecStatus::Failed, Some(msg))
-                    }
-                };
-                (Some(permit), outcome)
-            }
+                Err(NotStarted::Decided) => return Ok(()),
+                Err(NotStarted::Ended(status, message)) => (None, (status, message)),
+            },
             Err(ended) => (None, ended),
         };
         self.finishing.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
@@ -464,16 +527,60 @@ impl Runner {
                 Ok((permit, line))
             }
             kind = signal.requested() => {
-                let (status, msg) = match kind {
-                    AbortKind::Abort => (ExecStatus::Aborted, "aborted while waiting for a free execution slot"),
-                    AbortKind::ForceIncomplete => {
-                        (ExecStatus::Incomplete, "stopped (forceIncomplete) while waiting for a free execution slot")
-                    }
-                };
-                self.note(id, LogLevel::Warn, msg).await;
-                Err((status, Some(msg.to_string())))
+                let (status, msg) = ended_before_start(kind, "waiting for a free execution slot");
+                self.note(id, LogLevel::Warn, msg.as_deref().unwrap_or_default()).await;
+                Err((status, msg))
             }
         }
+    }
+
+    /// Confirms, right before its steps start, that execution `id` is still this incarnation's
+    /// to run (module docs): waits until this member has applied everything committed so far,
+    /// retrying while there is no leader (a member cut off from the leader starts nothing),
+    /// then reads the record.
+    async fn still_ours(&self, id: u64, signal: &crate::exec::AbortSignal) -> Result<(), NotStarted> {
+        let mut wait = Duration::from_millis(100);
+        let aborted = loop {
+            let passed = tokio::select! {
+                passed = self.gate.pass(&self.member) => passed,
+                kind = signal.requested() => break kind,
+            };
+            match passed {
+                Ok(()) => {
+                    let rec = match executions::load(&self.member, id, Consistency::Local).await {
+                        Ok(Some((rec, _))) => rec,
+                        // Gone (its project was deleted) or unreadable: not to be started.
+                        Ok(None) | Err(_) => return Err(NotStarted::Decided),
+                    };
+                    if rec.status.is_final() || rec.runner.as_deref() != Some(self.incarnation.as_str()) {
+                        tracing::warn!(
+                            execution = id,
+                            status = rec.status.as_str(),
+                            "execution decided elsewhere before its steps started; not starting it"
+                        );
+                        return Err(NotStarted::Decided);
+                    }
+                    match rec.abort {
+                        None => return Ok(()),
+                        Some(a) if a.force_incomplete => break AbortKind::ForceIncomplete,
+                        Some(_) => break AbortKind::Abort,
+                    }
+                }
+                // The member is stopping: `stop_all` ends the run through `signal`.
+                Err(steward_raft::ClusterError::Fatal(_)) => break signal.requested().await,
+                Err(e) => {
+                    tracing::info!(execution = id, error = %e, "cannot confirm the run with the leader yet; waiting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        kind = signal.requested() => break kind,
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
+        let (status, msg) = ended_before_start(aborted, "confirming the run with the leader");
+        self.note(id, LogLevel::Warn, msg.as_deref().unwrap_or_default()).await;
+        Err(NotStarted::Ended(status, msg))
     }
 
     /// Commits the end of execution `id`, retrying while the cluster cannot take it (no leader,

@@ -68,6 +68,19 @@ pub struct StateMachineStore<C: KvTypeConfig> {
     shared: Arc<Shared>,
     sm: Arc<SmShared>,
     snapshots: Arc<SnapshotFiles<C::Node>>,
+    /// Tests only: see [`APPLY_LIMIT_ENV`].
+    apply_limit: Option<std::path::PathBuf>,
+}
+
+/// Tests only: names a file holding a log index. While the file exists, this member applies
+/// committed entries up to that index and waits before the next (the log goes on: the member
+/// appends and acknowledges as before). It makes a member whose state lags the leader's at a
+/// point a test chooses. Inert unless set when the store opens; never set in production.
+pub const APPLY_LIMIT_ENV: &str = "STEWARD_TEST_APPLY_LIMIT";
+
+/// The index the file at `path` allows applying up to; `None` when there is no limit.
+fn apply_limit(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// A read handle on the applied state: local reads, the change feed and the applied index.
@@ -157,7 +170,8 @@ impl<C: KvTypeConfig> StateMachineStore<C> {
             }
         }
         sm.applied.send_replace(applied.map_or(0, |id| id.index));
-        Ok(StateMachineStore { shared, sm, snapshots: Arc::new(snapshots) })
+        let apply_limit = std::env::var_os(APPLY_LIMIT_ENV).map(std::path::PathBuf::from);
+        Ok(StateMachineStore { shared, sm, snapshots: Arc::new(snapshots), apply_limit })
     }
 }
 
@@ -489,21 +503,9 @@ impl<C: KvTypeConfig> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     }
 }
 
-impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
-    type SnapshotBuilder = SnapshotBuilder<C>;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>), StorageError<u64>> {
-        read_applied_state::<C>(&self.sm.tree).map_err(fatal(StorageIOError::read_state_machine))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<crate::TxnResult>, StorageError<u64>>
-    where
-        I: IntoIterator<Item = C::Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let entries: Vec<C::Entry> = entries.into_iter().collect();
+impl<C: KvTypeConfig> StateMachineStore<C> {
+    /// Applies `entries`, committed and in order, as one batch.
+    async fn apply_now(&mut self, entries: Vec<C::Entry>) -> Result<Vec<crate::TxnResult>, StorageError<u64>> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -530,6 +532,40 @@ impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
             let _ = self.sm.feed.send(Event::Change(change));
         }
         Ok(applied.results)
+    }
+}
+
+impl<C: KvTypeConfig> RaftStateMachine<C> for StateMachineStore<C> {
+    type SnapshotBuilder = SnapshotBuilder<C>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>), StorageError<u64>> {
+        read_applied_state::<C>(&self.sm.tree).map_err(fatal(StorageIOError::read_state_machine))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<crate::TxnResult>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut entries: Vec<C::Entry> = entries.into_iter().collect();
+        let Some(path) = self.apply_limit.clone() else { return self.apply_now(entries).await };
+        let mut results = Vec::with_capacity(entries.len());
+        while !entries.is_empty() {
+            let allowed = match apply_limit(&path) {
+                None => entries.len(),
+                Some(limit) => entries.iter().take_while(|e| e.log_id.index <= limit).count(),
+            };
+            if allowed == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+            let rest = entries.split_off(allowed);
+            results.extend(self.apply_now(entries).await?);
+            entries = rest;
+        }
+        Ok(results)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
