@@ -382,6 +382,45 @@ async fn a_passive_member_loses_its_jobs_at_once_and_runs_nothing() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!({ "executionMode": "active" }));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_loses_its_jobs_at_once_and_they_fire_elsewhere() {
+    let c = ProcCluster::start(3).await;
+    let ids = uuids(&c).await;
+    let victim = a_follower(&c, &ids).await;
+    let leader_uuid = c.leader_uuid(0).await.expect("a leader");
+    let leader = ids.iter().position(|u| *u == leader_uuid).expect("the leader is a member");
+    let runs_file = c.root.path().join("runs.txt");
+    create_project(&c, victim, "rm").await;
+    let jobs = import(&c, victim, "rm", every_second_jobs("r", 5, &runs_file)).await;
+    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for job in &jobs {
+            fires(&c, leader, job).await?.iter().find(|r| r["outcome"] == "fired")?;
+        }
+        Some(())
+    })
+    .await;
+
+    let r = c.req(leader, Method::DELETE, &format!("/api/45/cluster/members/{}", ids[victim])).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    // Not after considerDead, nor at the leader's next periodic look at every owner (10 s):
+    // the change of membership is enough.
+    wait_for(Duration::from_secs(3), "the removed member's jobs moved", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let path = format!("/api/45/scheduler/server/{}/jobs", ids[victim]);
+        let v: Value = c.req(leader, Method::GET, &path).send().await.ok()?.json().await.ok()?;
+        v.as_array().is_some_and(|a| a.is_empty()).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(15), "every job fired on another member", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first_fires_elsewhere(&c, leader, &jobs, &ids[victim]).await
+    })
+    .await;
+    assert_every_slot_recorded(&c, leader, &jobs).await;
+    assert_no_slot_ran_twice(&runs_file);
+}
+
 /// A job whose run appends `member attempt` to `runs`, then runs for a minute.
 fn long_job(name: &str, runs: &Path) -> String {
     format!(

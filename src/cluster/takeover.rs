@@ -38,8 +38,8 @@ use crate::engine::records::{
 /// Owner changes per log entry.
 const MOVE_BATCH: usize = 256;
 
-/// How often the leader looks for owners that are not members (e.g. a member that left) even
-/// when every member is alive.
+/// How often the leader looks at every owner even when no member is lost and the membership has
+/// not changed (a safety net: a removal is seen as a change of the membership at once).
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// One job to move.
@@ -136,12 +136,15 @@ pub struct Autotakeover {
     last_full_scan: Option<Instant>,
     /// Members whose loss was already logged, so a long outage is logged once.
     reported: HashSet<String>,
+    /// The membership at the last round: a member that left owns jobs nobody else looks at
+    /// (it is in no member's state), so a change means looking at every owner now.
+    members: Vec<String>,
 }
 
 impl Autotakeover {
     pub fn new(member: Member, placer: Arc<Placer>) -> Autotakeover {
         let catalog = Catalog::new(member.clone());
-        Autotakeover { member, placer, catalog, last_full_scan: None, reported: HashSet::new() }
+        Autotakeover { member, placer, catalog, last_full_scan: None, reported: HashSet::new(), members: Vec::new() }
     }
 
     fn settings(&self) -> &super::SchedulingSettings {
@@ -159,6 +162,8 @@ impl Autotakeover {
                 continue;
             }
             if let Err(e) = self.round().await {
+                // The next round looks at every owner again, whatever this one had seen.
+                self.members.clear();
                 tracing::warn!(error = %e, "autotakeover round failed; retrying");
             }
         }
@@ -187,7 +192,11 @@ impl Autotakeover {
                 .collect();
         let losing: Vec<(&String, Loss)> =
             states.keys().filter_map(|u| self.loss(u, &states).map(|l| (u, l))).collect();
-        let full = self.last_full_scan.is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY);
+        let mut members: Vec<String> = states.keys().cloned().collect();
+        members.sort();
+        let changed = members != self.members;
+        self.members = members;
+        let full = changed || self.last_full_scan.is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY);
         if losing.is_empty() && !full {
             self.reported.clear();
             return Ok(());
