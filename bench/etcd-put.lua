@@ -21,3 +21,6 @@ request = function()
   local body = '{"key":"' .. b64("bench/" .. counter) .. '","value":"' .. v64 .. '"}'
   return wrk.format("POST", "/v3/kv/put", {["Content-Type"]="application/json"}, body)
 end
+
+-- The latency histogram for pooling (bench/latencies.lua).
+dofile((os.getenv("BENCH_DIR") or "bench") .. "/latencies.lua")

@@ -22,3 +22,6 @@ request = function()
     ["X-Rundeck-Auth-Token"] = token,
   }, value)
 end
+
+-- The latency histogram for pooling (bench/latencies.lua).
+dofile((os.getenv("BENCH_DIR") or "bench") .. "/latencies.lua")

@@ -84,12 +84,13 @@ S_TERM=$(steward_term); E_TERM=$(etcd_term)
 # --- measure --------------------------------------------------------------------------------
 # One wrk run -> "writes/s p50_ms p99_ms non2xx errors stalls stalls_ms slow_syncs slow_sync_max_ms":
 # the last four are what bench/host-stalls.py saw of the machine during the run (its CPU standing
-# still, its disk standing still), which lands in either side's tail.
-measure() { # url script connections
+# still, its disk standing still), which lands in either side's tail. wrk also leaves its whole
+# latency histogram in the file named by the fourth argument (bench/latencies.lua).
+measure() { # url script connections histogram-file
   local c=$3 t=2 out probe; [ "$c" -lt 2 ] && t=1
   python3 bench/host-stalls.py "$HALF" "$WORK" >"$WORK/stalls" &
   probe=$!
-  out=$(wrk -t$t -c$c -d${HALF}s --latency -s "$2" "$1" | awk '
+  out=$(WRK_LATENCIES="$4" wrk -t$t -c$c -d${HALF}s --latency -s "$2" "$1" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ { rps=$2 } / 50%/ { p50=ms($2) } / 99%/ { p99=ms($2) }
     /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
@@ -97,29 +98,50 @@ measure() { # url script connections
   wait "$probe"
   echo "$out $(cut -d' ' -f1,2,4,5 "$WORK/stalls")"
 }
+# The p50 and p99 (ms) of every request of the histogram files given, pooled.
+pooled() {
+  python3 - "$@" <<'PY'
+import sys
+counts = {}
+for path in sys.argv[1:]:
+    for line in open(path):
+        us, n = line.split()
+        counts[int(us)] = counts.get(int(us), 0) + int(n)
+total, seen, out = sum(counts.values()), 0, {}
+for us in sorted(counts):
+    seen += counts[us]
+    for q in (50, 99):
+        if q not in out and seen >= total * q / 100:
+            out[q] = us / 1000
+print("%.2f %.2f" % (out[50], out[99]))
+PY
+}
 # Each side is measured in two halves, in the order steward, etcd, etcd, steward: the host's
 # noise (other tenants' CPU and disk) drifts over seconds, and this order gives both sides the
 # same share of a drift that is linear over the four halves. writes/s is the two halves' mean;
-# p50 and p99 are the means of the two halves' percentiles.
+# p50 and p99 are those of every request of the side's two halves, pooled (a side's p99 is the
+# latency 1 % of its requests exceeded). Each half's own p99 is printed below the table.
 HALVES=""
 mean() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, (a + b) / 2 }'; }
 printf "\n| connections | steward writes/s | p50 | p99 | etcd writes/s | p50 | p99 | writes/s ratio | p99 ratio |\n"
 printf "|---|---|---|---|---|---|---|---|---|\n"
 export STEWARD_TOKEN=$TOKEN
 for c in 1 16 64; do
-  read -r s1_rps s1_p50 s1_p99 s1_bad s1_err s1_sn s1_sms s1_dn s1_dmax < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
-  read -r e1_rps e1_p50 e1_p99 e1_bad e1_err e1_sn e1_sms e1_dn e1_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c)
-  read -r e2_rps e2_p50 e2_p99 e2_bad e2_err e2_sn e2_sms e2_dn e2_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c)
-  read -r s2_rps s2_p50 s2_p99 s2_bad s2_err s2_sn s2_sms s2_dn s2_dmax < <(export RUN="c$c-b-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c)
+  H="$WORK/lat-c$c"
+  read -r s1_rps s1_p50 s1_p99 s1_bad s1_err s1_sn s1_sms s1_dn s1_dmax < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c "$H-s1")
+  read -r e1_rps e1_p50 e1_p99 e1_bad e1_err e1_sn e1_sms e1_dn e1_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c "$H-e1")
+  read -r e2_rps e2_p50 e2_p99 e2_bad e2_err e2_sn e2_sms e2_dn e2_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c "$H-e2")
+  read -r s2_rps s2_p50 s2_p99 s2_bad s2_err s2_sn s2_sms s2_dn s2_dmax < <(export RUN="c$c-b-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c "$H-s2")
   s_rps=$(mean "$s1_rps" "$s2_rps" "%.0f"); e_rps=$(mean "$e1_rps" "$e2_rps" "%.0f")
-  s_p50=$(mean "$s1_p50" "$s2_p50" "%.2f"); e_p50=$(mean "$e1_p50" "$e2_p50" "%.2f")
-  s_p99=$(mean "$s1_p99" "$s2_p99" "%.2f"); e_p99=$(mean "$e1_p99" "$e2_p99" "%.2f")
+  read -r s_p50 s_p99 < <(pooled "$H-s1" "$H-s2")
+  read -r e_p50 e_p99 < <(pooled "$H-e1" "$H-e2")
   s_bad=$((s1_bad + s2_bad)); e_bad=$((e1_bad + e2_bad))
   ratio=$(awk -v a="$s_rps" -v b="$e_rps" 'BEGIN { printf "%.2f", a/b }')
   p99r=$(awk -v a="$s_p99" -v b="$e_p99" 'BEGIN { printf "%.2f", a/b }')
   printf "| %s | %s | %s ms | %s ms | %s | %s ms | %s ms | %s | %s |\n" \
     "$c" "$s_rps" "$s_p50" "$s_p99" "$e_rps" "$e_p50" "$e_p99" "$ratio" "$p99r"
-  HALVES+="  halves, $c connections (writes/s): steward $s1_rps then $s2_rps, etcd $e1_rps then $e2_rps; p99 (ms): steward $s1_p99 then $s2_p99, etcd $e1_p99 then $e2_p99;"
+  HALVES+="  halves, $c connections (writes/s): steward $s1_rps then $s2_rps, etcd $e1_rps then $e2_rps; p99 (ms): steward $s1_p99 then $s2_p99, etcd $e1_p99 then $e2_p99"
+  HALVES+=" (their means, the table's p99 before session 14: steward $(mean "$s1_p99" "$s2_p99" "%.2f"), etcd $(mean "$e1_p99" "$e2_p99" "%.2f"));"
   HALVES+=" machine stalls (count/ms): steward $s1_sn/$s1_sms then $s2_sn/$s2_sms, etcd $e1_sn/$e1_sms then $e2_sn/$e2_sms;"
   HALVES+=" fdatasyncs over 10 ms (count/max ms): steward $s1_dn/$s1_dmax then $s2_dn/$s2_dmax, etcd $e1_dn/$e1_dmax then $e2_dn/$e2_dmax"$'\n'
   [ "$s_bad" = 0 ] && [ "$e_bad" = 0 ] || echo "  (non-2xx answers: steward $s_bad, etcd $e_bad)"

@@ -253,6 +253,53 @@ async fn an_abort_stops_a_running_execution() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_execution_history_filters_by_job_status_and_time_and_refuses_a_bad_time() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "hist").await, 201);
+    let yaml = "- name: ok\n  sequence:\n    commands:\n      - exec: 'true'\n\
+                - name: bad\n  sequence:\n    commands:\n      - exec: 'false'\n";
+    let answer = import(&c, 0, "hist", yaml).await;
+    let (ok, bad) = (job_id(&answer, "ok"), job_id(&answer, "bad"));
+    let mut ids = Vec::new();
+    for job in [&ok, &bad, &ok] {
+        let (status, e) = run_job(&c, 0, job, json!({})).await;
+        assert_eq!(status, 200, "{e}");
+        let id = e["id"].as_u64().unwrap();
+        ended(&c, 0, id, Duration::from_secs(15)).await;
+        ids.push(id);
+    }
+    let list = |query: String| {
+        let c = &c;
+        async move {
+            let (status, v) =
+                body(c.req(0, Method::GET, &format!("/api/45/project/hist/executions?{query}")).send().await.unwrap())
+                    .await;
+            assert_eq!(status, 200, "{query}: {v}");
+            let got: Vec<u64> = v["executions"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
+            (got, v["paging"]["total"].as_u64().unwrap())
+        }
+    };
+    // Newest first; by job, by status; paged.
+    assert_eq!(list(String::new()).await, (vec![ids[2], ids[1], ids[0]], 3));
+    assert_eq!(list(format!("jobIdListFilter={ok}")).await, (vec![ids[2], ids[0]], 2));
+    assert_eq!(list("statusFilter=failed".into()).await, (vec![ids[1]], 1));
+    assert_eq!(list("max=1&offset=1".into()).await, (vec![ids[1]], 3));
+    // Time bounds, in ms or ISO-8601: the second run's start bounds the last two.
+    let second = execution(&c, 0, ids[1]).await;
+    let started = second["date-started"]["unixtime"].as_i64().expect("a start time");
+    assert_eq!(list(format!("begin={started}")).await.0, vec![ids[2], ids[1]]);
+    let iso = chrono::DateTime::from_timestamp_millis(started).unwrap().to_rfc3339();
+    assert_eq!(list(format!("end={}", iso.replace('+', "%2B"))).await.0, vec![ids[1], ids[0]]);
+    // A time that is neither is refused, not ignored.
+    let (status, v) =
+        body(c.req(0, Method::GET, "/api/45/project/hist/executions?begin=yesterday").send().await.unwrap()).await;
+    assert_eq!(status, 400, "{v}");
+    crate::fixture::assert_envelope(&v, "api.error.invalid.request");
+    assert!(v["message"].as_str().unwrap_or("").contains("begin 'yesterday'"), "{v}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_with_malformed_jobs_names_each_bad_job_and_field_and_keeps_the_good_ones() {
     let c = TestCluster::start(1).await;
     assert_eq!(c.create_project(0, "imp").await, 201);

@@ -295,8 +295,8 @@ async fn history(
     let user = single.get("userFilter").cloned();
     let group = single.get("groupPath").cloned();
     let name = single.get("jobFilter").cloned();
-    let begin: Option<i64> = single.get("begin").and_then(|s| s.parse().ok());
-    let end: Option<i64> = single.get("end").and_then(|s| s.parse().ok());
+    let begin = single.get("begin").map(|s| time_param("begin", s)).transpose()?;
+    let end = single.get("end").map(|s| time_param("end", s)).transpose()?;
     let mut all = executions::all(&state.member).await?;
     all.retain(|(_, r)| {
         project.as_ref().is_none_or(|p| &r.project == p)
@@ -319,6 +319,20 @@ async fn history(
     let base = base_url(state);
     let list: Vec<Value> = all.iter().skip(offset).take(max).map(|(id, r)| execution_json(&base, v, *id, r)).collect();
     Ok(Json(paging(all.len(), offset, max, list)))
+}
+
+/// A history query's `begin` / `end`: ms since the epoch or an ISO-8601 time (Rundeck's
+/// `yyyy-MM-ddTHH:mm:ssZ`). A value that is neither is refused rather than ignored: ignoring it
+/// would answer the whole history as if it were the filtered one.
+fn time_param(name: &str, value: &str) -> ApiResult<i64> {
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(value).map(|t| t.timestamp_millis()).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{name} '{value}' is neither ms since the epoch nor an ISO-8601 time (yyyy-MM-ddTHH:mm:ssZ)"
+        ))
+    })
 }
 
 /// 404 for a project that does not exist, as Rundeck answers.
