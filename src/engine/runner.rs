@@ -545,13 +545,16 @@ impl Runner {
                 passed = self.gate.pass(&self.member) => passed,
                 kind = signal.requested() => break kind,
             };
-            match passed {
-                Ok(()) => {
-                    let rec = match executions::load(&self.member, id, Consistency::Local).await {
-                        Ok(Some((rec, _))) => rec,
-                        // Gone (its project was deleted) or unreadable: not to be started.
-                        Ok(None) | Err(_) => return Err(NotStarted::Decided),
-                    };
+            let read = match passed {
+                Ok(()) => executions::load(&self.member, id, Consistency::Local).await.map_err(|e| e.to_string()),
+                // The member is stopping: `stop_all` ends the run through `signal`.
+                Err(steward_raft::ClusterError::Fatal(_)) => break signal.requested().await,
+                Err(e) => Err(e.to_string()),
+            };
+            match read {
+                Ok(found) => {
+                    // Gone: its project was deleted meanwhile.
+                    let Some((rec, _)) = found else { return Err(NotStarted::Decided) };
                     if rec.status.is_final() || rec.runner.as_deref() != Some(self.incarnation.as_str()) {
                         tracing::warn!(
                             execution = id,
@@ -566,8 +569,6 @@ impl Runner {
                         Some(_) => break AbortKind::Abort,
                     }
                 }
-                // The member is stopping: `stop_all` ends the run through `signal`.
-                Err(steward_raft::ClusterError::Fatal(_)) => break signal.requested().await,
                 Err(e) => {
                     tracing::info!(execution = id, error = %e, "cannot confirm the run with the leader yet; waiting");
                     tokio::select! {
