@@ -781,11 +781,11 @@ async fn applied(c: &ProcCluster, i: usize) -> Option<u64> {
 }
 
 /// jepsen/README.md, bug 13: a member learns of a run it fired (claimed when it was created)
-/// while its state lags the leader's, which has meanwhile ended that run (here by an abort;
-/// in the chaos run, by the leader's takeover while the member was cut off). The member must
-/// not start the run's steps from its stale state, and the job must go on running afterwards.
-/// `STEWARD_TEST_APPLY_LIMIT` holds the member's applied state at a point the test chooses:
-/// after the run's creation, before the abort.
+/// only after the leader, having heard nothing from it for `considerDead`, recorded that run
+/// `incomplete` and gave the job to another member; the member is back and catching up. It must
+/// not start the run's steps from its stale state, and the job goes on elsewhere.
+/// `STEWARD_TEST_APPLY_LIMIT` holds the member's applied state after the run's creation and
+/// before the takeover; SIGSTOP makes it silent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_lags_never_starts_a_run_the_leader_has_already_ended() {
     let mut c = ProcCluster::new();
@@ -831,43 +831,46 @@ async fn a_member_that_lags_never_starts_a_run_the_leader_has_already_ended() {
         execution_of(r)
     })
     .await;
-    // The owner may apply everything up to here (the run's creation included), not the abort.
-    let before_abort = applied(&c, leader).await.expect("applied");
-    let r = c.req(leader, Method::POST, &format!("/api/45/execution/{exec}/abort")).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    std::fs::write(&limit, before_abort.to_string()).unwrap();
-
-    // The owner now knows the run and not its abort: it must wait, not start the steps.
-    let log_line = format!("execution={exec} ");
-    wait_for(Duration::from_secs(30), "the owner to start the run or to wait for the leader", || async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let waiting = c.procs[owner]
-            .log_text()
-            .lines()
-            .any(|l| l.contains("cannot confirm the run with the leader yet") && l.contains(&log_line));
-        (waiting || ran(&exec)).then_some(())
-    })
-    .await;
-    assert!(!ran(&exec), "execution {exec} ran its steps on a member that had not seen its abort");
-
-    // Caught up, the owner records the run aborted, never having started it, and goes on.
-    std::fs::remove_file(&limit).unwrap();
-    let v = wait_for(Duration::from_secs(30), "the run's end", || async {
+    // Silent from here; once back it may apply everything up to here (the run's creation
+    // included), not the takeover to come.
+    let before_takeover = applied(&c, leader).await.expect("applied");
+    c.signal(owner, libc::SIGSTOP);
+    std::fs::write(&limit, before_takeover.to_string()).unwrap();
+    let v = wait_for(Duration::from_secs(30), "the leader to record the run incomplete", || async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let r = c.req(leader, Method::GET, &format!("/api/45/execution/{exec}")).send().await.ok()?;
         let v: Value = r.json().await.ok()?;
         (v["status"] != "running").then_some(v)
     })
     .await;
-    assert_eq!(v["status"], "aborted", "{v}");
-    assert!(!ran(&exec), "execution {exec} ran its steps after its abort");
-    let exec_id: u64 = exec.parse().expect("an execution id");
-    wait_for(Duration::from_secs(30), "a later run of the job on the owner", || async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let f = fires(&c, leader, &job).await?;
-        let after = |r: &Value| execution_of(r).and_then(|e| e.parse::<u64>().ok()).is_some_and(|e| e > exec_id);
-        let later = f.iter().find(|r| r["outcome"] == "fired" && after(r))?;
-        ran(&execution_of(later)?).then_some(())
+    assert_eq!(v["status"], "incomplete", "{v}");
+    c.signal(owner, libc::SIGCONT);
+
+    // Back, it knows the run and not its end: it must wait, not start the steps.
+    let log_line = format!("execution={exec} ");
+    let said = |what: &str| c.procs[owner].log_text().lines().any(|l| l.contains(what) && l.contains(&log_line));
+    wait_for(Duration::from_secs(30), "the owner to start the run or to wait for the leader", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (said("cannot confirm the run with the leader yet") || ran(&exec)).then_some(())
+    })
+    .await;
+    assert!(!ran(&exec), "execution {exec} ran its steps on a member that had not seen its end");
+
+    // Caught up, it drops the run without starting it; the job runs on another member.
+    std::fs::remove_file(&limit).unwrap();
+    wait_for(Duration::from_secs(30), "the owner to drop the run", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Whichever sees the end first: the start's own look at the record, or the feed.
+        (said("execution decided elsewhere before its steps started") || said("execution ended elsewhere; stopping it"))
+            .then_some(())
+    })
+    .await;
+    assert!(!ran(&exec), "execution {exec} ran its steps after its end");
+    let v = c.req(leader, Method::GET, &format!("/api/45/execution/{exec}")).send().await.unwrap();
+    assert_eq!(v.json::<Value>().await.unwrap()["status"], "incomplete");
+    wait_for(Duration::from_secs(30), "a run of the job on another member", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first_fires_elsewhere(&c, leader, std::slice::from_ref(&job), &ids[owner]).await
     })
     .await;
 }

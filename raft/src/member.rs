@@ -499,13 +499,13 @@ impl Member {
     pub(crate) fn local_heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatView, RemoteError> {
         let mut table = self.beat_table().ok_or_else(|| self.not_leader())?;
         table.1.beats.insert(req.node_id, (Instant::now(), req.info));
-        Ok(Self::view_of(self.inner.id, &table.1))
+        Ok(self.view_of(&table.1))
     }
 
     /// The heartbeat table, when this member leads.
     pub fn heartbeat_view(&self) -> Option<HeartbeatView> {
         let table = self.beat_table()?;
-        Some(Self::view_of(self.inner.id, &table.1))
+        Some(self.view_of(&table.1))
     }
 
     /// The table of the current term, started afresh when this member became leader of a new
@@ -530,11 +530,13 @@ impl Member {
         Some((m.current_term, t))
     }
 
-    fn view_of(leader_id: NodeId, t: &BeatTable) -> HeartbeatView {
+    fn view_of(&self, t: &BeatTable) -> HeartbeatView {
         let now = Instant::now();
         let since = t.since.unwrap_or(now);
+        let log_index = self.inner.raft.metrics().borrow().last_log_index.unwrap_or(0);
         HeartbeatView {
-            leader_id,
+            leader_id: self.inner.id,
+            log_index,
             term: t.term,
             collecting_ms: now.saturating_duration_since(since).as_millis() as u64,
             beats: t

@@ -97,6 +97,10 @@ pub struct HeartbeatView {
     /// heard from is judged by this (the grace period a new leader gives every member).
     pub collecting_ms: u64,
     pub beats: Vec<Beat>,
+    /// The leader's last log index when it answered: a member that has applied this far has
+    /// applied everything committed before the answer.
+    #[serde(default)]
+    pub log_index: u64,
 }
 
 impl HeartbeatView {

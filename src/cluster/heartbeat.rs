@@ -17,6 +17,10 @@ use super::mode::{self, ExecutionMode};
 use super::settings::{HeartbeatSettings, SchedulingSettings};
 use crate::codec;
 
+/// How much shorter than `considerDead` a member's lease is ([`Heartbeats::lease`]): room for
+/// the time between deciding on the lease and acting, and for the leader's clock.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 /// What a member reports in its heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -129,11 +133,15 @@ pub struct Heartbeats {
     running: std::sync::OnceLock<Box<dyn Fn() -> u32 + Send + Sync>>,
     /// The leader's table from the last heartbeat reply, and when it arrived.
     last: Mutex<Option<(Instant, HeartbeatView)>>,
+    /// When the last heartbeat answered by another member (the leader) was sent, and the
+    /// leader's log index in its answer: see [`Heartbeats::lease`].
+    answered: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Heartbeats {
     pub fn new(member: Member, settings: SchedulingSettings) -> Arc<Heartbeats> {
-        Arc::new(Heartbeats { member, settings, running: Default::default(), last: Mutex::new(None) })
+        let (last, answered) = (Mutex::new(None), Mutex::new(None));
+        Arc::new(Heartbeats { member, settings, running: Default::default(), last, answered })
     }
 
     /// Tells the heartbeats how to count this member's running executions.
@@ -165,13 +173,33 @@ impl Heartbeats {
         loop {
             tick.tick().await;
             let info = codec::encode(&self.info());
+            let sent = Instant::now();
             // Bounded by the interval: a heartbeat that cannot reach a leader in time is
             // replaced by the next one rather than queued behind it.
             match self.member.heartbeat(info, interval.max(Duration::from_millis(500))).await {
-                Ok(view) => *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), view)),
+                Ok(view) => {
+                    if view.leader_id != self.member.id() {
+                        *self.answered.lock().unwrap_or_else(|p| p.into_inner()) = Some((sent, view.log_index));
+                    }
+                    *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), view));
+                }
                 Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
             }
         }
+    }
+
+    /// Whether this member may act on its applied state without asking the leader first: its
+    /// last heartbeat answered by another member (the leader) was sent less than
+    /// `considerDead - LEASE_MARGIN` ago, and it has applied the leader's log index of that
+    /// answer. The leader takes a member's jobs and ends its runs only after `considerDead` of
+    /// silence since it last heard from it, which came after that send; so nothing of the
+    /// kind was committed before the answer that is not applied here, and nothing can be
+    /// committed after it until the lease is over. A leader holds no lease: it answers its own
+    /// heartbeats, also after it has been deposed without knowing it.
+    pub fn lease(&self) -> bool {
+        let Some((sent, index)) = *self.answered.lock().unwrap_or_else(|p| p.into_inner()) else { return false };
+        let lease = self.settings.heartbeat.consider_dead.saturating_sub(LEASE_MARGIN);
+        sent.elapsed() < lease && self.member.kv().applied_index() >= index
     }
 
     /// The leader's table and how old this member's copy is: the leader's own table when this
@@ -209,6 +237,7 @@ mod tests {
             leader_id: 1,
             term: 3,
             collecting_ms: 10_000,
+            log_index: 0,
             beats: vec![
                 Beat { node_id: 2, age_ms: 500, info: Vec::new() },
                 Beat { node_id: 3, age_ms: 3_000, info: Vec::new() },

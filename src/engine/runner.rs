@@ -11,13 +11,17 @@
 //! claimed at its fire and waits for its time; one an earlier incarnation claimed whose time
 //! is still a second or more away was certainly not started, and is claimed again.
 //!
-//! Right before a run's steps start, the runner confirms that the run is still its own: a read
-//! barrier (everything the leader had committed by then is applied here), then a look at the
-//! record. A member that was cut off from the leader, or is applying a backlog, may learn of a
-//! run (a fire it proposed, committed while it was away) before it learns that the leader has
-//! since recorded that run `incomplete` and given the job to another member; starting from that
-//! stale state would run one exclusive job twice at once (jepsen/README.md, bug 13). Runs that
-//! start together share one barrier ([`StartGate`]).
+//! Right before a run's steps start, the runner confirms that the run is still its own, then
+//! looks at the record again. A member that was cut off from the leader, or is applying a
+//! backlog, may learn of a run (a fire it proposed, committed while it was away) before it
+//! learns that the leader has since recorded that run `incomplete` and given the job to another
+//! member; starting from that stale state would run one exclusive job twice at once
+//! (jepsen/README.md, bug 13). The confirmation is the member's heartbeat lease when it holds
+//! one ([`crate::cluster::Heartbeats::lease`]: the leader heard from it recently and it has
+//! applied what the leader had then), which costs nothing; else a read barrier (everything the
+//! leader had committed by then is applied here), shared by the runs that start together
+//! ([`StartGate`]). A user's abort the member has not applied yet does not hold a run back
+//! under the lease: it stops the run once it arrives, as it always did.
 //!
 //! While an execution runs, its output goes to the log store in segments (checkpointed at least
 //! once a second, so any member can serve it); an abort request on the record reaches the
@@ -535,15 +539,19 @@ impl Runner {
     }
 
     /// Confirms, right before its steps start, that execution `id` is still this incarnation's
-    /// to run (module docs): waits until this member has applied everything committed so far,
-    /// retrying while there is no leader (a member cut off from the leader starts nothing),
-    /// then reads the record.
+    /// to run (module docs): under the heartbeat lease at once, else once this member has
+    /// applied everything committed so far, retrying while there is no leader (a member cut off
+    /// from the leader starts nothing once its lease is over); then reads the record.
     async fn still_ours(&self, id: u64, signal: &crate::exec::AbortSignal) -> Result<(), NotStarted> {
         let mut wait = Duration::from_millis(100);
         let aborted = loop {
-            let passed = tokio::select! {
-                passed = self.gate.pass(&self.member) => passed,
-                kind = signal.requested() => break kind,
+            let passed = if self.placer.heartbeats().lease() {
+                Ok(())
+            } else {
+                tokio::select! {
+                    passed = self.gate.pass(&self.member) => passed,
+                    kind = signal.requested() => break kind,
+                }
             };
             let read = match passed {
                 Ok(()) => executions::load(&self.member, id, Consistency::Local).await.map_err(|e| e.to_string()),
