@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use steward_storage::{KeyValue, KvReader, StoreOptions, Txn, TxnResult};
 use tokio::sync::watch;
@@ -639,12 +639,9 @@ impl Member {
             }
             Some(_) => {}
             None => {
-                let add = self.inner.raft.add_learner(req.node_id, req.node.clone(), true);
-                match tokio::time::timeout(self.inner.config.join_timeout, add).await {
-                    Err(_) => return Err(RemoteError::Timeout),
-                    Ok(Err(e)) => return Err(write_error(e)),
-                    Ok(Ok(_)) => {}
-                }
+                let until = Instant::now() + self.inner.config.join_timeout;
+                let add = || self.inner.raft.add_learner(req.node_id, req.node.clone(), true);
+                membership_change(add, until).await?;
             }
         }
         let voter = self.promote_if_room(req.node_id).await?;
@@ -662,12 +659,10 @@ impl Member {
         if voters.len() >= self.inner.config.max_voters {
             return Ok(false);
         }
-        let change = self.inner.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false);
-        match tokio::time::timeout(self.inner.config.request_timeout * 2, change).await {
-            Err(_) => Err(RemoteError::Timeout),
-            Ok(Err(e)) => Err(write_error(e)),
-            Ok(Ok(_)) => Ok(true),
-        }
+        let until = Instant::now() + self.inner.config.request_timeout * 2;
+        let change = || self.inner.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false);
+        membership_change(change, until).await?;
+        Ok(true)
     }
 
     /// Leader side of [`Member::leave`].
@@ -961,6 +956,34 @@ fn remote_to_cluster(e: RemoteError) -> ClusterError {
     }
 }
 
+/// Runs a membership change (`start` makes the request), waiting out one already in progress
+/// (a removal or another join being committed): that is a matter of moments, and refusing
+/// would fail a newcomer's join for good (jepsen: a member rejoining while another left).
+/// Past `until`, a timeout, which the joining member retries.
+async fn membership_change<F, Fut, R>(start: F, until: Instant) -> Result<R, RemoteError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<R, RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>>>,
+{
+    loop {
+        let budget = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(budget, start()).await {
+            Err(_) => return Err(RemoteError::Timeout),
+            Ok(Ok(r)) => return Ok(r),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(p),
+            )))) => {
+                if Instant::now() + Duration::from_millis(100) >= until {
+                    return Err(RemoteError::Timeout);
+                }
+                tracing::debug!(in_progress = %p, "a membership change is in progress; waiting to make this one");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(Err(e)) => return Err(write_error(e)),
+        }
+    }
+}
+
 /// What a failed `client_write` means to a member that forwarded it.
 pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> RemoteError {
     match e {
@@ -974,8 +997,42 @@ pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNo
 
 #[cfg(test)]
 mod tests {
-    use super::{leader_answer, remote_to_cluster, RemoteError};
+    use super::{leader_answer, membership_change, remote_to_cluster, RemoteError};
     use crate::ClusterError;
+
+    type ChangeResult = Result<
+        u32,
+        openraft::error::RaftError<crate::NodeId, openraft::error::ClientWriteError<crate::NodeId, crate::MemberNode>>,
+    >;
+
+    // openraft's error type, as `membership_change` gets it: its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
+    fn in_progress() -> ChangeResult {
+        let p = openraft::error::InProgress { committed: None, membership_log_id: None };
+        Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ChangeMembershipError(p.into())))
+    }
+
+    #[tokio::test]
+    async fn a_membership_change_waits_out_one_in_progress_and_times_out_retryably() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::time::{Duration, Instant};
+        let tries = AtomicU32::new(0);
+        let start = || {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    in_progress()
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let done = membership_change(start, Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(done.unwrap(), 2, "made once the change in progress was over");
+        let stuck = membership_change(|| async { in_progress() }, Instant::now() + Duration::from_millis(300)).await;
+        assert!(matches!(stuck, Err(RemoteError::Timeout)), "{stuck:?}");
+        assert!(remote_to_cluster(RemoteError::Timeout).is_retryable());
+    }
 
     #[test]
     fn a_leaders_fatal_error_is_indeterminate_and_retryable_for_the_member_that_forwarded_the_write() {

@@ -125,6 +125,23 @@ struct Owned {
     after: i64,
     /// The next slot to decide (ms), if the schedule has one.
     next: Option<i64>,
+    /// The epoch of the owner record this member schedules under.
+    epoch: u64,
+}
+
+/// Where scheduling a job owned under owner-record `epoch` resumes (see `Scheduler::track`):
+/// after `tracked`'s progress when it was made under the same epoch, else after the last slot
+/// recorded in the cluster, never before `since_ms`.
+fn resume_after(
+    tracked: Option<(u64, i64)>,
+    epoch: u64,
+    last_recorded: impl FnOnce() -> Option<i64>,
+    since_ms: i64,
+) -> i64 {
+    match tracked {
+        Some((e, after)) if e == epoch => after,
+        _ => last_recorded().unwrap_or(since_ms).max(since_ms),
+    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -360,20 +377,24 @@ impl Scheduler {
             self.untrack(&uuid);
             return;
         };
-        // Resume after the last decided slot: this member's own progress, else the last slot
-        // recorded in the cluster (a restart or a takeover), else the job's last change — a
-        // new or newly enabled job does not fire slots from before it existed, and the slots of
-        // a job whose owner died before it recorded any are still decided by the new owner.
-        let after = match self.owned.get(&uuid) {
-            Some(o) => o.after,
-            None => self.last_recorded(&uuid).unwrap_or(entry.since_ms).max(entry.since_ms),
-        };
+        // Resume after the last decided slot: this member's own progress under the same owner
+        // record, else the last slot recorded in the cluster (a restart or a takeover), else the
+        // job's last change — a new or newly enabled job does not fire slots from before it
+        // existed, and the slots of a job whose owner died before it recorded any are still
+        // decided by the new owner. A new epoch means the job was someone else's meanwhile
+        // (taken over and given back, perhaps before this member saw it leave): the slots it
+        // "decided" then were refused by the owner guard and recorded by nobody, so its own
+        // progress does not count.
+        let epoch = entry.owner.as_ref().map_or(0, |o| o.epoch);
+        let tracked = self.owned.get(&uuid).map(|o| (o.epoch, o.after));
+        let after = resume_after(tracked, epoch, || self.last_recorded(&uuid), entry.since_ms);
         self.untrack(&uuid);
         let next = schedule.next_after(at(after)).map(ms);
         if let Some(n) = next {
             self.queue.insert(n, &uuid, entry.job.multiple_executions);
         }
-        self.owned.insert(uuid, Owned { job: Arc::new(entry.job), schedule, misfire: entry.misfire, after, next });
+        self.owned
+            .insert(uuid, Owned { job: Arc::new(entry.job), schedule, misfire: entry.misfire, after, next, epoch });
     }
 
     /// The latest slot recorded for `uuid` (fired, skipped or missed), from the local state.
@@ -538,7 +559,21 @@ impl Scheduler {
 mod tests {
     use std::time::Duration;
 
-    use super::{wake_after, Queue, WALL_CLOCK_RECHECK};
+    use super::{resume_after, wake_after, Queue, WALL_CLOCK_RECHECK};
+
+    #[test]
+    fn a_job_given_back_under_a_new_epoch_resumes_after_the_clusters_records_not_its_own_progress() {
+        let (since, recorded, own) = (1_000, 80_000, 120_000);
+        // Same owner record: its own progress (slots it decided that the cluster may not show
+        // yet, decided ahead).
+        assert_eq!(resume_after(Some((4, own)), 4, || Some(recorded), since), own);
+        // Taken over and given back while it went on "deciding" slots its owner guard refused:
+        // those were recorded by nobody, so it resumes after the last record.
+        assert_eq!(resume_after(Some((4, own)), 6, || Some(recorded), since), recorded);
+        // Newly owned: the last record, else the job's last change.
+        assert_eq!(resume_after(None, 6, || Some(recorded), since), recorded);
+        assert_eq!(resume_after(None, 1, || None, since), since);
+    }
 
     #[test]
     fn the_scheduler_reads_the_wall_clock_again_within_a_second_however_far_the_next_slot() {
