@@ -422,7 +422,12 @@ pub fn check(f: &Facts) -> Verdict {
         let Some(j) = jobs.get(job) else { return Some("no such job") };
         // The owner's clock offset when the job was created (a member set back fires slots
         // from before the create) and when it was deleted (one set ahead fires future slots).
-        let skew = f.skew(&j.owner, j.first_slot_ms).max(extra_skew);
+        // The create's own time stamps the job on the creating member's clock; the first slot
+        // may come later, after an offset is gone (seed 28 with bursts: a job created 1.1 s
+        // after its creator's clock was reset, which libfaketime had not seen yet, fired the
+        // slot before its create).
+        let created = j.created_ms.map_or(j.first_slot_ms, |c| c.min(j.first_slot_ms));
+        let skew = f.skew(&j.owner, created).max(f.skew(&j.owner, j.first_slot_ms)).max(extra_skew);
         if slot < j.first_slot_ms.saturating_sub(skew) || !slot.is_multiple_of(j.interval_ms.max(1)) {
             return Some("not a slot of the job's schedule");
         }
@@ -1476,6 +1481,21 @@ mod tests {
         let v = check(&f);
         assert_eq!(v.details["ghost_fires"]["count"], 0, "{}", v.details);
         assert_eq!(v.details["early_fires"]["count"], 0, "{}", v.details);
+
+        // The creator's clock was 2 s behind until 1000 (reset then; libfaketime may see it up
+        // to CLOCK_MARGIN_MS later); the job, created at 2900 (first slot 4000), fired slot 2000
+        // at 3000: its creator stamped the create at about 1900. Not a ghost; it would be with
+        // a create long after the reset.
+        for (created, ghosts) in [(2_900, 0), (1_000 + CLOCK_MARGIN_MS + 1_500, 1)] {
+            let mut f = facts_of(vec![run(2000, "A", "2", 3000)]);
+            f.jobs[0].interval_ms = 1000;
+            f.jobs[0].first_slot_ms = 4000;
+            f.jobs[0].created_ms = Some(created);
+            f.read_ms = 5000;
+            f.impaired.push(imp("n1", 500, 1000, 2000));
+            let v = check(&f);
+            assert_eq!(v.details["ghost_fires"]["count"], ghosts, "created {created}: {}", v.details);
+        }
 
         // The owner's clock ran 4 s ahead: it fired slot 5000 at 1000.
         let mut f = facts_of(vec![run(1000, "A", "1", 1000), run(5000, "A", "5", 1001)]);
