@@ -382,6 +382,23 @@ async fn a_passive_member_loses_its_jobs_at_once_and_runs_nothing() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!({ "executionMode": "active" }));
 }
 
+/// Removes member `uuid` through `via`. Right after a start the leader may not have heard
+/// from every voter within its reachability window and refuses (it would not leave a
+/// majority it can reach); that is retried, any other answer fails the test.
+async fn remove_member(c: &ProcCluster, via: usize, uuid: &str) {
+    wait_for(Duration::from_secs(15), "the removal to be accepted", || async {
+        let r = c.req(via, Method::DELETE, &format!("/api/45/cluster/members/{uuid}")).send().await.ok()?;
+        if r.status().is_success() {
+            return Some(());
+        }
+        let text = r.text().await.unwrap_or_default();
+        assert!(text.contains("not a majority"), "removal refused: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        None
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_loses_its_jobs_at_once_and_they_fire_elsewhere() {
     let c = ProcCluster::start(3).await;
@@ -401,8 +418,7 @@ async fn a_removed_member_loses_its_jobs_at_once_and_they_fire_elsewhere() {
     })
     .await;
 
-    let r = c.req(leader, Method::DELETE, &format!("/api/45/cluster/members/{}", ids[victim])).send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    remove_member(&c, leader, &ids[victim]).await;
     // Not after considerDead, nor at the leader's next periodic look at every owner (10 s):
     // the change of membership is enough.
     wait_for(Duration::from_secs(3), "the removed member's jobs moved", || async {
@@ -419,6 +435,65 @@ async fn a_removed_member_loses_its_jobs_at_once_and_they_fire_elsewhere() {
     .await;
     assert_every_slot_recorded(&c, leader, &jobs).await;
     assert_no_slot_ran_twice(&runs_file);
+}
+
+/// `start ID MS` and `end ID MS` lines of an exclusive job's runs (3 s each) → intervals.
+fn run_intervals(file: &Path) -> Vec<(String, i64, Option<i64>)> {
+    let mut out: Vec<(String, i64, Option<i64>)> = Vec::new();
+    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+        if let [what, id, ms] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            let ms: i64 = ms.parse().unwrap_or(0);
+            match what {
+                "start" => out.push((id.to_string(), ms, None)),
+                _ => out.iter_mut().filter(|r| r.0 == id).for_each(|r| r.2 = Some(ms)),
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_members_running_step_is_not_overlapped_by_its_jobs_next_run() {
+    let c = ProcCluster::start(3).await;
+    let ids = uuids(&c).await;
+    let victim = a_follower(&c, &ids).await;
+    let leader_uuid = c.leader_uuid(0).await.expect("a leader");
+    let leader = ids.iter().position(|u| *u == leader_uuid).expect("the leader is a member");
+    let runs_file = c.root.path().join("runs.txt");
+    create_project(&c, victim, "ov").await;
+    let yaml = format!(
+        "- name: long\n  schedule:\n    crontab: '* * * * * ? *'\n  sequence:\n    commands:\n      \
+         - exec: sh -c 'echo \"start $RD_JOB_EXECID $(date +%s%3N)\" >> {f}; sleep 3; \
+         echo \"end $RD_JOB_EXECID $(date +%s%3N)\" >> {f}'\n",
+        f = runs_file.display()
+    );
+    import(&c, victim, "ov", yaml).await;
+    wait_for(Duration::from_secs(30), "a run of the job going on its owner", || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        run_intervals(&runs_file).iter().any(|r| r.2.is_none()).then_some(())
+    })
+    .await;
+    remove_member(&c, leader, &ids[victim]).await;
+    // Two runs after the removal, on the new owner.
+    let before = run_intervals(&runs_file).len();
+    wait_for(Duration::from_secs(40), "two runs on another member after the removal", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let runs = run_intervals(&runs_file);
+        (runs.len() >= before + 2 && runs.iter().all(|r| r.2.is_some())).then_some(())
+    })
+    .await;
+    let runs = run_intervals(&runs_file);
+    for w in runs.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        assert!(
+            b.1 >= a.2.unwrap(),
+            "run {} started at {} while run {} went on until {:?}: {runs:?}",
+            b.0,
+            b.1,
+            a.0,
+            a.2
+        );
+    }
 }
 
 /// A job whose run appends `member attempt` to `runs`, then runs for a minute.

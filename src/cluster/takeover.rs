@@ -139,12 +139,15 @@ pub struct Autotakeover {
     /// The membership at the last round: a member that left owns jobs nobody else looks at
     /// (it is in no member's state), so a change means looking at every owner now.
     members: Vec<String>,
+    /// When this leader first found each removed member still named by a running execution.
+    gone_since: HashMap<String, Instant>,
 }
 
 impl Autotakeover {
     pub fn new(member: Member, placer: Arc<Placer>) -> Autotakeover {
         let catalog = Catalog::new(member.clone());
-        Autotakeover { member, placer, catalog, last_full_scan: None, reported: HashSet::new(), members: Vec::new() }
+        let (reported, members, gone_since) = (HashSet::new(), Vec::new(), HashMap::new());
+        Autotakeover { member, placer, catalog, last_full_scan: None, reported, members, gone_since }
     }
 
     fn settings(&self) -> &super::SchedulingSettings {
@@ -167,6 +170,14 @@ impl Autotakeover {
                 tracing::warn!(error = %e, "autotakeover round failed; retrying");
             }
         }
+    }
+
+    /// Whether removed member `uuid` has been gone, as far as this leader knows, for as long
+    /// as a silent member must be before its runs are ended.
+    fn gone_long_enough(&mut self, uuid: &str) -> bool {
+        let s = self.settings();
+        let wait = s.heartbeat.consider_dead + s.autotakeover.delay;
+        self.gone_since.entry(uuid.to_string()).or_insert_with(Instant::now).elapsed() >= wait
     }
 
     fn loss(&self, uuid: &str, states: &HashMap<String, MemberState>) -> Option<Loss> {
@@ -197,7 +208,7 @@ impl Autotakeover {
         let changed = members != self.members;
         self.members = members;
         let full = changed || self.last_full_scan.is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY);
-        if losing.is_empty() && !full {
+        if losing.is_empty() && !full && self.gone_since.is_empty() {
             self.reported.clear();
             return Ok(());
         }
@@ -248,6 +259,8 @@ impl Autotakeover {
         targets: &[String],
     ) -> Result<(), ClusterError> {
         let rows = self.member.kv().range(RUNNING)?;
+        // Removed members whose runs wait for `gone_long_enough`: the rounds go on looking.
+        let mut waiting: HashSet<String> = HashSet::new();
         for (_, kv) in rows {
             let Some(id) = decode_seq(&kv.value) else { continue };
             let Some(found) = self.member.kv().get(&exec_key(id))? else { continue };
@@ -259,6 +272,14 @@ impl Autotakeover {
             let started = rec.runner.is_some();
             if started && loss == Loss::Passive {
                 continue; // a passive member finishes what it started
+            }
+            if started && loss == Loss::Gone && !self.gone_long_enough(&rec.member) {
+                waiting.insert(rec.member.clone());
+                // A removed member may not know it yet (the leader stops replicating to it)
+                // and may be running this step now: ended here, the job's next run would start
+                // beside it. Its jobs have moved already; its runs are judged like a dead
+                // member's, after `considerDead` + `delay` (jepsen/README.md, bug 17).
+                continue;
             }
             let owner = self.member.kv().get(&owner_key(&rec.job_uuid))?;
             let owner = owner.and_then(|kv| codec::decode::<OwnerRecord>(&kv.value).ok()).map(|o| o.member);
@@ -314,6 +335,7 @@ impl Autotakeover {
                 }
             }
         }
+        self.gone_since.retain(|u, _| waiting.contains(u));
         Ok(())
     }
 }
