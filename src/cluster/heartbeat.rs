@@ -195,7 +195,8 @@ impl Heartbeats {
     /// silence since it last heard from it, which came after that send; so nothing of the
     /// kind was committed before the answer that is not applied here, and nothing can be
     /// committed after it until the lease is over. A leader holds no lease: it answers its own
-    /// heartbeats, also after it has been deposed without knowing it.
+    /// heartbeats, also after it has been deposed without knowing it. A removed member gets no
+    /// answer (the leader refuses heartbeats from non-members), so its lease runs out.
     pub fn lease(&self) -> bool {
         let Some((sent, index)) = *self.answered.lock().unwrap_or_else(|p| p.into_inner()) else { return false };
         let lease = self.settings.heartbeat.consider_dead.saturating_sub(LEASE_MARGIN);
