@@ -86,8 +86,26 @@ fn assert_no_slot_ran_twice(file: &Path) {
 
 /// The index of a member that does not lead (so killing it does not also cost an election).
 async fn a_follower(c: &ProcCluster, uuids: &[String]) -> usize {
+    let leader = the_leader(c, uuids).await;
+    (0..uuids.len()).find(|i| *i != leader).expect("a follower")
+}
+
+/// The index of the member that leads now.
+async fn the_leader(c: &ProcCluster, uuids: &[String]) -> usize {
     let leader = wait_for(Duration::from_secs(10), "a leader", || c.leader_uuid(0)).await;
-    uuids.iter().position(|u| *u != leader).expect("a follower")
+    uuids.iter().position(|u| *u == leader).expect("the leader is a member")
+}
+
+/// Waits until each of `jobs` has fired on `owner` (a uuid), as read through member `via`.
+async fn wait_fired_on(c: &ProcCluster, via: usize, jobs: &[String], owner: &str) {
+    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for job in jobs {
+            fires(c, via, job).await?.iter().find(|r| r["outcome"] == "fired" && r["member"] == owner)?;
+        }
+        Some(())
+    })
+    .await;
 }
 
 async fn uuids(c: &ProcCluster) -> Vec<String> {
@@ -140,16 +158,7 @@ async fn sigkill_of_the_owner_of_100_jobs_moves_them_within_the_bound_and_no_slo
     create_project(&c, owner, "tk").await;
     let jobs = import(&c, owner, "tk", every_second_jobs("j", 100, &runs_file)).await;
     assert_eq!(jobs.len(), 100);
-    // Every job has fired on its owner.
-    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        for job in &jobs {
-            let f = fires(&c, via, job).await?;
-            f.iter().find(|r| r["outcome"] == "fired" && r["member"] == ids[owner].as_str())?;
-        }
-        Some(())
-    })
-    .await;
+    wait_fired_on(&c, via, &jobs, &ids[owner]).await;
 
     c.kill(owner);
     let killed_at = now_ms();
@@ -208,14 +217,7 @@ async fn a_paused_owner_that_comes_back_runs_no_slot_twice_and_keeps_nothing_it_
     let runs_file = c.root.path().join("runs.txt");
     create_project(&c, owner, "ps").await;
     let jobs = import(&c, owner, "ps", every_second_jobs("p", 20, &runs_file)).await;
-    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        for job in &jobs {
-            fires(&c, via, job).await?.iter().find(|r| r["outcome"] == "fired")?;
-        }
-        Some(())
-    })
-    .await;
+    wait_fired_on(&c, via, &jobs, &ids[owner]).await;
 
     c.signal(owner, libc::SIGSTOP);
     wait_for(Duration::from_secs(30), "every job fired on another member", || async {
@@ -404,19 +406,11 @@ async fn a_removed_member_loses_its_jobs_at_once_and_they_fire_elsewhere() {
     let c = ProcCluster::start(3).await;
     let ids = uuids(&c).await;
     let victim = a_follower(&c, &ids).await;
-    let leader_uuid = c.leader_uuid(0).await.expect("a leader");
-    let leader = ids.iter().position(|u| *u == leader_uuid).expect("the leader is a member");
+    let leader = the_leader(&c, &ids).await;
     let runs_file = c.root.path().join("runs.txt");
     create_project(&c, victim, "rm").await;
     let jobs = import(&c, victim, "rm", every_second_jobs("r", 5, &runs_file)).await;
-    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        for job in &jobs {
-            fires(&c, leader, job).await?.iter().find(|r| r["outcome"] == "fired")?;
-        }
-        Some(())
-    })
-    .await;
+    wait_fired_on(&c, leader, &jobs, &ids[victim]).await;
 
     remove_member(&c, leader, &ids[victim]).await;
     // Not after considerDead, nor at the leader's next periodic look at every owner (10 s):
@@ -457,8 +451,7 @@ async fn a_removed_members_running_step_is_not_overlapped_by_its_jobs_next_run()
     let c = ProcCluster::start(3).await;
     let ids = uuids(&c).await;
     let victim = a_follower(&c, &ids).await;
-    let leader_uuid = c.leader_uuid(0).await.expect("a leader");
-    let leader = ids.iter().position(|u| *u == leader_uuid).expect("the leader is a member");
+    let leader = the_leader(&c, &ids).await;
     let runs_file = c.root.path().join("runs.txt");
     create_project(&c, victim, "ov").await;
     let yaml = format!(
@@ -775,20 +768,12 @@ fn bad_policy_settings_are_refused_at_startup_naming_the_setting() {
 async fn sigkill_of_a_leader_that_owns_jobs_moves_them_within_the_bound() {
     let mut c = ProcCluster::start(3).await;
     let ids = uuids(&c).await;
-    let leader_uuid = wait_for(Duration::from_secs(10), "a leader", || c.leader_uuid(0)).await;
-    let owner = ids.iter().position(|u| *u == leader_uuid).unwrap();
+    let owner = the_leader(&c, &ids).await;
     let via = (owner + 1) % 3;
     let runs_file = c.root.path().join("runs.txt");
     create_project(&c, owner, "lk").await;
     let jobs = import(&c, owner, "lk", every_second_jobs("l", 10, &runs_file)).await;
-    wait_for(Duration::from_secs(30), "every job fired on its owner", || async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        for job in &jobs {
-            fires(&c, via, job).await?.iter().find(|r| r["outcome"] == "fired")?;
-        }
-        Some(())
-    })
-    .await;
+    wait_fired_on(&c, via, &jobs, &ids[owner]).await;
     c.kill(owner);
     let killed_at = now_ms();
     // The new leader judges its predecessor from its last AppendEntries, not from its own start.
@@ -871,8 +856,7 @@ async fn a_member_that_lags_never_starts_a_run_the_leader_has_already_ended() {
     }
     let ids = uuids(&c).await;
     let owner = a_follower(&c, &ids).await;
-    let leader_uuid = c.leader_uuid(0).await.expect("a leader");
-    let leader = ids.iter().position(|u| *u == leader_uuid).expect("the leader is a member");
+    let leader = the_leader(&c, &ids).await;
     // Restarted with the hook: it reads the variable when its store opens.
     c.kill(owner);
     c.member_env
@@ -911,11 +895,10 @@ async fn a_member_that_lags_never_starts_a_run_the_leader_has_already_ended() {
     let before_takeover = applied(&c, leader).await.expect("applied");
     c.signal(owner, libc::SIGSTOP);
     std::fs::write(&limit, before_takeover.to_string()).unwrap();
+    let exec_id: u64 = exec.parse().expect("an execution id");
     let v = wait_for(Duration::from_secs(30), "the leader to record the run incomplete", || async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let r = c.req(leader, Method::GET, &format!("/api/45/execution/{exec}")).send().await.ok()?;
-        let v: Value = r.json().await.ok()?;
-        (v["status"] != "running").then_some(v)
+        execution(&c, leader, exec_id).await.filter(|v| v["status"] != "running")
     })
     .await;
     assert_eq!(v["status"], "incomplete", "{v}");
@@ -941,8 +924,7 @@ async fn a_member_that_lags_never_starts_a_run_the_leader_has_already_ended() {
     })
     .await;
     assert!(!ran(&exec), "execution {exec} ran its steps after its end");
-    let v = c.req(leader, Method::GET, &format!("/api/45/execution/{exec}")).send().await.unwrap();
-    assert_eq!(v.json::<Value>().await.unwrap()["status"], "incomplete");
+    assert_eq!(execution(&c, leader, exec_id).await.expect("the execution")["status"], "incomplete");
     wait_for(Duration::from_secs(30), "a run of the job on another member", || async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         first_fires_elsewhere(&c, leader, std::slice::from_ref(&job), &ids[owner]).await

@@ -497,13 +497,12 @@ impl Member {
 
     /// Leader side of [`Member::heartbeat`].
     pub(crate) fn local_heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatView, RemoteError> {
-        let mut table = self.beat_table().ok_or_else(|| self.not_leader())?;
         // A removed member may not know it (it gets no more entries): an answer would renew
         // the lease it starts runs under, while this leader ends those runs.
-        let member = self.inner.raft.metrics().borrow().membership_config.membership().get_node(&req.node_id).is_some();
-        if !member {
+        if self.node_of(req.node_id).is_none() {
             return Err(RemoteError::Rejected(format!("member {} is not in the cluster", req.node_id)));
         }
+        let mut table = self.beat_table().ok_or_else(|| self.not_leader())?;
         table.1.beats.insert(req.node_id, (Instant::now(), req.info));
         Ok(self.view_of(&table.1))
     }

@@ -131,17 +131,21 @@ pub struct Heartbeats {
     settings: SchedulingSettings,
     /// How many executions this member runs now (set once the runner exists).
     running: std::sync::OnceLock<Box<dyn Fn() -> u32 + Send + Sync>>,
-    /// The leader's table from the last heartbeat reply, and when it arrived.
-    last: Mutex<Option<(Instant, HeartbeatView)>>,
-    /// When the last heartbeat answered by another member (the leader) was sent, and the
-    /// leader's log index in its answer: see [`Heartbeats::lease`].
-    answered: Mutex<Option<(Instant, u64)>>,
+    /// The leader's table from the last heartbeat reply.
+    last: Mutex<Option<Answer>>,
+}
+
+/// A heartbeat's answer: the leader's table, when the heartbeat was sent and when the answer
+/// arrived.
+struct Answer {
+    sent: Instant,
+    arrived: Instant,
+    view: HeartbeatView,
 }
 
 impl Heartbeats {
     pub fn new(member: Member, settings: SchedulingSettings) -> Arc<Heartbeats> {
-        let (last, answered) = (Mutex::new(None), Mutex::new(None));
-        Arc::new(Heartbeats { member, settings, running: Default::default(), last, answered })
+        Arc::new(Heartbeats { member, settings, running: Default::default(), last: Mutex::new(None) })
     }
 
     /// Tells the heartbeats how to count this member's running executions.
@@ -178,10 +182,8 @@ impl Heartbeats {
             // replaced by the next one rather than queued behind it.
             match self.member.heartbeat(info, interval.max(Duration::from_millis(500))).await {
                 Ok(view) => {
-                    if view.leader_id != self.member.id() {
-                        *self.answered.lock().unwrap_or_else(|p| p.into_inner()) = Some((sent, view.log_index));
-                    }
-                    *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), view));
+                    *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Answer { sent, arrived: Instant::now(), view })
                 }
                 Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
             }
@@ -189,7 +191,7 @@ impl Heartbeats {
     }
 
     /// Whether this member may act on its applied state without asking the leader first: its
-    /// last heartbeat answered by another member (the leader) was sent less than
+    /// last heartbeat was answered by another member (the leader), was sent less than
     /// `considerDead - LEASE_MARGIN` ago, and it has applied the leader's log index of that
     /// answer. The leader takes a member's jobs and ends its runs only after `considerDead` of
     /// silence since it last heard from it, which came after that send; so nothing of the
@@ -198,9 +200,13 @@ impl Heartbeats {
     /// heartbeats, also after it has been deposed without knowing it. A removed member gets no
     /// answer (the leader refuses heartbeats from non-members), so its lease runs out.
     pub fn lease(&self) -> bool {
-        let Some((sent, index)) = *self.answered.lock().unwrap_or_else(|p| p.into_inner()) else { return false };
         let lease = self.settings.heartbeat.consider_dead.saturating_sub(LEASE_MARGIN);
-        sent.elapsed() < lease && self.member.kv().applied_index() >= index
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref().is_some_and(|a| {
+            a.view.leader_id != self.member.id()
+                && a.sent.elapsed() < lease
+                && self.member.kv().applied_index() >= a.view.log_index
+        })
     }
 
     /// The leader's table and how old this member's copy is: the leader's own table when this
@@ -210,7 +216,7 @@ impl Heartbeats {
             return Some((v, Duration::ZERO));
         }
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.as_ref().map(|(at, v)| (v.clone(), at.elapsed()))
+        last.as_ref().map(|a| (a.view.clone(), a.arrived.elapsed()))
     }
 
     /// Every member, judged from [`Heartbeats::view`]; `None` when this member has no view yet

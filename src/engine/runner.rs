@@ -165,13 +165,18 @@ enum NotStarted {
     Ended(ExecStatus, Option<String>),
 }
 
-/// The end of a run aborted before its steps started, `while_` saying what it waited for.
-fn ended_before_start(kind: AbortKind, while_: &str) -> (ExecStatus, Option<String>) {
-    match kind {
-        AbortKind::Abort => (ExecStatus::Aborted, Some(format!("aborted while {while_}"))),
-        AbortKind::ForceIncomplete => {
-            (ExecStatus::Incomplete, Some(format!("stopped (forceIncomplete) while {while_}")))
-        }
+impl From<(ExecStatus, Option<String>)> for NotStarted {
+    fn from((status, message): (ExecStatus, Option<String>)) -> NotStarted {
+        NotStarted::Ended(status, message)
+    }
+}
+
+/// What the abort request on an execution's record asks of the process.
+fn abort_kind(a: &super::records::AbortRequest) -> AbortKind {
+    if a.force_incomplete {
+        AbortKind::ForceIncomplete
+    } else {
+        AbortKind::Abort
     }
 }
 
@@ -397,7 +402,7 @@ impl Runner {
         }
         if let Some(handle) = self.active().get(&id).cloned() {
             if let Some(a) = &rec.abort {
-                handle.abort(if a.force_incomplete { AbortKind::ForceIncomplete } else { AbortKind::Abort });
+                handle.abort(abort_kind(a));
             } else if rec.status.is_final() && !self.finishing.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
                 // Ended by someone else while it runs here: the leader recorded it incomplete
                 // while this member was silent (paused, partitioned). Its outcome is decided;
@@ -530,66 +535,82 @@ impl Runner {
                 });
                 Ok((permit, line))
             }
-            kind = signal.requested() => {
-                let (status, msg) = ended_before_start(kind, "waiting for a free execution slot");
-                self.note(id, LogLevel::Warn, msg.as_deref().unwrap_or_default()).await;
-                Err((status, msg))
-            }
+            kind = signal.requested() => Err(self.ended_before_steps(id, kind, "waiting for a free execution slot").await),
         }
     }
 
+    /// The end of execution `id`, aborted before its steps started while it was `doing` what
+    /// it says; the line its log gets.
+    async fn ended_before_steps(&self, id: u64, kind: AbortKind, doing: &str) -> (ExecStatus, Option<String>) {
+        let (status, msg) = match kind {
+            AbortKind::Abort => (ExecStatus::Aborted, format!("aborted while {doing}")),
+            AbortKind::ForceIncomplete => (ExecStatus::Incomplete, format!("stopped (forceIncomplete) while {doing}")),
+        };
+        self.note(id, LogLevel::Warn, &msg).await;
+        (status, Some(msg))
+    }
+
     /// Confirms, right before its steps start, that execution `id` is still this incarnation's
-    /// to run (module docs): under the heartbeat lease at once, else once this member has
-    /// applied everything committed so far, retrying while there is no leader (a member cut off
-    /// from the leader starts nothing once its lease is over); then reads the record.
+    /// to run (module docs), from its record as of the confirmation.
     async fn still_ours(&self, id: u64, signal: &crate::exec::AbortSignal) -> Result<(), NotStarted> {
+        const DOING: &str = "confirming the run with the leader";
+        let rec = match self.confirmed_record(id, signal).await {
+            Ok(Some(rec)) => rec,
+            // Gone: its project was deleted meanwhile.
+            Ok(None) => return Err(NotStarted::Decided),
+            Err(kind) => return Err(self.ended_before_steps(id, kind, DOING).await.into()),
+        };
+        if rec.status.is_final() || rec.runner.as_deref() != Some(self.incarnation.as_str()) {
+            tracing::warn!(
+                execution = id,
+                status = rec.status.as_str(),
+                "execution decided elsewhere before its steps started; not starting it"
+            );
+            return Err(NotStarted::Decided);
+        }
+        match &rec.abort {
+            None => Ok(()),
+            Some(a) => Err(self.ended_before_steps(id, abort_kind(a), DOING).await.into()),
+        }
+    }
+
+    /// Execution `id`'s record once this member may trust its applied state about it: at once
+    /// under the heartbeat lease, else after a read barrier, retried while there is no leader
+    /// (a member cut off from the leader starts nothing once its lease is over). `Err` with
+    /// the abort requested meanwhile.
+    async fn confirmed_record(
+        &self,
+        id: u64,
+        signal: &crate::exec::AbortSignal,
+    ) -> Result<Option<ExecutionRecord>, AbortKind> {
         let mut wait = Duration::from_millis(100);
-        let aborted = loop {
+        loop {
             let passed = if self.placer.heartbeats().lease() {
                 Ok(())
             } else {
                 tokio::select! {
                     passed = self.gate.pass(&self.member) => passed,
-                    kind = signal.requested() => break kind,
+                    kind = signal.requested() => return Err(kind),
                 }
             };
             let read = match passed {
                 Ok(()) => executions::load(&self.member, id, Consistency::Local).await.map_err(|e| e.to_string()),
                 // The member is stopping: `stop_all` ends the run through `signal`.
-                Err(steward_raft::ClusterError::Fatal(_)) => break signal.requested().await,
+                Err(steward_raft::ClusterError::Fatal(_)) => return Err(signal.requested().await),
                 Err(e) => Err(e.to_string()),
             };
             match read {
-                Ok(found) => {
-                    // Gone: its project was deleted meanwhile.
-                    let Some((rec, _)) = found else { return Err(NotStarted::Decided) };
-                    if rec.status.is_final() || rec.runner.as_deref() != Some(self.incarnation.as_str()) {
-                        tracing::warn!(
-                            execution = id,
-                            status = rec.status.as_str(),
-                            "execution decided elsewhere before its steps started; not starting it"
-                        );
-                        return Err(NotStarted::Decided);
-                    }
-                    match rec.abort {
-                        None => return Ok(()),
-                        Some(a) if a.force_incomplete => break AbortKind::ForceIncomplete,
-                        Some(_) => break AbortKind::Abort,
-                    }
-                }
+                Ok(found) => return Ok(found.map(|(rec, _)| rec)),
                 Err(e) => {
-                    tracing::info!(execution = id, error = %e, "cannot confirm the run with the leader yet; waiting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        kind = signal.requested() => break kind,
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(1));
+                    tracing::info!(execution = id, error = %e, "cannot confirm the run with the leader yet; waiting")
                 }
             }
-        };
-        let (status, msg) = ended_before_start(aborted, "confirming the run with the leader");
-        self.note(id, LogLevel::Warn, msg.as_deref().unwrap_or_default()).await;
-        Err(NotStarted::Ended(status, msg))
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                kind = signal.requested() => return Err(kind),
+            }
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Commits the end of execution `id`, retrying while the cluster cannot take it (no leader,
