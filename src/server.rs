@@ -300,10 +300,12 @@ impl Server {
         }
         match &config.join {
             Some(url) => {
-                let patience = config.cluster.request_timeout.max(Duration::from_secs(30));
-                // One request may take minutes: the leader answers once the newcomer has caught up.
+                // A newcomer keeps asking while the cluster cannot take it (no leader, a majority
+                // down, the peer not up yet): it was told to join, and exiting would only hand the
+                // wait to whatever restarts it. One request may take minutes: the leader answers
+                // once the newcomer has caught up.
                 let answer =
-                    join_through(url, secret, member, identity, keyring, patience, Duration::from_secs(330)).await?;
+                    join_through(url, secret, member, identity, keyring, None, Duration::from_secs(330)).await?;
                 if let Some(mine) = &identity.cluster_id {
                     if *mine != answer.cluster_id {
                         return Err(ServeError::Join {
@@ -343,7 +345,7 @@ impl Server {
         // --join) would otherwise each wait on another that is not serving yet, whose port
         // takes the connection and never answers.
         let (patience, request) = (Duration::from_secs(3), Duration::from_secs(5));
-        match join_through(url, secret, member, identity, keyring, patience, request).await {
+        match join_through(url, secret, member, identity, keyring, Some(patience), request).await {
             Ok(_) => Ok(()),
             Err(ServeError::Join { message, .. }) if message.contains("belongs to cluster") => {
                 Err(ServeError::Join { url: url.to_string(), message })
@@ -598,15 +600,19 @@ async fn open_member(config: MemberConfig, data_dir: &DataDir) -> Result<Member,
     }
 }
 
-/// Asks the member at `url` to add this member, retrying for up to `patience` while it cannot
-/// be reached or the cluster has no leader; one request gives up after `request_timeout`.
+/// How long a newcomer retries a join before its retries are logged as warnings.
+const JOIN_QUIET: Duration = Duration::from_secs(30);
+
+/// Asks the member at `url` to add this member, retrying while it cannot be reached or the
+/// cluster cannot take a member yet (503), for up to `patience` (`None`: until it answers);
+/// one request gives up after `request_timeout`. Any other refusal is final.
 async fn join_through(
     url: &str,
     secret: &str,
     member: &Member,
     identity: &Identity,
     keyring: &Keyring,
-    patience: Duration,
+    patience: Option<Duration>,
     request_timeout: Duration,
 ) -> Result<JoinAnswer, ServeError> {
     let body = JoinBody {
@@ -624,7 +630,8 @@ async fn join_through(
         .map_err(|e| ServeError::Start(e.to_string()))?;
     let endpoint = format!("{}/internal/cluster/join", url.trim_end_matches('/'));
     let err = |message: String| ServeError::Join { url: url.to_string(), message };
-    let until = Instant::now() + patience;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(500);
     loop {
         let resp = client.post(&endpoint).header(SECRET_HEADER, secret).json(&body).send().await;
         let retry_msg = match resp {
@@ -645,11 +652,18 @@ async fn join_through(
             }
             Err(e) => format!("{e}"),
         };
-        if Instant::now() >= until {
+        let waited = started.elapsed();
+        if patience.is_some_and(|p| waited >= p) {
             return Err(err(retry_msg));
         }
-        tracing::info!(reason = %retry_msg, "join not possible yet; retrying");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if waited < JOIN_QUIET {
+            tracing::info!(reason = %retry_msg, "join not possible yet; retrying");
+        } else {
+            tracing::warn!(reason = %retry_msg, waited_s = waited.as_secs(), %url,
+                "still cannot join; retrying until the cluster takes this member (stop it to give up)");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -658,7 +672,19 @@ async fn join_through(
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let server = Server::start(config.clone()).await?;
+        // A start may wait long (a newcomer waits for a cluster that can take it): a signal
+        // meanwhile stops it, rather than waiting in the queue until the member is up.
+        let server = tokio::select! {
+            server = Server::start(config.clone()) => server?,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT while starting: stopping");
+                return Ok(());
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM while starting: stopping");
+                return Ok(());
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),

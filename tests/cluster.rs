@@ -245,6 +245,83 @@ async fn beyond_max_voters_members_stay_learners_until_a_voter_leaves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_joining_again_replaces_the_learner_it_left_behind() {
+    // A member that joined as a learner and lost its data dir comes back as a newcomer on the
+    // same addresses. Its old self, a learner no one can reach any more, held that raft address
+    // and every such join was refused until an operator removed it (chaos seed 20).
+    let mut c = TestCluster::start_with(4, two_voters_max).await;
+    let leader = c.leader().await;
+    let nodes = |c: &TestCluster| -> Vec<(u64, String)> {
+        let m = c.server(leader).member.raft().metrics().borrow().clone();
+        m.membership_config.membership().nodes().map(|(id, n)| (*id, n.raft_addr.clone())).collect()
+    };
+    let voters = |c: &TestCluster| -> BTreeSet<u64> {
+        let m = c.server(leader).member.raft().metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().collect()
+    };
+    let learner = (0..4).find(|&i| !voters(&c).contains(&c.server(i).member.id())).expect("one learner");
+    let old_id = c.server(learner).member.id();
+    let old_uuid = c.slots[learner].uuid.clone();
+    c.stop(learner).await;
+    std::fs::remove_dir_all(c.data_dir(learner)).unwrap();
+    let via = c.url(leader);
+    c.restart_with(learner, |config| config.join = Some(via)).await;
+
+    let new_id = c.server(learner).member.id();
+    assert_ne!(new_id, old_id, "a wiped data dir is a new identity");
+    let addr = c.slots[learner].raft.to_string();
+    wait_for(Duration::from_secs(10), "the newcomer holds the address and its old self is gone", || async {
+        let nodes = nodes(&c);
+        (nodes.len() == 4
+            && nodes.iter().any(|(id, a)| *id == new_id && *a == addr)
+            && !nodes.iter().any(|(id, _)| *id == old_id))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(voters(&c).len(), 3, "the voters are untouched");
+    let r = c.req(leader, reqwest::Method::GET, "/api/45/cluster/members").send().await.unwrap();
+    let (s, v) = crate::fixture::body(r).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!v["members"].as_array().unwrap().iter().any(|m| m["id"] == old_uuid.as_str()), "old uuid listed: {v}");
+    // The newcomer is a working member: a write through it lands everywhere.
+    assert_eq!(c.create_project(learner, "through-the-newcomer").await, 201);
+    assert_eq!(c.project_names(leader).await, vec!["through-the-newcomer".to_string()]);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_keeps_asking_while_the_cluster_has_no_leader_and_joins_once_it_has() {
+    // A newcomer started during a majority outage gave up after 30 s and exited (chaos seed 26).
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let survivor = (0..3).find(|&i| i != leader && i != follower).unwrap();
+    c.stop(leader).await;
+    c.stop(follower).await;
+    let mut config = c.member_config(3);
+    config.join = Some(c.url(survivor));
+    let mut newcomer = tokio::spawn(steward::server::Server::start(config));
+    // Longer than the 30 s after which a newcomer used to give up.
+    match tokio::time::timeout(Duration::from_secs(40), &mut newcomer).await {
+        Err(_) => {}
+        Ok(r) => panic!("the newcomer stopped waiting: {:?}", r.unwrap().map(|_| "joined without a leader")),
+    }
+    c.restart(leader).await;
+    c.restart(follower).await;
+    let server = tokio::time::timeout(Duration::from_secs(30), newcomer)
+        .await
+        .expect("the newcomer joins once the cluster has a leader again")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the newcomer failed: {e}"));
+    let id = server.member.id();
+    let leader = c.leader().await;
+    let m = c.server(leader).member.raft().metrics().borrow().clone();
+    assert!(m.membership_config.membership().get_node(&id).is_some(), "the newcomer is a member");
+    server.shutdown().await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_that_would_leave_no_reachable_majority_is_refused() {
     let mut c = TestCluster::start(3).await;
     let leader = c.leader().await;

@@ -125,6 +125,41 @@ async fn first_start_writes_secret_and_token_files_readable_only_by_the_owner() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_waiting_for_its_cluster_stops_at_once_on_sigterm() {
+    // A newcomer keeps asking to join for as long as it takes; a SIGTERM meanwhile used to wait
+    // in the queue until the member was up.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (http, raft) = free_addr_pair();
+    let (nobody, _) = free_addr_pair();
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--data-dir", data.to_str().unwrap()])
+        .args(["--http", &http.to_string(), "--raft", &raft.to_string(), "--join", &format!("http://{nobody}")])
+        .args(["--cluster-secret", &steward::datadir::random_secret()])
+        .args(["--master-key", &steward::keys::MasterKey::generate().to_hex().as_ref()])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(15), "the newcomer retries its join", || async {
+        std::fs::read_to_string(&log).ok()?.contains("join not possible yet").then_some(())
+    })
+    .await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < until, "the newcomer is still running 5 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("SIGTERM while starting"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_or_a_busy_port_exits_non_zero_with_a_clear_message() {
     let c = ProcCluster::start(1).await;
     let dir = tempfile::tempdir().unwrap();

@@ -627,13 +627,29 @@ impl Member {
         }
         let _guard = self.inner.membership_lock.lock().await;
         let membership = self.inner.raft.metrics().borrow().membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut stale = BTreeSet::new();
         for (id, node) in membership.nodes() {
             if *id != req.node_id && (node.uuid == req.node.uuid || node.raft_addr == req.node.raft_addr) {
-                return Err(RemoteError::Rejected(format!(
-                    "member {} already uses uuid {} or raft address {}; remove it first",
-                    id, req.node.uuid, req.node.raft_addr
-                )));
+                if voters.contains(id) {
+                    return Err(RemoteError::Rejected(format!(
+                        "voter {} already uses uuid {} or raft address {}; remove it first",
+                        id, req.node.uuid, req.node.raft_addr
+                    )));
+                }
+                stale.insert(*id);
             }
+        }
+        if !stale.is_empty() {
+            // A learner with the newcomer's address or uuid is what an earlier join of the same
+            // member left behind when it died before its promotion (its data dir wiped since):
+            // its address now belongs to the newcomer, so it can never catch up again, and a
+            // learner counts in no quorum, so dropping it is always safe.
+            tracing::info!(?stale, member = req.node_id, uuid = %req.node.uuid,
+                "removing learners left behind by an earlier join of this member");
+            let until = Instant::now() + self.inner.config.request_timeout * 2;
+            let remove = || self.inner.raft.change_membership(ChangeMembers::RemoveNodes(stale.clone()), false);
+            membership_change(remove, until).await?;
         }
         match membership.get_node(&req.node_id) {
             Some(existing) if *existing != req.node => {
