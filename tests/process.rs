@@ -137,7 +137,7 @@ async fn a_newcomer_waiting_for_its_cluster_stops_at_once_on_sigterm() {
         .args(["serve", "--data-dir", data.to_str().unwrap()])
         .args(["--http", &http.to_string(), "--raft", &raft.to_string(), "--join", &format!("http://{nobody}")])
         .args(["--cluster-secret", &steward::datadir::random_secret()])
-        .args(["--master-key", &steward::keys::MasterKey::generate().to_hex().as_ref()])
+        .args(["--master-key", steward::keys::MasterKey::generate().to_hex().as_ref()])
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
         .spawn()
