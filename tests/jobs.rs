@@ -299,6 +299,147 @@ async fn the_execution_history_filters_by_job_status_and_time_and_refuses_a_bad_
     c.shutdown().await;
 }
 
+/// Where member `i` keeps the log of execution `id` (the local log store's layout).
+fn log_dir(c: &TestCluster, i: usize, id: u64) -> std::path::PathBuf {
+    c.data_dir(i).join("logs").join("executions").join(id.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_executions_are_gone_with_their_logs_on_the_member_that_ran_them_and_a_running_one_is_kept() {
+    let mut c = TestCluster::start(3).await;
+    c.leader().await;
+    assert_eq!(c.create_project(0, "del").await, 201);
+    let yaml = "- name: quick\n  sequence:\n    commands:\n      - exec: echo hello\n\
+                - name: slow\n  sequence:\n    commands:\n      - exec: sleep 30\n";
+    let answer = import(&c, 0, "del", yaml).await;
+    let (quick, slow) = (job_id(&answer, "quick"), job_id(&answer, "slow"));
+    // Run on member 1 (a run is placed on the member asked), deleted through member 0.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, e) = run_job(&c, 1, &quick, json!({})).await;
+        assert_eq!(status, 200, "{e}");
+        let id = e["id"].as_u64().unwrap();
+        ended(&c, 1, id, Duration::from_secs(15)).await;
+        ids.push(id);
+    }
+    assert!(log_dir(&c, 1, ids[0]).exists(), "the log is on the member that ran it");
+
+    let r = c.req(0, Method::DELETE, &format!("/api/45/execution/{}", ids[0])).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    for i in 0..2 {
+        let (s, v) = body(c.req(i, Method::GET, &format!("/api/45/execution/{}", ids[0])).send().await.unwrap()).await;
+        assert_eq!(s, 404, "member {i}: {v}");
+        let (s, v) =
+            body(c.req(i, Method::GET, &format!("/api/45/execution/{}/output", ids[0])).send().await.unwrap()).await;
+        assert_eq!(s, 404, "member {i}: {v}");
+    }
+    wait_for(Duration::from_secs(10), "member 1 removes the deleted execution's log", || async {
+        (!log_dir(&c, 1, ids[0]).exists()).then_some(())
+    })
+    .await;
+    assert!(log_dir(&c, 1, ids[1]).exists(), "the others' logs stay");
+    let r = c.req(0, Method::DELETE, &format!("/api/45/execution/{}", ids[0])).send().await.unwrap();
+    assert_eq!(r.status(), 404, "deleting twice");
+
+    // A running execution is never deleted.
+    let (_, e) = run_job(&c, 1, &slow, json!({})).await;
+    let running = e["id"].as_u64().unwrap();
+    let (s, v) = body(c.req(0, Method::DELETE, &format!("/api/45/execution/{running}")).send().await.unwrap()).await;
+    assert_eq!(s, 409, "{v}");
+    crate::fixture::assert_envelope(&v, "api.error.exec.delete.failed");
+    assert_eq!(execution(&c, 0, running).await["status"], json!("running"));
+
+    // In bulk: each id succeeds or says why not.
+    let r = c
+        .req(0, Method::POST, "/api/45/executions/delete")
+        .json(&json!({ "ids": [ids[1], "x", 999_999, running.to_string()] }))
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = body(r).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["requestCount"].clone(), v["successCount"].clone(), v["failedCount"].clone()),
+        (json!(4), json!(1), json!(3)),
+        "{v}"
+    );
+    assert_eq!(v["allsuccessful"], json!(false));
+    let failed: Vec<&str> = v["failures"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(failed, vec!["x", "999999", running.to_string().as_str()], "{v}");
+    let (s, v) = body(c.req(0, Method::POST, "/api/45/executions/delete").json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(s, 400, "no ids: {v}");
+
+    // A job's whole history, while the member that ran it is down: it removes the logs when
+    // it is back.
+    let r = c.req(0, Method::POST, &format!("/api/45/execution/{running}/abort")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    ended(&c, 0, running, Duration::from_secs(15)).await;
+    c.stop(1).await;
+    let (s, v) = body(c.req(0, Method::DELETE, &format!("/api/45/job/{quick}/executions")).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["successCount"].clone(), v["allsuccessful"].clone()), (json!(1), json!(true)), "{v}");
+    assert!(log_dir(&c, 1, ids[2]).exists());
+    c.restart(1).await;
+    let left: Vec<u64> = all_executions(&c, 1, "del").await.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(left, vec![running], "only the other job's execution is left");
+    wait_for(Duration::from_secs(10), "every deleted log is gone", || async {
+        ids.iter().all(|id| !log_dir(&c, 1, *id).exists()).then_some(())
+    })
+    .await;
+    assert!(log_dir(&c, 1, running).exists());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projects_history_cleanup_deletes_old_executions_and_keeps_its_newest_and_a_bad_setting_is_refused() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "tidy").await, 201);
+    let answer = import(&c, 0, "tidy", "- name: quick\n  sequence:\n    commands:\n      - exec: echo hi\n").await;
+    let quick = job_id(&answer, "quick");
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let (_, e) = run_job(&c, 0, &quick, json!({})).await;
+        let id = e["id"].as_u64().unwrap();
+        ended(&c, 0, id, Duration::from_secs(15)).await;
+        ids.push(id);
+    }
+    let set = |key: &'static str, value: &'static str| {
+        let c = &c;
+        async move {
+            let path = format!("/api/45/project/tidy/config/{key}");
+            body(c.req(0, Method::PUT, &path).json(&json!({ "value": value })).send().await.unwrap()).await
+        }
+    };
+    // A value the cleanup could not act on is refused when written, and nothing changes.
+    let (s, v) = set("project.execution.history.cleanup.retention.days", "a week").await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("retention.days"), "{v}");
+    let (s, v) = set("project.execution.history.cleanup.schedule", "at noon").await;
+    assert_eq!(s, 400, "{v}");
+    // Keep the newest 2 of any age; clean every second.
+    for (k, v) in [
+        ("project.execution.history.cleanup.retention.days", "0"),
+        ("project.execution.history.cleanup.retention.minimum", "2"),
+        ("project.execution.history.cleanup.schedule", "* * * * * ? *"),
+        ("project.execution.history.cleanup.enabled", "true"),
+    ] {
+        let (s, e) = set(k, v).await;
+        assert_eq!(s, 200, "{k}: {e}");
+    }
+    let left = wait_for(Duration::from_secs(15), "the cleanup leaves the newest two", || async {
+        let left: Vec<u64> = all_executions(&c, 0, "tidy").await.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+        (left.len() == 2).then_some(left)
+    })
+    .await;
+    assert_eq!(left, vec![ids[3], ids[2]]);
+    wait_for(Duration::from_secs(10), "the cleaned executions' logs are gone", || async {
+        (!log_dir(&c, 0, ids[0]).exists() && !log_dir(&c, 0, ids[1]).exists()).then_some(())
+    })
+    .await;
+    assert!(log_dir(&c, 0, ids[3]).exists());
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_with_malformed_jobs_names_each_bad_job_and_field_and_keeps_the_good_ones() {
     let c = TestCluster::start(1).await;
@@ -449,6 +590,9 @@ async fn job_and_execution_routes_enforce_job_rights_from_acl_policies() {
     assert_eq!(as_ann(Method::GET, &format!("/api/45/execution/{hr_exec}")).send().await.unwrap().status(), 403);
     assert_eq!(as_ann(Method::GET, &format!("/api/45/execution/{hr_exec}/output")).send().await.unwrap().status(), 403);
     assert_eq!(as_ann(Method::POST, &format!("/api/45/execution/{hr_exec}/abort")).send().await.unwrap().status(), 403);
+    let (s, e) = body(as_ann(Method::DELETE, &format!("/api/45/execution/{hr_exec}")).send().await.unwrap()).await;
+    assert_eq!(s, 403, "no delete_execution right: {e}");
+    crate::fixture::assert_envelope(&e, "api.error.item.unauthorized");
     let (s, ex) = body(as_ann(Method::GET, "/api/45/project/acl/executions").send().await.unwrap()).await;
     assert_eq!(s, 200);
     assert_eq!(ex["paging"]["total"], json!(0), "hr's executions are not listed for ann: {ex}");

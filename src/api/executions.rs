@@ -1,9 +1,11 @@
-//! Executions in Rundeck's paths and shapes: get, state, abort, running per project (and `*`),
-//! the project's and a job's execution history.
+//! Executions in Rundeck's paths and shapes: get, state, abort, delete (one, a list, a job's),
+//! running per project (and `*`), the project's and a job's execution history.
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
 use serde_json::{json, Value};
@@ -26,6 +28,9 @@ impl From<ExecError> for ApiError {
             ExecError::Decode(d) => d.into(),
             ExecError::NotFound(id) => ApiError::not_found(format!("Execution ID does not exist: {id}")),
             ExecError::Contended(_) => ApiError::unavailable("api.error.execution.contended", e.to_string()),
+            ExecError::NotEnded(_) => {
+                ApiError::new(StatusCode::CONFLICT, "api.error.exec.delete.failed", e.to_string())
+            }
         }
     }
 }
@@ -225,6 +230,110 @@ pub async fn job_history(
 ) -> ApiResult<Json<Value>> {
     require_readable_job(&state, &principal, &job).await?;
     history(&state, &principal, v, None, Some(job), q).await
+}
+
+/// `DELETE /api/{v}/execution/{id}`: 204; 404 for an unknown execution, 409 for one that has
+/// not ended.
+pub async fn delete(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<StatusCode> {
+    delete_one(&state, &principal, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes one execution and, where this member can reach it, its log: a log on another
+/// member's disk is removed by that member's sweep (`crate::engine::history`). As Rundeck,
+/// needs `delete_execution` (or `admin`) on the execution's project in the application context.
+async fn delete_one(state: &AppState, principal: &Principal, id: u64) -> ApiResult<()> {
+    let rec = load(state, id).await?;
+    authz::require(state, principal, Context::Application, &Resource::project(&rec.project), "delete_execution")?;
+    executions::delete(&state.member, id).await?;
+    if let Err(e) = state.logs.delete(id).await {
+        tracing::warn!(execution = id, error = %e, "deleted execution's log not removed; the log sweep retries");
+    }
+    Ok(())
+}
+
+/// `POST /api/{v}/executions/delete` with `{"ids": [...]}`, a JSON list of ids, or `ids=1,2`.
+pub async fn delete_bulk(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Query(q): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut ids: Vec<String> = q.get("ids").iter().flat_map(|l| l.split(',')).map(|s| s.trim().to_string()).collect();
+    let listed = match super::jobs::optional_json::<Value>(&body)? {
+        None => Value::Null,
+        Some(Value::Object(mut o)) => o.remove("ids").unwrap_or(Value::Null),
+        Some(other) => other,
+    };
+    match listed {
+        Value::Null => {}
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::String(s) => ids.push(s),
+                    Value::Number(n) => ids.push(n.to_string()),
+                    other => return Err(ApiError::bad_request(format!("execution id {other} is not a number"))),
+                }
+            }
+        }
+        Value::String(s) => ids.extend(s.split(',').map(|s| s.trim().to_string())),
+        other => return Err(ApiError::bad_request(format!("ids must be a list of execution ids, not {other}"))),
+    }
+    ids.retain(|s| !s.is_empty());
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("give the executions to delete as {\"ids\": [...]} or ids=1,2"));
+    }
+    let mut wanted = Vec::with_capacity(ids.len());
+    for raw in ids {
+        wanted.push((parse_id(&raw).ok(), raw));
+    }
+    Ok(Json(delete_many(&state, &principal, wanted).await?))
+}
+
+/// `DELETE /api/{v}/job/{id}/executions`: every execution of the job; those still running
+/// are listed as failures.
+pub async fn delete_job_history(
+    State(state): State<AppState>,
+    _v: ApiVersion,
+    Path((_, job)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    require_readable_job(&state, &principal, &job).await?;
+    let mut all = executions::all(&state.member).await?;
+    all.retain(|(_, r)| r.job_uuid == job);
+    let wanted = all.into_iter().map(|(id, _)| (Some(id), id.to_string())).collect();
+    Ok(Json(delete_many(&state, &principal, wanted).await?))
+}
+
+/// Rundeck's bulk delete answer. A cluster that cannot take writes fails the whole request
+/// (503, retryable); anything else is one id's failure.
+async fn delete_many(state: &AppState, principal: &Principal, wanted: Vec<(Option<u64>, String)>) -> ApiResult<Value> {
+    let (mut done, mut failures) = (0usize, Vec::new());
+    let count = wanted.len();
+    for (id, raw) in wanted {
+        let Some(id) = id else {
+            failures.push(json!({ "id": raw, "message": format!("execution id '{raw}' is not a number") }));
+            continue;
+        };
+        match delete_one(state, principal, id).await {
+            Ok(()) => done += 1,
+            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => return Err(e),
+            Err(e) => failures.push(json!({ "id": raw, "errorCode": e.code, "message": e.message })),
+        }
+    }
+    Ok(json!({
+        "requestCount": count,
+        "allsuccessful": failures.is_empty(),
+        "successCount": done,
+        "failedCount": failures.len(),
+        "failures": failures,
+    }))
 }
 
 /// `GET /api/{v}/job/{id}/fires` (an extension; Rundeck shows missed slots as executions): what

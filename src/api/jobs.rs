@@ -37,7 +37,7 @@ use crate::jobs::options::{collect_inputs, resolve_options};
 use crate::jobs::schedule::JobSchedule;
 
 /// A JSON body that may be absent (Rundeck's run and bulk delete accept an empty body).
-fn optional_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<Option<T>> {
+pub(crate) fn optional_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<Option<T>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

@@ -151,6 +151,7 @@ api_routes! {
     POST "/api/{v}/job/{id}/run", Perm::InHandler => jobs::run;
     POST "/api/{v}/job/{id}/executions", Perm::InHandler => jobs::run;
     GET "/api/{v}/job/{id}/executions", Perm::InHandler => executions::job_history;
+    DELETE "/api/{v}/job/{id}/executions", Perm::InHandler => executions::delete_job_history;
     GET "/api/{v}/job/{id}/fires", Perm::InHandler => executions::job_fires;
     POST "/api/{v}/job/{id}/execution/enable", Perm::InHandler => jobs::enable_execution;
     POST "/api/{v}/job/{id}/execution/disable", Perm::InHandler => jobs::disable_execution;
@@ -161,6 +162,8 @@ api_routes! {
     GET "/api/{v}/execution/{id}/state", Perm::InHandler => executions::state;
     GET "/api/{v}/execution/{id}/output", Perm::InHandler => executions::output;
     POST "/api/{v}/execution/{id}/abort", Perm::InHandler => executions::abort;
+    DELETE "/api/{v}/execution/{id}", Perm::InHandler => executions::delete;
+    POST "/api/{v}/executions/delete", Perm::InHandler => executions::delete_bulk;
     GET "/api/{v}/project/{p}/executions/running", Perm::Filtered => executions::running;
     GET "/api/{v}/project/{p}/executions", Perm::Project("read") => executions::query;
 

@@ -117,6 +117,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     validate_name(&body.name)?;
+    check_config(&body.config)?;
     let mut config = body.config;
     if let Some(d) = body.description {
         config.insert("project.description".into(), d);
@@ -193,6 +194,11 @@ async fn modify(state: &AppState, name: &str, mut change: impl FnMut(&mut Projec
     Err(ApiError::unavailable("api.error.project.contended", format!("project {name} kept changing; retry")))
 }
 
+/// Refuses settings steward acts on that it could not act on (the history cleanup's).
+fn check_config(config: &BTreeMap<String, String>) -> ApiResult<()> {
+    crate::engine::history::Retention::check(config).map_err(ApiError::bad_request)
+}
+
 fn validate_config_key(k: &str) -> ApiResult<()> {
     if k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
         return Err(ApiError::bad_request(format!("config key '{k}' is invalid")));
@@ -219,6 +225,7 @@ pub async fn put_config(
     for k in config.keys() {
         validate_config_key(k)?;
     }
+    check_config(&config)?;
     let p = modify(&state, &name, |p| {
         p.config = config.clone();
         p.config.insert("project.name".into(), p.name.clone());
@@ -255,6 +262,7 @@ pub async fn put_config_key(
     ApiJson(body): ApiJson<ConfigValue>,
 ) -> ApiResult<Json<Value>> {
     validate_config_key(&k)?;
+    check_config(&BTreeMap::from([(k.clone(), body.value.clone())]))?;
     modify(&state, &name, |p| {
         p.config.insert(k.clone(), body.value.clone());
     })

@@ -11,7 +11,8 @@ use steward_storage::kv::{decode_seq, encode_seq};
 use steward_storage::{Guard, Op, Txn};
 
 use super::records::{
-    exec_id, exec_key, job_run_key, running_request_key, ExecStatus, ExecutionRecord, Trigger, EXECS, RUNNING,
+    exec_id, exec_key, fire_exec_key, job_run_key, running_request_key, ExecStatus, ExecutionRecord, Trigger, EXECS,
+    RUNNING,
 };
 use crate::codec::{self, DecodeError};
 
@@ -25,6 +26,8 @@ pub enum ExecError {
     NotFound(u64),
     #[error("execution {0} kept changing; giving up after several attempts")]
     Contended(u64),
+    #[error("execution {0} has not ended: abort it first, or wait for it to end")]
+    NotEnded(u64),
 }
 
 /// Execution `id` and the revision it was read at.
@@ -135,6 +138,28 @@ pub async fn finish(
         true
     })
     .await
+}
+
+/// Deletes execution `id`, which must have ended (as Rundeck, a running execution is never
+/// deleted: its runner still writes to it), and its fire's link to it (`firexec/`). The fire
+/// record itself stays: it is what tells the scheduler the slot was decided. Returns the
+/// deleted record; its log is the caller's to remove.
+pub async fn delete(member: &Member, id: u64) -> Result<ExecutionRecord, ExecError> {
+    for _ in 0..10 {
+        let (rec, rev) = load(member, id, Consistency::Linearizable).await?.ok_or(ExecError::NotFound(id))?;
+        if !rec.status.is_final() {
+            return Err(ExecError::NotEnded(id));
+        }
+        let mut ops = vec![Op::Delete { key: exec_key(id) }];
+        if let (Trigger::Schedule, Some(slot)) = (rec.trigger, rec.scheduled_ms) {
+            ops.push(Op::Delete { key: fire_exec_key(&rec.job_uuid, slot) });
+        }
+        let guard = Guard::ModRevision { key: exec_key(id), rev };
+        if member.write(Txn::guarded(vec![guard], ops)).await?.succeeded {
+            return Ok(rec);
+        }
+    }
+    Err(ExecError::Contended(id))
 }
 
 /// The executions not yet finished, of one project or of all (`None`), newest first.

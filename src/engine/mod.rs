@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod executions;
 pub mod fire;
+pub mod history;
 pub mod records;
 pub mod runner;
 pub mod scheduler;
@@ -59,10 +60,23 @@ impl Engine {
         let executor = Executor::new()
             .with_scratch_dir(scratch)
             .with_job_refs(Arc::new(catalog::CatalogJobRefs { catalog: catalog.clone(), keys: keys.clone() }));
-        let runner =
-            runner::Runner::new(member.clone(), catalog.clone(), logs, executor, keys, placer.clone(), capacity);
-        let sched = scheduler::Scheduler::new(member, catalog, runner.incarnation().to_string(), stats.clone(), placer);
-        let tasks = vec![tokio::spawn(sched.run(stop.subscribe())), tokio::spawn(runner.clone().run(stop.subscribe()))];
+        let runner = runner::Runner::new(
+            member.clone(),
+            catalog.clone(),
+            logs.clone(),
+            executor,
+            keys,
+            placer.clone(),
+            capacity,
+        );
+        let sched =
+            scheduler::Scheduler::new(member.clone(), catalog, runner.incarnation().to_string(), stats.clone(), placer);
+        let tasks = vec![
+            tokio::spawn(sched.run(stop.subscribe())),
+            tokio::spawn(runner.clone().run(stop.subscribe())),
+            tokio::spawn(history::clean_up(member.clone(), stop.subscribe())),
+            tokio::spawn(history::remove_deleted_logs(member, logs, stop.subscribe())),
+        ];
         Engine { stop, tasks, stats, runner }
     }
 

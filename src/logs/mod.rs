@@ -271,7 +271,8 @@ impl LogStore {
                     .create(dir)
                     .map_err(|source| LogError::Dir { path: dir.clone(), source })?;
                 // fsync: a segment a reader has seen must survive a crash of this member.
-                let fs = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
+                // Automatic cleanup: a deleted execution's log leaves no empty directory.
+                let fs = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true).with_automatic_cleanup(true);
                 (Arc::new(fs), format!("local:{}", dir.display()))
             }
             LogBackend::S3(s3) => {
@@ -401,6 +402,13 @@ impl LogStore {
 
     pub(crate) fn max_pending_bytes(&self) -> usize {
         self.inner.max_pending_bytes
+    }
+
+    /// The ids of the executions this store holds a log of.
+    pub async fn stored_ids(&self) -> Result<Vec<u64>, LogError> {
+        let root = self.inner.root.clone().join("executions");
+        let listing = self.inner.store.list_with_delimiter(Some(&root)).await?;
+        Ok(listing.common_prefixes.iter().filter_map(|p| p.filename()?.parse().ok()).collect())
     }
 
     pub(crate) fn exec_dir(&self, exec_id: u64) -> Path {

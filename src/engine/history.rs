@@ -1,0 +1,303 @@
+//! Keeping execution history bounded: Rundeck's per-project history cleanup, and the removal of
+//! deleted executions' logs.
+//!
+//! - **Cleanup.** A project whose config has `project.execution.history.cleanup.enabled=true`
+//!   is cleaned at each slot of its `…cleanup.schedule` (Quartz, UTC): ended executions older
+//!   than `…retention.days` go, oldest first, at most `…batch` of them, and never one of the
+//!   project's newest `…retention.minimum`. Only the leader cleans, so members do not race to
+//!   delete the same records; a slot missed while leadership moved is caught up at the next.
+//! - **Logs.** An execution's log lives on the disk of the member that ran it (or in the shared
+//!   store). Each member follows the change feed: when an execution it ran is deleted, it removes
+//!   the log (with a shared store, the leader does). Whatever the feed cannot tell (a member down
+//!   during deletions, a snapshot installed, a feed that fell behind) a sweep finds: a log whose
+//!   execution id was allocated but has no record any more.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use steward_raft::{Consistency, Member};
+use steward_storage::kv::decode_seq;
+use steward_storage::Event;
+use tokio::sync::{broadcast, watch};
+
+use super::executions::{self, ExecError};
+use super::records::{exec_id, exec_key, ExecutionRecord, EXEC_SEQ};
+use crate::api::projects::{ProjectRecord, PROJECTS_PREFIX};
+use crate::codec;
+use crate::jobs::schedule::JobSchedule;
+use crate::logs::LogStore;
+
+pub const CLEANUP_ENABLED: &str = "project.execution.history.cleanup.enabled";
+pub const RETENTION_DAYS: &str = "project.execution.history.cleanup.retention.days";
+pub const RETENTION_MINIMUM: &str = "project.execution.history.cleanup.retention.minimum";
+pub const CLEANUP_BATCH: &str = "project.execution.history.cleanup.batch";
+pub const CLEANUP_SCHEDULE: &str = "project.execution.history.cleanup.schedule";
+
+/// A project's history cleanup settings, with Rundeck's defaults.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub days: u32,
+    pub minimum: usize,
+    pub batch: usize,
+    pub schedule: JobSchedule,
+}
+
+impl Retention {
+    /// The settings in a project's config: `None` when cleanup is off; an error naming the key
+    /// for a value that is not what it must be.
+    pub fn from_config(config: &BTreeMap<String, String>) -> Result<Option<Retention>, String> {
+        let enabled = match config.get(CLEANUP_ENABLED).map(|s| s.trim()) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(format!("{CLEANUP_ENABLED} must be true or false, not '{other}'")),
+        };
+        fn number<T: std::str::FromStr>(config: &BTreeMap<String, String>, key: &str, default: T) -> Result<T, String> {
+            match config.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| format!("{key} must be a whole number of at least 0, not '{v}'")),
+            }
+        }
+        let days = number(config, RETENTION_DAYS, 60u32)?;
+        let minimum = number(config, RETENTION_MINIMUM, 50usize)?;
+        let batch = number(config, CLEANUP_BATCH, 500usize)?;
+        if batch == 0 {
+            return Err(format!("{CLEANUP_BATCH} must be at least 1"));
+        }
+        let expr =
+            config.get(CLEANUP_SCHEDULE).map(|s| s.trim()).filter(|s| !s.is_empty()).unwrap_or("0 0 0 1/1 * ? *");
+        let schedule =
+            JobSchedule::new(expr, chrono_tz::UTC).map_err(|e| format!("{CLEANUP_SCHEDULE}: {}", e.message))?;
+        Ok(enabled.then_some(Retention { days, minimum, batch, schedule }))
+    }
+
+    /// Checks the cleanup settings in `config` whether cleanup is on or not, so that a bad value
+    /// is refused when it is written rather than found when cleanup is turned on.
+    pub fn check(config: &BTreeMap<String, String>) -> Result<(), String> {
+        Retention::from_config(config)?;
+        let mut on = config.clone();
+        on.insert(CLEANUP_ENABLED.into(), "true".into());
+        Retention::from_config(&on).map(|_| ())
+    }
+
+    /// Which of a project's executions (`execs`, oldest first) one cleanup at `now_ms` deletes.
+    pub fn to_delete(&self, execs: &[(u64, ExecutionRecord)], now_ms: i64) -> Vec<u64> {
+        let cutoff = now_ms - i64::from(self.days) * 86_400_000;
+        let older = execs.len().saturating_sub(self.minimum);
+        execs[..older]
+            .iter()
+            .filter(|(_, r)| r.status.is_final() && r.ended_ms.or(r.started_ms).unwrap_or(r.created_ms) < cutoff)
+            .map(|(id, _)| *id)
+            .take(self.batch)
+            .collect()
+    }
+}
+
+/// The leader's cleanup loop (every member runs it; only the leader acts).
+pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
+    let mut last = Utc::now();
+    // A bad setting is logged once per value, not at every tick.
+    let mut reported: HashMap<String, String> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = Utc::now();
+        if !member.is_leader() {
+            last = now;
+            continue;
+        }
+        if let Err(e) = clean_due(&member, last, now, &mut reported).await {
+            tracing::warn!(error = %e, "execution history cleanup failed; retrying at the next slot");
+        }
+        last = now;
+    }
+}
+
+/// Cleans every project with a cleanup slot in `(last, now]`.
+async fn clean_due(
+    member: &Member,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+    reported: &mut HashMap<String, String>,
+) -> Result<(), ExecError> {
+    let mut due = Vec::new();
+    for (_, kv) in member.range(PROJECTS_PREFIX, Consistency::Local).await? {
+        let project: ProjectRecord = codec::decode(&kv.value)?;
+        match Retention::from_config(&project.config) {
+            Ok(Some(r)) if r.schedule.slots_between(last, now).next().is_some() => due.push((project.name, r)),
+            Ok(_) => {}
+            Err(e) => {
+                if reported.get(&project.name) != Some(&e) {
+                    tracing::warn!(project = %project.name, error = %e, "history cleanup not run: bad setting");
+                    reported.insert(project.name.clone(), e);
+                }
+            }
+        }
+    }
+    if due.is_empty() {
+        return Ok(());
+    }
+    let all = executions::all(member).await?;
+    for (project, retention) in due {
+        let execs: Vec<(u64, ExecutionRecord)> = all.iter().filter(|(_, r)| r.project == project).cloned().collect();
+        let mut deleted = 0;
+        for id in retention.to_delete(&execs, now.timestamp_millis()) {
+            match executions::delete(member, id).await {
+                Ok(_) => deleted += 1,
+                // Deleted meanwhile by someone else, or restarted by nobody: nothing to do.
+                Err(ExecError::NotFound(_) | ExecError::NotEnded(_) | ExecError::Contended(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(%project, deleted, days = retention.days, minimum = retention.minimum, "execution history cleaned");
+        }
+    }
+    Ok(())
+}
+
+/// Removes the logs of deleted executions that this member holds (see the module doc).
+pub async fn remove_deleted_logs(member: Member, logs: LogStore, mut stop: watch::Receiver<bool>) {
+    let me = member.node().uuid.clone();
+    let mut feed = member.kv().subscribe();
+    let mut sweep_needed = true;
+    loop {
+        if sweep_needed {
+            sweep_needed = false;
+            if let Err(e) = sweep(&member, &logs).await {
+                tracing::warn!(error = %e, "log sweep failed; retrying later");
+            }
+        }
+        let event = tokio::select! {
+            _ = stop.changed() => return,
+            e = feed.recv() => e,
+        };
+        match event {
+            Ok(Event::Change(c)) if c.new.is_none() => {
+                let (Some(id), Some(old)) = (exec_id(&c.key), c.old) else { continue };
+                let Ok(rec) = codec::decode::<ExecutionRecord>(&old.value) else { continue };
+                let mine = if logs.is_shared() { member.is_leader() } else { rec.member == me };
+                if mine {
+                    if let Err(e) = logs.delete(id).await {
+                        tracing::warn!(execution = id, error = %e, "deleted execution's log not removed; the next sweep retries");
+                    }
+                }
+            }
+            Ok(Event::Change(_)) => {}
+            Ok(Event::Reset { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => sweep_needed = true,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Removes every stored log whose execution was allocated (its id is at most the last one this
+/// member has applied) and has no record any more. A log of an execution this member has not
+/// heard of yet is left alone: with a shared store another member may be writing it.
+async fn sweep(member: &Member, logs: &LogStore) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let ids = logs.stored_ids().await?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let last = member.kv().get(EXEC_SEQ)?.and_then(|kv| decode_seq(&kv.value)).unwrap_or(0);
+    let mut removed = 0;
+    for id in ids.into_iter().filter(|id| *id <= last) {
+        if member.kv().get(&exec_key(id))?.is_none() {
+            logs.delete(id).await?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed the logs of deleted executions");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::records::{ExecStatus, Trigger};
+
+    fn rec(status: ExecStatus, ended_ms: Option<i64>) -> ExecutionRecord {
+        ExecutionRecord {
+            project: "p".into(),
+            job_uuid: "j".into(),
+            job_name: "j".into(),
+            job_group: String::new(),
+            status,
+            member: "m".into(),
+            user: "u".into(),
+            trigger: Trigger::User,
+            scheduled_ms: None,
+            created_ms: 0,
+            started_ms: Some(0),
+            ended_ms,
+            options: BTreeMap::new(),
+            arg_string: String::new(),
+            loglevel: "INFO".into(),
+            attempt: 1,
+            retry_of: None,
+            exclusive: false,
+            running_index: String::new(),
+            abort: None,
+            runner: None,
+            message: None,
+        }
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn cleanup_is_off_unless_enabled_and_takes_rundecks_defaults() {
+        assert!(Retention::from_config(&config(&[])).unwrap().is_none());
+        assert!(Retention::from_config(&config(&[(CLEANUP_ENABLED, "false")])).unwrap().is_none());
+        let r = Retention::from_config(&config(&[(CLEANUP_ENABLED, "true")])).unwrap().unwrap();
+        assert_eq!((r.days, r.minimum, r.batch), (60, 50, 500));
+        assert_eq!(r.schedule.expression(), JobSchedule::new("0 0 0 1/1 * ? *", chrono_tz::UTC).unwrap().expression());
+    }
+
+    #[test]
+    fn a_bad_setting_is_refused_with_its_key_named() {
+        for (key, value) in [
+            (CLEANUP_ENABLED, "yes"),
+            (RETENTION_DAYS, "-1"),
+            (RETENTION_MINIMUM, "ten"),
+            (CLEANUP_BATCH, "0"),
+            (CLEANUP_SCHEDULE, "every day"),
+        ] {
+            let err = Retention::from_config(&config(&[(CLEANUP_ENABLED, "true"), (key, value)])).unwrap_err();
+            assert!(err.contains(key), "{key}={value}: {err}");
+            let err = Retention::check(&config(&[(key, value)])).unwrap_err();
+            assert!(err.contains(key), "{key}={value} with cleanup off: {err}");
+        }
+    }
+
+    #[test]
+    fn a_cleanup_deletes_old_ended_executions_oldest_first_keeping_the_newest_minimum_and_at_most_a_batch() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        let mut r =
+            Retention::from_config(&config(&[(CLEANUP_ENABLED, "true"), (RETENTION_DAYS, "10")])).unwrap().unwrap();
+        r.minimum = 2;
+        r.batch = 3;
+        let execs = vec![
+            (1, rec(ExecStatus::Succeeded, Some(now - 50 * day))),
+            (2, rec(ExecStatus::Running, None)),
+            (3, rec(ExecStatus::Failed, Some(now - 40 * day))),
+            (4, rec(ExecStatus::Succeeded, Some(now - 5 * day))),
+            (5, rec(ExecStatus::Succeeded, Some(now - 30 * day))),
+            (6, rec(ExecStatus::Aborted, Some(now - 20 * day))),
+            (7, rec(ExecStatus::Succeeded, Some(now - 20 * day))),
+            (8, rec(ExecStatus::Succeeded, Some(now - 20 * day))),
+        ];
+        // 2 is running, 4 is recent; 7 and 8 are the newest two; the batch stops after 3.
+        assert_eq!(r.to_delete(&execs, now), vec![1, 3, 5]);
+        r.batch = 10;
+        assert_eq!(r.to_delete(&execs, now), vec![1, 3, 5, 6]);
+        r.minimum = 100;
+        assert!(r.to_delete(&execs, now).is_empty(), "fewer executions than the minimum");
+    }
+}
