@@ -158,20 +158,30 @@ async fn clean_due(
     Ok(())
 }
 
+/// The least time between two sweeps of the log store.
+const SWEEP_SPACING: Duration = Duration::from_secs(600);
+
 /// Removes the logs of deleted executions that this member holds (see the module doc).
 pub async fn remove_deleted_logs(member: Member, logs: LogStore, mut stop: watch::Receiver<bool>) {
     let me = member.node().uuid.clone();
     let mut feed = member.kv().subscribe();
+    // A sweep lists every log the store holds: after a burst of fires the feed falls behind
+    // again and again, so sweeps are spaced out.
+    let mut last_sweep: Option<tokio::time::Instant> = None;
     let mut sweep_needed = true;
     loop {
-        if sweep_needed {
-            sweep_needed = false;
-            if let Err(e) = sweep(&member, &logs).await {
-                tracing::warn!(error = %e, "log sweep failed; retrying later");
-            }
-        }
+        let wait = last_sweep.map_or(Duration::ZERO, |t| SWEEP_SPACING.saturating_sub(t.elapsed()));
         let event = tokio::select! {
             _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait), if sweep_needed => {
+                sweep_needed = false;
+                last_sweep = Some(tokio::time::Instant::now());
+                if let Err(e) = sweep(&member, &logs).await {
+                    tracing::warn!(error = %e, "log sweep failed; retrying later");
+                    sweep_needed = true;
+                }
+                continue;
+            }
             e = feed.recv() => e,
         };
         match event {
