@@ -441,6 +441,42 @@ async fn a_projects_history_cleanup_deletes_old_executions_and_keeps_its_newest_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_project_leaves_no_jobs_owners_or_executions_behind_for_a_project_of_the_same_name() {
+    let c = TestCluster::start(1).await;
+    let owned = || async {
+        let (s, v) = body(c.req(0, Method::GET, "/api/45/cluster/members").send().await.unwrap()).await;
+        assert_eq!(s, 200, "{v}");
+        v["members"][0]["ownedJobs"].as_u64().unwrap()
+    };
+    let before = owned().await;
+    assert_eq!(c.create_project(0, "gone").await, 201);
+    let yaml = "- name: once\n  sequence:\n    commands:\n      - exec: echo hi\n\
+                - name: yearly\n  schedule: { crontab: '0 0 0 1 1 ? *' }\n  sequence:\n    commands:\n      - exec: echo new year\n";
+    let answer = import(&c, 0, "gone", yaml).await;
+    let (once, yearly) = (job_id(&answer, "once"), job_id(&answer, "yearly"));
+    let (_, e) = run_job(&c, 0, &once, json!({})).await;
+    let id = e["id"].as_u64().unwrap();
+    ended(&c, 0, id, Duration::from_secs(15)).await;
+    assert!(owned().await > before, "the project's jobs are owned");
+
+    let r = c.req(0, Method::DELETE, "/api/45/project/gone").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(owned().await, before, "no owner records of deleted jobs");
+    for job in [&once, &yearly] {
+        assert_eq!(c.req(0, Method::GET, &format!("/api/45/job/{job}")).send().await.unwrap().status(), 404);
+    }
+    wait_for(Duration::from_secs(10), "the deleted project's execution log is gone", || async {
+        (!log_dir(&c, 0, id).exists()).then_some(())
+    })
+    .await;
+    // A new project of the same name starts with an empty history.
+    assert_eq!(c.create_project(0, "gone").await, 201);
+    assert!(all_executions(&c, 0, "gone").await.is_empty(), "old executions show in the new project");
+    assert_eq!(c.req(0, Method::GET, &format!("/api/45/execution/{id}")).send().await.unwrap().status(), 404);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_with_malformed_jobs_names_each_bad_job_and_field_and_keeps_the_good_ones() {
     let c = TestCluster::start(1).await;
     assert_eq!(c.create_project(0, "imp").await, 201);

@@ -17,6 +17,7 @@ use super::{base_url, ApiError, ApiJson, ApiResult, AppState};
 use crate::acl::{Context, Resource};
 use crate::auth::Principal;
 use crate::codec;
+use crate::engine::records::{job_index_key, owner_key, JOBS};
 
 pub const PROJECTS_PREFIX: &str = "projects/";
 /// Everything that belongs to a project lives under these prefixes and goes with it.
@@ -162,13 +163,35 @@ pub async fn delete(
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     validate_name(&name)?;
-    let mut ops = vec![Op::Delete { key: key(&name) }];
-    ops.extend(PROJECT_OWNED_PREFIXES.iter().map(|p| Op::DeletePrefix { prefix: format!("{p}{name}/") }));
-    let res = state.member.write(Txn::guarded(vec![Guard::Exists(key(&name))], ops)).await?;
-    if !res.succeeded {
-        return Err(ApiError::not_found(format!("Project does not exist: {name}")));
+    for _ in 0..5 {
+        let mut guards = vec![Guard::Exists(key(&name))];
+        let mut ops = vec![Op::Delete { key: key(&name) }];
+        ops.extend(PROJECT_OWNED_PREFIXES.iter().map(|p| Op::DeletePrefix { prefix: format!("{p}{name}/") }));
+        // Each job goes as a job deletion takes it: with its id index and its owner record,
+        // or the scheduler and `ownedJobs` would go on counting it.
+        let jobs_prefix = format!("{JOBS}{name}/");
+        for (k, kv) in state.member.range(&jobs_prefix, Consistency::Linearizable).await? {
+            let Some(uuid) = k.strip_prefix(&jobs_prefix) else { continue };
+            ops.push(Op::Delete { key: job_index_key(uuid) });
+            ops.push(Op::Delete { key: owner_key(uuid) });
+            guards.push(Guard::ModRevision { key: k.clone(), rev: kv.mod_revision });
+        }
+        if state.member.write(Txn::guarded(guards, ops)).await?.succeeded {
+            // Its history goes with it; what is still running is deleted by the leader once it
+            // has ended (`engine::history`).
+            match crate::engine::history::delete_project_history(&state.member, &name).await {
+                Ok(n) => tracing::info!(project = %name, executions = n, "project deleted"),
+                Err(e) => tracing::warn!(project = %name, error = %e,
+                    "project deleted; its executions are left to the leader's sweep"),
+            }
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        if state.member.get(&key(&name), Consistency::Linearizable).await?.is_none() {
+            return Err(ApiError::not_found(format!("Project does not exist: {name}")));
+        }
+        // A job of the project changed meanwhile: read them again.
     }
-    Ok(StatusCode::NO_CONTENT)
+    Err(ApiError::unavailable("api.error.project.contended", format!("project {name} kept changing; retry")))
 }
 
 /// Rewrites project `name` with `change`, guarded on the revision it was read at, so a

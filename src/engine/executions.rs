@@ -150,12 +150,8 @@ pub async fn delete(member: &Member, id: u64) -> Result<ExecutionRecord, ExecErr
         if !rec.status.is_final() {
             return Err(ExecError::NotEnded(id));
         }
-        let mut ops = vec![Op::Delete { key: exec_key(id) }];
-        if let (Trigger::Schedule, Some(slot)) = (rec.trigger, rec.scheduled_ms) {
-            ops.push(Op::Delete { key: fire_exec_key(&rec.job_uuid, slot) });
-        }
         let guard = Guard::ModRevision { key: exec_key(id), rev };
-        if member.write(Txn::guarded(vec![guard], ops)).await?.succeeded {
+        if member.write(Txn::guarded(vec![guard], delete_ops(id, &rec))).await?.succeeded {
             return Ok(rec);
         }
     }
@@ -183,12 +179,54 @@ pub async fn running(member: &Member, project: Option<&str>) -> Result<Vec<(u64,
 /// Every execution record, oldest first. A full scan: fine for the history sizes this version
 /// keeps; an index by project and job is the next step when histories grow.
 pub async fn all(member: &Member) -> Result<Vec<(u64, ExecutionRecord)>, ExecError> {
+    Ok(all_read(member).await?.into_iter().map(|(id, _, rec)| (id, rec)).collect())
+}
+
+/// As [`all`], with the revision each record was read at (id, revision, record).
+pub async fn all_read(member: &Member) -> Result<Vec<(u64, u64, ExecutionRecord)>, ExecError> {
     let rows = member.range(EXECS, Consistency::Linearizable).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (k, kv) in rows {
         if let Some(id) = exec_id(&k) {
-            out.push((id, codec::decode(&kv.value)?));
+            out.push((id, kv.mod_revision, codec::decode(&kv.value)?));
         }
     }
     Ok(out)
+}
+
+/// Deletes the ended ones of `chosen` (as [`all_read`] gives them), many to a transaction,
+/// each guarded on the revision it was read at; a batch in which one changed is retried one
+/// by one. Returns how many were deleted.
+pub async fn delete_read(member: &Member, chosen: &[(u64, u64, ExecutionRecord)]) -> Result<usize, ExecError> {
+    let mut deleted = 0;
+    let ended: Vec<&(u64, u64, ExecutionRecord)> = chosen.iter().filter(|(_, _, r)| r.status.is_final()).collect();
+    for batch in ended.chunks(256) {
+        let mut guards = Vec::with_capacity(batch.len());
+        let mut ops = Vec::with_capacity(batch.len() * 2);
+        for (id, rev, rec) in batch {
+            guards.push(Guard::ModRevision { key: exec_key(*id), rev: *rev });
+            ops.extend(delete_ops(*id, rec));
+        }
+        if member.write(Txn::guarded(guards, ops)).await?.succeeded {
+            deleted += batch.len();
+            continue;
+        }
+        for (id, _, _) in batch {
+            match delete(member, *id).await {
+                Ok(_) => deleted += 1,
+                Err(ExecError::NotFound(_) | ExecError::NotEnded(_) | ExecError::Contended(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// What deleting execution `id` removes: its record and its fire's link to it.
+fn delete_ops(id: u64, rec: &ExecutionRecord) -> Vec<Op> {
+    let mut ops = vec![Op::Delete { key: exec_key(id) }];
+    if let (Trigger::Schedule, Some(slot)) = (rec.trigger, rec.scheduled_ms) {
+        ops.push(Op::Delete { key: fire_exec_key(&rec.job_uuid, slot) });
+    }
+    ops
 }

@@ -80,15 +80,16 @@ impl Retention {
         Retention::from_config(&on).map(|_| ())
     }
 
-    /// Which of a project's executions (`execs`, oldest first) one cleanup at `now_ms` deletes.
-    pub fn to_delete(&self, execs: &[(u64, ExecutionRecord)], now_ms: i64) -> Vec<u64> {
+    /// Which of a project's executions (`execs`, oldest first, as
+    /// [`executions::all_read`] gives them) one cleanup at `now_ms` deletes.
+    pub fn to_delete(&self, execs: &[(u64, u64, ExecutionRecord)], now_ms: i64) -> Vec<(u64, u64, ExecutionRecord)> {
         let cutoff = now_ms - i64::from(self.days) * 86_400_000;
         let older = execs.len().saturating_sub(self.minimum);
         execs[..older]
             .iter()
-            .filter(|(_, r)| r.status.is_final() && r.ended_ms.or(r.started_ms).unwrap_or(r.created_ms) < cutoff)
-            .map(|(id, _)| *id)
+            .filter(|(_, _, r)| r.status.is_final() && r.ended_ms.or(r.started_ms).unwrap_or(r.created_ms) < cutoff)
             .take(self.batch)
+            .cloned()
             .collect()
     }
 }
@@ -98,6 +99,7 @@ pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
     let mut last = Utc::now();
     // A bad setting is logged once per value, not at every tick.
     let mut reported: HashMap<String, String> = HashMap::new();
+    let mut orphans_checked = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -112,6 +114,14 @@ pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "execution history cleanup failed; retrying at the next slot");
         }
         last = now;
+        if orphans_checked.elapsed() >= ORPHAN_SPACING {
+            orphans_checked = tokio::time::Instant::now();
+            match delete_orphans(&member).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "deleted the executions of deleted projects"),
+                Err(e) => tracing::warn!(error = %e, "deleting the executions of deleted projects failed"),
+            }
+        }
     }
 }
 
@@ -139,24 +149,42 @@ async fn clean_due(
     if due.is_empty() {
         return Ok(());
     }
-    let all = executions::all(member).await?;
+    let all = executions::all_read(member).await?;
     for (project, retention) in due {
-        let execs: Vec<(u64, ExecutionRecord)> = all.iter().filter(|(_, r)| r.project == project).cloned().collect();
-        let mut deleted = 0;
-        for id in retention.to_delete(&execs, now.timestamp_millis()) {
-            match executions::delete(member, id).await {
-                Ok(_) => deleted += 1,
-                // Deleted meanwhile by someone else, or restarted by nobody: nothing to do.
-                Err(ExecError::NotFound(_) | ExecError::NotEnded(_) | ExecError::Contended(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let execs: Vec<_> = all.iter().filter(|(_, _, r)| r.project == project).cloned().collect();
+        let deleted = executions::delete_read(member, &retention.to_delete(&execs, now.timestamp_millis())).await?;
         if deleted > 0 {
             tracing::info!(%project, deleted, days = retention.days, minimum = retention.minimum, "execution history cleaned");
         }
     }
     Ok(())
 }
+
+/// Deletes the ended executions of project `name` once it no longer exists (a project deleted,
+/// or deleted and made again, starts with an empty history). Returns how many were deleted.
+pub async fn delete_project_history(member: &Member, name: &str) -> Result<usize, ExecError> {
+    let chosen: Vec<_> =
+        executions::all_read(member).await?.into_iter().filter(|(_, _, r)| r.project == name).collect();
+    executions::delete_read(member, &chosen).await
+}
+
+/// Deletes the ended executions of projects that no longer exist: those still running when
+/// their project was deleted, or left by a deletion cut short. Executions are read before the
+/// projects, so one of a project made meanwhile is never taken for an orphan.
+async fn delete_orphans(member: &Member) -> Result<usize, ExecError> {
+    let all = executions::all_read(member).await?;
+    let projects: std::collections::HashSet<String> = member
+        .range(PROJECTS_PREFIX, Consistency::Linearizable)
+        .await?
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix(PROJECTS_PREFIX).map(str::to_string))
+        .collect();
+    let orphans: Vec<_> = all.into_iter().filter(|(_, _, r)| !projects.contains(&r.project)).collect();
+    executions::delete_read(member, &orphans).await
+}
+
+/// How often the leader looks for executions of deleted projects.
+const ORPHAN_SPACING: Duration = Duration::from_secs(600);
 
 /// The least time between two sweeps of the log store.
 const SWEEP_SPACING: Duration = Duration::from_secs(600);
@@ -294,19 +322,20 @@ mod tests {
         r.minimum = 2;
         r.batch = 3;
         let execs = vec![
-            (1, rec(ExecStatus::Succeeded, Some(now - 50 * day))),
-            (2, rec(ExecStatus::Running, None)),
-            (3, rec(ExecStatus::Failed, Some(now - 40 * day))),
-            (4, rec(ExecStatus::Succeeded, Some(now - 5 * day))),
-            (5, rec(ExecStatus::Succeeded, Some(now - 30 * day))),
-            (6, rec(ExecStatus::Aborted, Some(now - 20 * day))),
-            (7, rec(ExecStatus::Succeeded, Some(now - 20 * day))),
-            (8, rec(ExecStatus::Succeeded, Some(now - 20 * day))),
+            (1, 0, rec(ExecStatus::Succeeded, Some(now - 50 * day))),
+            (2, 0, rec(ExecStatus::Running, None)),
+            (3, 0, rec(ExecStatus::Failed, Some(now - 40 * day))),
+            (4, 0, rec(ExecStatus::Succeeded, Some(now - 5 * day))),
+            (5, 0, rec(ExecStatus::Succeeded, Some(now - 30 * day))),
+            (6, 0, rec(ExecStatus::Aborted, Some(now - 20 * day))),
+            (7, 0, rec(ExecStatus::Succeeded, Some(now - 20 * day))),
+            (8, 0, rec(ExecStatus::Succeeded, Some(now - 20 * day))),
         ];
+        let ids = |v: Vec<(u64, u64, ExecutionRecord)>| v.into_iter().map(|(id, _, _)| id).collect::<Vec<_>>();
         // 2 is running, 4 is recent; 7 and 8 are the newest two; the batch stops after 3.
-        assert_eq!(r.to_delete(&execs, now), vec![1, 3, 5]);
+        assert_eq!(ids(r.to_delete(&execs, now)), vec![1, 3, 5]);
         r.batch = 10;
-        assert_eq!(r.to_delete(&execs, now), vec![1, 3, 5, 6]);
+        assert_eq!(ids(r.to_delete(&execs, now)), vec![1, 3, 5, 6]);
         r.minimum = 100;
         assert!(r.to_delete(&execs, now).is_empty(), "fewer executions than the minimum");
     }
