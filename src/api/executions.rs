@@ -209,7 +209,8 @@ pub async fn query(
 }
 
 /// Job `job` must exist and be readable by `principal`: 404 / 403 rather than an empty list.
-async fn require_readable_job(state: &AppState, principal: &Principal, job: &str) -> ApiResult<()> {
+/// Returns its project.
+async fn require_readable_job(state: &AppState, principal: &Principal, job: &str) -> ApiResult<String> {
     let catalog = crate::engine::catalog::Catalog::new(state.member.clone());
     state.member.read_barrier().await?;
     let (project, record) = catalog
@@ -217,7 +218,8 @@ async fn require_readable_job(state: &AppState, principal: &Principal, job: &str
         .map_err(|e| ApiError::internal(e.to_string()))?
         .ok_or_else(|| ApiError::not_found(format!("Job ID does not exist: {job}")))?;
     let res = super::jobs::job_resource(&record.definition);
-    authz::require(state, principal, Context::Project(&project), &res, "read")
+    authz::require(state, principal, Context::Project(&project), &res, "read")?;
+    Ok(project)
 }
 
 /// `GET /api/{v}/job/{id}/executions`.
@@ -244,17 +246,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes one execution and, where this member can reach it, its log: a log on another
-/// member's disk is removed by that member's sweep (`crate::engine::history`). As Rundeck,
-/// needs `delete_execution` (or `admin`) on the execution's project in the application context.
+/// Deletes one execution; its log is removed by the member that ran it when that member
+/// applies the deletion (`crate::engine::history`).
 async fn delete_one(state: &AppState, principal: &Principal, id: u64) -> ApiResult<()> {
     let rec = load(state, id).await?;
-    authz::require(state, principal, Context::Application, &Resource::project(&rec.project), "delete_execution")?;
+    require_delete(state, principal, &rec.project)?;
     executions::delete(&state.member, id).await?;
-    if let Err(e) = state.logs.delete(id).await {
-        tracing::warn!(execution = id, error = %e, "deleted execution's log not removed; the log sweep retries");
-    }
     Ok(())
+}
+
+/// As Rundeck: deleting executions needs `delete_execution` (or `admin`) on their project, in
+/// the application context.
+fn require_delete(state: &AppState, principal: &Principal, project: &str) -> ApiResult<()> {
+    authz::require(state, principal, Context::Application, &Resource::project(project), "delete_execution")
 }
 
 /// `POST /api/{v}/executions/delete` with `{"ids": [...]}`, a JSON list of ids, or `ids=1,2`.
@@ -296,23 +300,30 @@ pub async fn delete_bulk(
     Ok(Json(delete_many(&state, &principal, wanted).await?))
 }
 
-/// `DELETE /api/{v}/job/{id}/executions`: every execution of the job; those still running
-/// are listed as failures.
+/// `DELETE /api/{v}/job/{id}/executions`: every ended execution of the job, many to a
+/// transaction; those not ended are listed as failures.
 pub async fn delete_job_history(
     State(state): State<AppState>,
     _v: ApiVersion,
     Path((_, job)): Path<(String, String)>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
-    require_readable_job(&state, &principal, &job).await?;
-    let mut all = executions::all(&state.member).await?;
-    all.retain(|(_, r)| r.job_uuid == job);
-    let wanted = all.into_iter().map(|(id, _)| (Some(id), id.to_string())).collect();
-    Ok(Json(delete_many(&state, &principal, wanted).await?))
+    let project = require_readable_job(&state, &principal, &job).await?;
+    require_delete(&state, &principal, &project)?;
+    let mut all = executions::all_read(&state.member).await?;
+    all.retain(|(_, _, r)| r.job_uuid == job);
+    let failures: Vec<Value> = all
+        .iter()
+        .filter(|(_, _, r)| !r.status.is_final())
+        .map(|(id, _, _)| json!({ "id": id.to_string(), "message": ExecError::NotEnded(*id).to_string() }))
+        .collect();
+    let done = executions::delete_read(&state.member, &all).await?;
+    Ok(Json(bulk_answer(all.len(), done, failures)))
 }
 
-/// Rundeck's bulk delete answer. A cluster that cannot take writes fails the whole request
-/// (503, retryable); anything else is one id's failure.
+/// Deletes each of `wanted` (an id, or `None` for a string that is not one) in turn. A
+/// cluster that cannot take writes fails the whole request (503, retryable); anything else is
+/// one id's failure.
 async fn delete_many(state: &AppState, principal: &Principal, wanted: Vec<(Option<u64>, String)>) -> ApiResult<Value> {
     let (mut done, mut failures) = (0usize, Vec::new());
     let count = wanted.len();
@@ -327,13 +338,18 @@ async fn delete_many(state: &AppState, principal: &Principal, wanted: Vec<(Optio
             Err(e) => failures.push(json!({ "id": raw, "errorCode": e.code, "message": e.message })),
         }
     }
-    Ok(json!({
+    Ok(bulk_answer(count, done, failures))
+}
+
+/// Rundeck's bulk delete answer.
+fn bulk_answer(count: usize, done: usize, failures: Vec<Value>) -> Value {
+    json!({
         "requestCount": count,
         "allsuccessful": failures.is_empty(),
         "successCount": done,
         "failedCount": failures.len(),
         "failures": failures,
-    }))
+    })
 }
 
 /// `GET /api/{v}/job/{id}/fires` (an extension; Rundeck shows missed slots as executions): what
