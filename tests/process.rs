@@ -125,6 +125,29 @@ async fn first_start_writes_secret_and_token_files_readable_only_by_the_owner() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_through_a_follower_while_the_leader_is_frozen_is_answered_by_the_next_leader() {
+    // A read forwarded to a stopped leader waited for it until its deadline, then failed with
+    // 503, though a new leader had been elected long before (chaos seed 2).
+    let c = ProcCluster::start(3).await;
+    assert_eq!(create(&c, 0, "before").await, 201);
+    let mut uuids = Vec::new();
+    for i in 0..3 {
+        uuids.push(c.uuid(i).await);
+    }
+    let leader_uuid = wait_for(Duration::from_secs(10), "a leader", || c.leader_uuid(0)).await;
+    let leader = uuids.iter().position(|u| *u == leader_uuid).unwrap();
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    assert_eq!(names(&c, follower).await, Some(vec!["before".to_string()]), "the follower knows the leader");
+    c.signal(leader, libc::SIGSTOP);
+    let r = c.req(follower, Method::GET, "/api/45/projects").send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    c.signal(leader, libc::SIGCONT);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("before"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_waiting_for_its_cluster_stops_at_once_on_sigterm() {
     // A newcomer keeps asking to join for as long as it takes; a SIGTERM meanwhile used to wait
     // in the queue until the member was up.

@@ -265,6 +265,20 @@ impl Member {
         }
     }
 
+    /// Runs `call`, a request to leader `id` that is safe to repeat, unless this member learns
+    /// of another leader first (`None`). A leader that is stopped or cut off never answers, and
+    /// waiting for it until the deadline held reads on this member (a run's start check, the
+    /// scheduler's first read after a restart) for seconds after a new leader had taken over,
+    /// and then failed them (chaos seed 2).
+    async fn unless_leader_moves<T>(&self, id: NodeId, call: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut rx = self.inner.raft.metrics();
+        let moved = rx.wait_for(|m| m.current_leader.is_some_and(|l| l != id) || m.running_state.is_err());
+        tokio::select! {
+            r = call => Some(r),
+            _ = moved => None,
+        }
+    }
+
     /// Waits until the known leader differs from `seen`, or `until`.
     async fn wait_leader_change(&self, seen: Option<NodeId>, until: Instant) {
         let mut rx = self.inner.raft.metrics();
@@ -364,15 +378,17 @@ impl Member {
                 },
                 Some(id) => match self.node_of(id) {
                     Some(node) => {
-                        let res: Result<Result<u64, RemoteError>, ClusterError> =
-                            self.call_leader(&node, Rpc::ReadIndex, &(), until).await;
+                        let call = self.call_leader::<(), u64>(&node, Rpc::ReadIndex, &(), until);
+                        let res = self.unless_leader_moves(id, call).await;
                         match res {
-                            Ok(Ok(i)) => Some(i),
-                            Ok(Err(RemoteError::NotLeader { .. })) | Ok(Err(RemoteError::NoQuorum)) => None,
-                            Ok(Err(e)) => return Err(remote_to_cluster(e)),
+                            // Another leader took over meanwhile: ask it.
+                            None => None,
+                            Some(Ok(Ok(i))) => Some(i),
+                            Some(Ok(Err(RemoteError::NotLeader { .. })) | Ok(Err(RemoteError::NoQuorum))) => None,
+                            Some(Ok(Err(e))) => return Err(remote_to_cluster(e)),
                             // Reads, joins, leaves and status are safe to repeat.
-                            Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
-                            Err(e) => return Err(e),
+                            Some(Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_))) => None,
+                            Some(Err(e)) => return Err(e),
                         }
                     }
                     None => None,
@@ -580,11 +596,14 @@ impl Member {
                 Some(id) if id == self.inner.id => Some(local(self.clone()).await),
                 Some(id) => match self.node_of(id) {
                     Some(node) => {
-                        match self.call_leader::<Req, Resp>(&node, rpc, req, until).await {
-                            Ok(r) => Some(r),
+                        let call = self.call_leader::<Req, Resp>(&node, rpc, req, until);
+                        match self.unless_leader_moves(id, call).await {
+                            // Another leader took over meanwhile: ask it.
+                            None => None,
+                            Some(Ok(r)) => Some(r),
                             // Reads, joins, leaves and status are safe to repeat.
-                            Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_)) => None,
-                            Err(e) => return Err(e),
+                            Some(Err(ClusterError::Unreachable { .. }) | Err(ClusterError::Indeterminate(_))) => None,
+                            Some(Err(e)) => return Err(e),
                         }
                     }
                     None => None,
