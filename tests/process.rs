@@ -147,6 +147,19 @@ async fn a_read_through_a_follower_while_the_leader_is_frozen_is_answered_by_the
     assert!(text.contains("before"), "{text}");
 }
 
+/// A child process that is killed if the test ends (or fails) while it still runs: a newcomer
+/// that cannot join would otherwise wait for its cluster for good.
+struct KillChild(std::process::Child);
+
+impl Drop for KillChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_waiting_for_its_cluster_stops_at_once_on_sigterm() {
     // A newcomer keeps asking to join for as long as it takes; a SIGTERM meanwhile used to wait
@@ -156,23 +169,25 @@ async fn a_newcomer_waiting_for_its_cluster_stops_at_once_on_sigterm() {
     let (http, raft) = free_addr_pair();
     let (nobody, _) = free_addr_pair();
     let log = dir.path().join("log");
-    let mut child = std::process::Command::new(BIN)
-        .args(["serve", "--data-dir", data.to_str().unwrap()])
-        .args(["--http", &http.to_string(), "--raft", &raft.to_string(), "--join", &format!("http://{nobody}")])
-        .args(["--cluster-secret", &steward::datadir::random_secret()])
-        .args(["--master-key", steward::keys::MasterKey::generate().to_hex().as_ref()])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = KillChild(
+        std::process::Command::new(BIN)
+            .args(["serve", "--data-dir", data.to_str().unwrap()])
+            .args(["--http", &http.to_string(), "--raft", &raft.to_string(), "--join", &format!("http://{nobody}")])
+            .args(["--cluster-secret", &steward::datadir::random_secret()])
+            .args(["--master-key", steward::keys::MasterKey::generate().to_hex().as_ref()])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     wait_for(Duration::from_secs(15), "the newcomer retries its join", || async {
         std::fs::read_to_string(&log).ok()?.contains("join not possible yet").then_some(())
     })
     .await;
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let until = std::time::Instant::now() + Duration::from_secs(5);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(std::time::Instant::now() < until, "the newcomer is still running 5 s after SIGTERM");

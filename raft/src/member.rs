@@ -317,8 +317,13 @@ impl Member {
                 },
                 Some(id) => {
                     if let Some(node) = self.node_of(id) {
-                        let res: Result<Result<TxnResult, RemoteError>, ClusterError> =
-                            self.call_leader(&node, Rpc::Write, &txn, until).await;
+                        let call = self.call_leader::<Txn, TxnResult>(&node, Rpc::Write, &txn, until);
+                        // A leader that stopped answering is not waited for once another leads:
+                        // the caller hears at once that its write is in doubt, and retries it
+                        // (behind its guards) through the new leader.
+                        let Some(res) = self.unless_leader_moves(id, call).await else {
+                            return Err(remote_to_cluster(RemoteError::Indeterminate));
+                        };
                         match res {
                             Ok(Ok(r)) => {
                                 self.see_own_write(r.revision, until).await;
