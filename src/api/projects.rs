@@ -21,7 +21,7 @@ use crate::engine::records::{job_index_key, owner_key, JOBS};
 
 pub const PROJECTS_PREFIX: &str = "projects/";
 /// Everything that belongs to a project lives under these prefixes and goes with it.
-const PROJECT_OWNED_PREFIXES: &[&str] = &["jobs/", crate::acl::PROJECT_PREFIX];
+const PROJECT_OWNED_PREFIXES: &[&str] = &["jobs/", crate::acl::PROJECT_PREFIX, crate::engine::history::CLEANED];
 
 /// A stored project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,9 @@
 //!   is cleaned at each slot of its `…cleanup.schedule` (Quartz, UTC): ended executions older
 //!   than `…retention.days` go, oldest first, at most `…batch` of them, and never one of the
 //!   project's newest `…retention.minimum`. Only the leader cleans, so members do not race to
-//!   delete the same records; a slot missed while leadership moved is caught up at the next.
+//!   delete the same records; when each project was last cleaned is replicated
+//!   (`histclean/{project}/last`), so a slot that passed while leadership moved or the cluster
+//!   was down is cleaned for as soon as a leader looks.
 //! - **Logs.** An execution's log lives on the disk of the member that ran it (or in the shared
 //!   store). Each member follows the change feed: when an execution it ran is deleted, it removes
 //!   the log (with a shared store, the leader does). Whatever the feed cannot tell (a member down
@@ -17,8 +19,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use steward_raft::{Consistency, Member};
-use steward_storage::kv::decode_seq;
-use steward_storage::Event;
+use steward_storage::kv::{decode_seq, encode_seq};
+use steward_storage::{Event, Op, Txn};
 use tokio::sync::{broadcast, watch};
 
 use super::executions::{self, ExecError};
@@ -94,9 +96,16 @@ impl Retention {
     }
 }
 
+/// Where the time of a project's last cleanup is kept: replicated, so that a leader elected
+/// after a slot (or a cluster started again after one) still cleans for it.
+pub const CLEANED: &str = "histclean/";
+
+fn cleaned_key(project: &str) -> String {
+    format!("{CLEANED}{project}/last")
+}
+
 /// The leader's cleanup loop (every member runs it; only the leader acts).
 pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
-    let mut last = Utc::now();
     // A bad setting is logged once per value, not at every tick.
     let mut reported: HashMap<String, String> = HashMap::new();
     let mut orphans_checked = tokio::time::Instant::now();
@@ -105,15 +114,12 @@ pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let now = Utc::now();
         if !member.is_leader() {
-            last = now;
             continue;
         }
-        if let Err(e) = clean_due(&member, last, now, &mut reported).await {
-            tracing::warn!(error = %e, "execution history cleanup failed; retrying at the next slot");
+        if let Err(e) = clean_due(&member, Utc::now(), &mut reported).await {
+            tracing::warn!(error = %e, "execution history cleanup failed; retrying");
         }
-        last = now;
         if orphans_checked.elapsed() >= ORPHAN_SPACING {
             orphans_checked = tokio::time::Instant::now();
             match delete_orphans(&member).await {
@@ -125,10 +131,16 @@ pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Cleans every project with a cleanup slot in `(last, now]`.
+/// Whether a project whose last cleanup was at `cleaned` has one due at `now`: a slot of its
+/// schedule since. A project never cleaned is not due: its first cleanup is at the first slot
+/// after cleanup was turned on, not at once.
+fn is_due(r: &Retention, cleaned: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    cleaned.is_some_and(|c| r.schedule.slots_between(c, now).next().is_some())
+}
+
+/// Cleans every project with a cleanup due, and marks when each was cleaned.
 async fn clean_due(
     member: &Member,
-    last: DateTime<Utc>,
     now: DateTime<Utc>,
     reported: &mut HashMap<String, String>,
 ) -> Result<(), ExecError> {
@@ -136,8 +148,20 @@ async fn clean_due(
     for (_, kv) in member.range(PROJECTS_PREFIX, Consistency::Local).await? {
         let project: ProjectRecord = codec::decode(&kv.value)?;
         match Retention::from_config(&project.config) {
-            Ok(Some(r)) if r.schedule.slots_between(last, now).next().is_some() => due.push((project.name, r)),
-            Ok(_) => {}
+            Ok(Some(r)) => {
+                let cleaned = member
+                    .kv()
+                    .get(&cleaned_key(&project.name))
+                    .map_err(steward_raft::ClusterError::from)?
+                    .and_then(|kv| decode_seq(&kv.value))
+                    .and_then(|ms| DateTime::from_timestamp_millis(ms as i64));
+                if cleaned.is_none() {
+                    mark_cleaned(member, &project.name, now).await?;
+                } else if is_due(&r, cleaned, now) {
+                    due.push((project.name, r));
+                }
+            }
+            Ok(None) => {}
             Err(e) => {
                 if reported.get(&project.name) != Some(&e) {
                     tracing::warn!(project = %project.name, error = %e, "history cleanup not run: bad setting");
@@ -156,7 +180,14 @@ async fn clean_due(
         if deleted > 0 {
             tracing::info!(%project, deleted, days = retention.days, minimum = retention.minimum, "execution history cleaned");
         }
+        mark_cleaned(member, &project, now).await?;
     }
+    Ok(())
+}
+
+async fn mark_cleaned(member: &Member, project: &str, at: DateTime<Utc>) -> Result<(), ExecError> {
+    let op = Op::Put { key: cleaned_key(project), value: encode_seq(at.timestamp_millis().max(0) as u64) };
+    member.write(Txn::guarded(vec![], vec![op])).await?;
     Ok(())
 }
 
@@ -295,6 +326,18 @@ mod tests {
         let r = Retention::from_config(&config(&[(CLEANUP_ENABLED, "true")])).unwrap().unwrap();
         assert_eq!((r.days, r.minimum, r.batch), (60, 50, 500));
         assert_eq!(r.schedule.expression(), JobSchedule::new("0 0 0 1/1 * ? *", chrono_tz::UTC).unwrap().expression());
+    }
+
+    #[test]
+    fn a_cleanup_is_due_at_the_first_slot_after_the_last_one_and_never_before_the_first_mark() {
+        let r = Retention::from_config(&config(&[(CLEANUP_ENABLED, "true")])).unwrap().unwrap(); // daily, 00:00 UTC
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert!(!is_due(&r, None, at("2026-11-24T00:00:05Z")), "never cleaned: wait for the first slot");
+        assert!(!is_due(&r, Some(at("2026-11-24T00:00:01Z")), at("2026-11-24T23:59:59Z")));
+        assert!(is_due(&r, Some(at("2026-11-23T23:59:59Z")), at("2026-11-24T00:00:01Z")));
+        // A slot that passed while no leader acted (a leadership change, the cluster down) is
+        // cleaned for when a leader next looks.
+        assert!(is_due(&r, Some(at("2026-11-20T00:00:01Z")), at("2026-11-24T07:00:00Z")));
     }
 
     #[test]
