@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use steward_raft::Consistency;
 use steward_storage::{Guard, Op, Txn};
@@ -19,18 +19,9 @@ use crate::auth::Principal;
 use crate::codec;
 use crate::engine::records::{job_index_key, owner_key, JOBS};
 
-pub const PROJECTS_PREFIX: &str = "projects/";
+pub use crate::engine::records::{ProjectRecord, PROJECTS_PREFIX};
 /// Everything that belongs to a project lives under these prefixes and goes with it.
 const PROJECT_OWNED_PREFIXES: &[&str] = &["jobs/", crate::acl::PROJECT_PREFIX, crate::engine::history::CLEANED];
-
-/// A stored project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectRecord {
-    pub name: String,
-    pub config: BTreeMap<String, String>,
-    pub created_ms: i64,
-}
 
 impl ProjectRecord {
     fn description(&self) -> String {

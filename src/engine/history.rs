@@ -24,8 +24,7 @@ use steward_storage::{Event, Op, Txn};
 use tokio::sync::{broadcast, watch};
 
 use super::executions::{self, ExecError};
-use super::records::{exec_id, exec_key, ExecutionRecord, EXEC_SEQ};
-use crate::api::projects::{ProjectRecord, PROJECTS_PREFIX};
+use super::records::{exec_id, exec_key, ExecutionRecord, ProjectRecord, EXEC_SEQ, PROJECTS_PREFIX};
 use crate::codec;
 use crate::jobs::schedule::JobSchedule;
 use crate::logs::LogStore;

@@ -1,6 +1,7 @@
 //! What the job engine stores in the replicated KV, and under which keys.
 //!
 //! ```text
+//! projects/{name}                  ProjectRecord: the name and the config
 //! jobs/{project}/{uuid}            JobRecord: the definition and who changed it when
 //! jobidx/{uuid}                    the project of job {uuid} (lookup by id alone)
 //! owner/{uuid}                     OwnerRecord: the member that fires the job's schedule
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use steward_storage::kv::{parse_seq_key, seq_key};
 
+pub const PROJECTS_PREFIX: &str = "projects/";
 pub const JOBS: &str = "jobs/";
 pub const JOB_INDEX: &str = "jobidx/";
 pub const OWNERS: &str = "owner/";
@@ -61,6 +63,16 @@ pub fn running_request_key(project: &str, uuid: &str) -> String {
 }
 pub fn job_run_key(uuid: &str) -> String {
     format!("{JOB_RUN}{uuid}")
+}
+
+/// A stored project (`projects/{name}`): the HTTP API writes it, the engine reads its history
+/// settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRecord {
+    pub name: String,
+    pub config: BTreeMap<String, String>,
+    pub created_ms: i64,
 }
 
 /// The member that fires a job's schedule. `epoch` grows with every change of owner, so a
