@@ -40,6 +40,11 @@ use crate::wire;
 /// gRPC metadata key that carries the cluster secret.
 pub const SECRET_HEADER: &str = "x-steward-cluster-secret";
 
+/// gRPC metadata key that carries the Raft node id a Raft RPC is meant for: an address can
+/// outlive the node that had it (a member whose data dir was wiped comes back on the same
+/// address as a new node, while the old one is still in the membership).
+pub const TARGET_HEADER: &str = "x-steward-target-node";
+
 /// Largest gRPC message either side accepts. AppendEntries batches and snapshot pieces stay
 /// well under it; tonic's default of 4 MiB is too small for a full batch of large entries.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -305,6 +310,7 @@ impl PeerClient {
     fn request(&self, data: Bytes, ttl: Duration) -> tonic::Request<Payload> {
         let mut req = tonic::Request::new(Payload { data });
         req.set_timeout(ttl);
+        req.metadata_mut().insert(TARGET_HEADER, MetadataValue::from(self.target));
         req
     }
 
@@ -429,6 +435,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let deadline = option.hard_ttl().max(SNAPSHOT_MIN_DEADLINE);
         let mut req = tonic::Request::new(tokio_stream::iter(msgs));
         req.set_timeout(deadline);
+        req.metadata_mut().insert(TARGET_HEADER, MetadataValue::from(self.target));
         let call = client.stream_snapshot(req);
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::member::Member;
 use crate::messages::{HeartbeatRequest, JoinRequest, LeaveRequest};
-use crate::network::{MAX_MESSAGE_BYTES, SECRET_HEADER};
+use crate::network::{MAX_MESSAGE_BYTES, SECRET_HEADER, TARGET_HEADER};
 use crate::pb::cluster_server::{Cluster, ClusterServer};
 use crate::pb::raft_server::{Raft as RaftRpc, RaftServer};
 use crate::pb::{Payload, SnapshotChunk};
@@ -55,9 +55,28 @@ struct RaftSvc {
     member: Member,
 }
 
+impl RaftSvc {
+    /// Refuses a Raft RPC meant for another node: this address belonged to a node whose data
+    /// dir was wiped and which came back as a new one. Answering as that node, with an empty
+    /// log, made its leader's openraft panic ("follower log reversion is not allowed") and
+    /// stop. Unavailable, so that the leader backs off as from a node that is down, which, as
+    /// that node, it is.
+    fn check_target<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let target = req.metadata().get(TARGET_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
+        match target {
+            Some(t) if t != self.member.id() => {
+                tracing::debug!(target = t, "refused a Raft call meant for another node at this address");
+                Err(Status::unavailable(format!("this is node {}, not node {t}", self.member.id())))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl RaftRpc for RaftSvc {
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.check_target(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = wire::decode(&req.into_inner().data)?;
         // What this member may consider committed once it accepts these entries.
         let last_index = rpc.entries.last().map(|e| e.log_id.index).or(rpc.prev_log_id.map(|l| l.index));
@@ -75,18 +94,21 @@ impl RaftRpc for RaftSvc {
     }
 
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.check_target(&req)?;
         let rpc: VoteRequest<NodeId> = wire::decode(&req.into_inner().data)?;
         let res = self.member.raft().vote(rpc).await;
         Ok(Response::new(Payload { data: wire::encode(&res) }))
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.check_target(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = wire::decode(&req.into_inner().data)?;
         let res = self.member.raft().install_snapshot(rpc).await;
         Ok(Response::new(Payload { data: wire::encode(&res) }))
     }
 
     async fn stream_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<Payload>, Status> {
+        self.check_target(&req)?;
         let mut stream = req.into_inner();
         let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         let (vote, meta): (Vote<NodeId>, SnapshotMeta<NodeId, MemberNode>) = wire::decode(&first.header)?;
