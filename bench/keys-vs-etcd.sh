@@ -88,6 +88,11 @@ S_TERM=$(steward_term); E_TERM=$(etcd_term)
 # latency histogram in the file named by the fourth argument (bench/latencies.lua).
 measure() { # url script connections histogram-file
   local c=$3 t=2 out probe; [ "$c" -lt 2 ] && t=1
+  # Every half starts with nothing of anyone else's left to write back: the kernel writes dirty
+  # pages out about 30 s after they were made, so the build before the run, the half before
+  # this one, or the last run's cleanup otherwise lands, as disk stalls, in whichever half is
+  # running then.
+  sync
   python3 bench/host-stalls.py "$HALF" "$WORK" >"$WORK/stalls" &
   probe=$!
   out=$(WRK_LATENCIES="$4" wrk -t$t -c$c -d${HALF}s --latency -s "$2" "$1" | awk '
