@@ -41,9 +41,12 @@ const AHEAD_MIN_MS: f64 = 50.0;
 const AHEAD_MAX_MS: f64 = 10_000.0;
 
 /// What a slot is assumed to cost to commit before a burst of 100 or more has been measured:
-/// the most 10 000 slots at once cost three members sharing two cores (150–450 µs a slot in
-/// `steward bench fires`, depending on how the members' bursts overlap).
-const INITIAL_SLOT_COST_US: f64 = 500.0;
+/// 10 000 slots at once cost three members sharing two cores 150–450 µs a slot in `steward
+/// bench fires`, depending on how the members' bursts overlap; a member whose cores are busy
+/// with other work (steps starting, a test suite beside it) took about 3 ms, and its first
+/// burst, decided with 500 µs, committed every slot late. A first guess that is too high only
+/// decides the first burst earlier than needed; the measured cost replaces it.
+const INITIAL_SLOT_COST_US: f64 = 2000.0;
 
 /// The margin on a burst's expected commit time when it is decided ahead.
 const AHEAD_MARGIN: f64 = 1.5;
