@@ -629,6 +629,15 @@ async fn job_and_execution_routes_enforce_job_rights_from_acl_policies() {
     let (s, e) = body(as_ann(Method::DELETE, &format!("/api/45/execution/{hr_exec}")).send().await.unwrap()).await;
     assert_eq!(s, 403, "no delete_execution right: {e}");
     crate::fixture::assert_envelope(&e, "api.error.item.unauthorized");
+    let r = as_ann(Method::POST, "/api/45/executions/delete").json(&json!({ "ids": [hr_exec] }));
+    let (s, v) = body(r.send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["successCount"], json!(0), "{v}");
+    assert_eq!(v["failures"][0]["errorCode"], json!("api.error.item.unauthorized"), "{v}");
+    // ann may read the ops job, but not delete its history.
+    let (s, e) = body(as_ann(Method::DELETE, &format!("/api/45/job/{ops}/executions")).send().await.unwrap()).await;
+    assert_eq!(s, 403, "{e}");
+    crate::fixture::assert_envelope(&e, "api.error.item.unauthorized");
     let (s, ex) = body(as_ann(Method::GET, "/api/45/project/acl/executions").send().await.unwrap()).await;
     assert_eq!(s, 200);
     assert_eq!(ex["paging"]["total"], json!(0), "hr's executions are not listed for ann: {ex}");

@@ -249,9 +249,7 @@ pub async fn delete(
 /// Deletes one execution; its log is removed by the member that ran it when that member
 /// applies the deletion (`crate::engine::history`).
 async fn delete_one(state: &AppState, principal: &Principal, id: u64) -> ApiResult<()> {
-    let rec = load(state, id).await?;
-    require_delete(state, principal, &rec.project)?;
-    executions::delete(&state.member, id).await?;
+    executions::delete(&state.member, id, |rec| require_delete(state, principal, &rec.project)).await?;
     Ok(())
 }
 
@@ -269,30 +267,7 @@ pub async fn delete_bulk(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let mut ids: Vec<String> = q.get("ids").iter().flat_map(|l| l.split(',')).map(|s| s.trim().to_string()).collect();
-    let listed = match super::jobs::optional_json::<Value>(&body)? {
-        None => Value::Null,
-        Some(Value::Object(mut o)) => o.remove("ids").unwrap_or(Value::Null),
-        Some(other) => other,
-    };
-    match listed {
-        Value::Null => {}
-        Value::Array(items) => {
-            for item in items {
-                match item {
-                    Value::String(s) => ids.push(s),
-                    Value::Number(n) => ids.push(n.to_string()),
-                    other => return Err(ApiError::bad_request(format!("execution id {other} is not a number"))),
-                }
-            }
-        }
-        Value::String(s) => ids.extend(s.split(',').map(|s| s.trim().to_string())),
-        other => return Err(ApiError::bad_request(format!("ids must be a list of execution ids, not {other}"))),
-    }
-    ids.retain(|s| !s.is_empty());
-    if ids.is_empty() {
-        return Err(ApiError::bad_request("give the executions to delete as {\"ids\": [...]} or ids=1,2"));
-    }
+    let ids = super::jobs::bulk_ids(&body, &q, "ids", "executions")?;
     let mut wanted = Vec::with_capacity(ids.len());
     for raw in ids {
         wanted.push((parse_id(&raw).ok(), raw));

@@ -465,13 +465,49 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BulkIds {
-    #[serde(default)]
-    pub ids: Vec<String>,
-    #[serde(default)]
-    pub idlist: Option<String>,
+/// The ids of a bulk request, as Rundeck takes them: a JSON body `{"ids": [...]}` (strings or
+/// numbers; `"idlist": "a,b"` too) or a bare JSON list, and the query parameter `param`
+/// (`a,b`). Refuses an empty list, or a body of another shape, saying how to give them.
+pub(crate) fn bulk_ids(body: &[u8], q: &HashMap<String, String>, param: &str, what: &str) -> ApiResult<Vec<String>> {
+    let how = || format!("give the {what} to delete as {{\"ids\": [...]}} or {param}=a,b");
+    let commas = |l: &str| l.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>();
+    let mut ids: Vec<String> = q.get(param).map(|l| commas(l)).unwrap_or_default();
+    let mut listed = |v: Value| -> ApiResult<()> {
+        match v {
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::String(s) => ids.push(s),
+                        Value::Number(n) => ids.push(n.to_string()),
+                        other => return Err(ApiError::bad_request(format!("{other} is not an id; {}", how()))),
+                    }
+                }
+            }
+            Value::String(l) => ids.extend(commas(&l)),
+            other => return Err(ApiError::bad_request(format!("{other} is not a list of ids; {}", how()))),
+        }
+        Ok(())
+    };
+    match optional_json::<Value>(body)? {
+        None => {}
+        Some(Value::Object(mut o)) => {
+            for key in ["ids", "idlist"] {
+                if let Some(v) = o.remove(key) {
+                    listed(v)?;
+                }
+            }
+            if let Some(k) = o.keys().next() {
+                return Err(ApiError::bad_request(format!("unknown field '{k}'; {}", how())));
+            }
+        }
+        Some(v @ Value::Array(_)) => listed(v)?,
+        Some(other) => return Err(ApiError::bad_request(format!("{other} is not a list of ids; {}", how()))),
+    }
+    ids.retain(|s| !s.is_empty());
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(how()));
+    }
+    Ok(ids)
 }
 
 /// `POST|DELETE /api/{v}/jobs/delete` with `{"ids":[…]}` (or `idlist=a,b`).
@@ -482,16 +518,7 @@ pub async fn bulk_delete(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let mut ids: Vec<String> = Vec::new();
-    if let Some(b) = optional_json::<BulkIds>(&body)? {
-        ids.extend(b.ids);
-        ids.extend(b.idlist.iter().flat_map(|l| l.split(',').map(|s| s.trim().to_string())));
-    }
-    ids.extend(q.get("idlist").iter().flat_map(|l| l.split(',').map(|s| s.trim().to_string())));
-    ids.retain(|s| !s.is_empty());
-    if ids.is_empty() {
-        return Err(ApiError::bad_request("give the jobs to delete as {\"ids\": [...]} or idlist=a,b"));
-    }
+    let ids = bulk_ids(&body, &q, "idlist", "jobs")?;
     let (mut ok, mut bad) = (Vec::new(), Vec::new());
     for id in &ids {
         match delete_one(&state, &principal, id).await {
@@ -655,4 +682,24 @@ pub async fn run(
     }
     let exec_id = res.allocated.first().copied().ok_or_else(|| ApiError::internal("no execution id was allocated"))?;
     Ok(Json(execution_json(&base_url(&state), v, exec_id, &exec)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_ids_are_taken_from_the_body_or_the_query_and_a_bad_list_is_refused_saying_how() {
+        let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let none = HashMap::new();
+        let ok = |body: &str, q: &HashMap<String, String>| bulk_ids(body.as_bytes(), q, "ids", "executions").unwrap();
+        assert_eq!(ok(r#"{"ids": ["1", 2], "idlist": "3, 4"}"#, &none), vec!["1", "2", "3", "4"]);
+        assert_eq!(ok("[5, \"6\"]", &none), vec!["5", "6"]);
+        assert_eq!(ok("", &q(&[("ids", "7,8,")])), vec!["7", "8"]);
+        for body in [r#"{"ids": []}"#, "", r#"{"ids": [true]}"#, r#"{"id": [1]}"#, "42"] {
+            let e = bulk_ids(body.as_bytes(), &none, "ids", "executions").unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(e.message.contains("ids=a,b"), "{body}: {}", e.message);
+        }
+    }
 }

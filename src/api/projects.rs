@@ -170,7 +170,7 @@ pub async fn delete(
         if state.member.write(Txn::guarded(guards, ops)).await?.succeeded {
             // Its history goes with it; what is still running is deleted by the leader once it
             // has ended (`engine::history`).
-            match crate::engine::history::delete_project_history(&state.member, &name).await {
+            match crate::engine::history::delete_orphans(&state.member, Some(&name)).await {
                 Ok(n) => tracing::info!(project = %name, executions = n, "project deleted"),
                 Err(e) => tracing::warn!(project = %name, error = %e,
                     "project deleted; its executions are left to the leader's sweep"),

@@ -142,20 +142,28 @@ pub async fn finish(
 
 /// Deletes execution `id`, which must have ended (as Rundeck, a running execution is never
 /// deleted: its runner still writes to it), and its fire's link to it (`firexec/`). The fire
-/// record itself stays: it is what tells the scheduler the slot was decided. Returns the
-/// deleted record; its log is the caller's to remove.
-pub async fn delete(member: &Member, id: u64) -> Result<ExecutionRecord, ExecError> {
+/// record itself stays: it is what tells the scheduler the slot was decided. `allow` judges the
+/// record as read for the deletion (the caller's rights), so it is read once, not once to
+/// judge and again to delete. Returns the deleted record; the member that holds its log
+/// removes the log when it applies the deletion (`super::history`).
+pub async fn delete<E: From<ExecError>>(
+    member: &Member,
+    id: u64,
+    mut allow: impl FnMut(&ExecutionRecord) -> Result<(), E>,
+) -> Result<ExecutionRecord, E> {
     for _ in 0..10 {
         let (rec, rev) = load(member, id, Consistency::Linearizable).await?.ok_or(ExecError::NotFound(id))?;
+        allow(&rec)?;
         if !rec.status.is_final() {
-            return Err(ExecError::NotEnded(id));
+            return Err(ExecError::NotEnded(id).into());
         }
         let guard = Guard::ModRevision { key: exec_key(id), rev };
-        if member.write(Txn::guarded(vec![guard], delete_ops(id, &rec))).await?.succeeded {
+        let done = member.write(Txn::guarded(vec![guard], delete_ops(id, &rec))).await.map_err(ExecError::from)?;
+        if done.succeeded {
             return Ok(rec);
         }
     }
-    Err(ExecError::Contended(id))
+    Err(ExecError::Contended(id).into())
 }
 
 /// The executions not yet finished, of one project or of all (`None`), newest first.
@@ -212,7 +220,7 @@ pub async fn delete_read(member: &Member, chosen: &[(u64, u64, ExecutionRecord)]
             continue;
         }
         for (id, _, _) in batch {
-            match delete(member, *id).await {
+            match delete(member, *id, |_| Ok::<(), ExecError>(())).await {
                 Ok(_) => deleted += 1,
                 Err(ExecError::NotFound(_) | ExecError::NotEnded(_) | ExecError::Contended(_)) => {}
                 Err(e) => return Err(e),

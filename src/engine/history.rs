@@ -121,7 +121,7 @@ pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
         }
         if orphans_checked.elapsed() >= ORPHAN_SPACING {
             orphans_checked = tokio::time::Instant::now();
-            match delete_orphans(&member).await {
+            match delete_orphans(&member, None).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "deleted the executions of deleted projects"),
                 Err(e) => tracing::warn!(error = %e, "deleting the executions of deleted projects failed"),
@@ -190,27 +190,25 @@ async fn mark_cleaned(member: &Member, project: &str, at: DateTime<Utc>) -> Resu
     Ok(())
 }
 
-/// Deletes the ended executions of project `name` once it no longer exists (a project deleted,
-/// or deleted and made again, starts with an empty history). Returns how many were deleted.
-pub async fn delete_project_history(member: &Member, name: &str) -> Result<usize, ExecError> {
-    let chosen: Vec<_> =
-        executions::all_read(member).await?.into_iter().filter(|(_, _, r)| r.project == name).collect();
-    executions::delete_read(member, &chosen).await
-}
-
-/// Deletes the ended executions of projects that no longer exist: those still running when
-/// their project was deleted, or left by a deletion cut short. Executions are read before the
-/// projects, so one of a project made meanwhile is never taken for an orphan.
-async fn delete_orphans(member: &Member) -> Result<usize, ExecError> {
-    let all = executions::all_read(member).await?;
+/// Deletes the ended executions of projects that no longer exist (of project `only`, when
+/// given): right after a project's deletion, then every 10 min for those still running at it
+/// or left by a deletion cut short. Executions are read before the projects, so one of a
+/// project made meanwhile (a deleted project's name taken again) is never taken for an orphan.
+/// Returns how many were deleted.
+pub async fn delete_orphans(member: &Member, only: Option<&str>) -> Result<usize, ExecError> {
+    let mut all = executions::all_read(member).await?;
+    all.retain(|(_, _, r)| only.is_none_or(|p| r.project == p));
+    if all.is_empty() {
+        return Ok(0);
+    }
     let projects: std::collections::HashSet<String> = member
         .range(PROJECTS_PREFIX, Consistency::Linearizable)
         .await?
         .into_iter()
         .filter_map(|(k, _)| k.strip_prefix(PROJECTS_PREFIX).map(str::to_string))
         .collect();
-    let orphans: Vec<_> = all.into_iter().filter(|(_, _, r)| !projects.contains(&r.project)).collect();
-    executions::delete_read(member, &orphans).await
+    all.retain(|(_, _, r)| !projects.contains(&r.project));
+    executions::delete_read(member, &all).await
 }
 
 /// How often the leader looks for executions of deleted projects.
