@@ -82,10 +82,13 @@ etcd_term() {
 S_TERM=$(steward_term); E_TERM=$(etcd_term)
 
 # --- measure --------------------------------------------------------------------------------
-# One wrk run -> "writes/s p50_ms p99_ms non2xx errors stalls stalls_ms slow_syncs slow_sync_max_ms":
-# the last four are what bench/host-stalls.py saw of the machine during the run (its CPU standing
-# still, its disk standing still), which lands in either side's tail. wrk also leaves its whole
-# latency histogram in the file named by the fourth argument (bench/latencies.lua).
+# One wrk run -> "writes/s p50_ms p99_ms non2xx errors stalls stalls_ms slow_syncs slow_sync_max_ms
+# disk_writes disk_kib": stalls to slow_sync_max_ms are what bench/host-stalls.py saw of the
+# machine during the run (its CPU standing still, its disk standing still), which lands in either
+# side's tail; the last two are the write requests and KiB the data dir's block device completed
+# during the run (/proc/diskstats: both sides' members, and the probe's 4 KiB every 20 ms).
+# wrk also leaves its whole latency histogram in the file named by the fourth argument
+# (bench/latencies.lua).
 measure() { # url script connections histogram-file
   local c=$3 t=2 out probe; [ "$c" -lt 2 ] && t=1
   # Every half starts with nothing of anyone else's left to write back: the kernel writes dirty
@@ -93,6 +96,8 @@ measure() { # url script connections histogram-file
   # this one, or the last run's cleanup otherwise lands, as disk stalls, in whichever half is
   # running then.
   sync
+  local before after
+  before=$(disk_io)
   python3 bench/host-stalls.py "$HALF" "$WORK" >"$WORK/stalls" &
   probe=$!
   out=$(WRK_LATENCIES="$4" wrk -t$t -c$c -d${HALF}s --latency -s "$2" "$1" | awk '
@@ -101,8 +106,13 @@ measure() { # url script connections histogram-file
     /Non-2xx/ { bad=$NF } /Socket errors/ { err=$0 }
     END { printf "%.0f %.2f %.2f %d %s", rps, p50, p99, bad, (err=="" ? "-" : "socket-errors") }')
   wait "$probe"
-  echo "$out $(cut -d' ' -f1,2,4,5 "$WORK/stalls")"
+  after=$(disk_io)
+  echo "$out $(cut -d' ' -f1,2,4,5 "$WORK/stalls") $(awk -v a="$before" -v b="$after" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); printf "%d %d", y[1] - x[1], (y[2] - x[2]) / 2 }')"
 }
+# Writes completed and sectors written so far on the block device under $WORK.
+DISK=$(basename "$(df --output=source "$WORK" | tail -1)")
+disk_io() { awk -v d="$DISK" '$3 == d { print $8, $10 }' /proc/diskstats; }
 # The p50 and p99 (ms) of every request of the histogram files given, pooled.
 pooled() {
   python3 - "$@" <<'PY'
@@ -126,17 +136,23 @@ PY
 # same share of a drift that is linear over the four halves. writes/s is the two halves' mean;
 # p50 and p99 are those of every request of the side's two halves, pooled (a side's p99 is the
 # latency 1 % of its requests exceeded). Each half's own p99 is printed below the table.
+# Both clusters up and idle for one half's length before the first half: what the disk and the
+# machine do with no load at all (the first half runs right after six members started).
+sync
+read -r i_sn i_sms i_dn i_dmax < <(python3 bench/host-stalls.py "$HALF" "$WORK" | cut -d' ' -f1,2,4,5)
+echo "idle ${HALF}s before the first half: machine stalls $i_sn/$i_sms ms, fdatasyncs over 10 ms $i_dn/$i_dmax ms"
 HALVES=""
+per_write() { awk -v w="$1" -v k="$2" -v n="$3" -v s="$HALF" 'BEGIN { printf "%.2f/%.1f", w / (n * s), k / (n * s) }'; }
 mean() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, (a + b) / 2 }'; }
 printf "\n| connections | steward writes/s | p50 | p99 | etcd writes/s | p50 | p99 | writes/s ratio | p99 ratio |\n"
 printf "|---|---|---|---|---|---|---|---|---|\n"
 export STEWARD_TOKEN=$TOKEN
 for c in 1 16 64; do
   H="$WORK/lat-c$c"
-  read -r s1_rps s1_p50 s1_p99 s1_bad s1_err s1_sn s1_sms s1_dn s1_dmax < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c "$H-s1")
-  read -r e1_rps e1_p50 e1_p99 e1_bad e1_err e1_sn e1_sms e1_dn e1_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c "$H-e1")
-  read -r e2_rps e2_p50 e2_p99 e2_bad e2_err e2_sn e2_sms e2_dn e2_dmax < <(measure "http://$ETCD" bench/etcd-put.lua $c "$H-e2")
-  read -r s2_rps s2_p50 s2_p99 s2_bad s2_err s2_sn s2_sms s2_dn s2_dmax < <(export RUN="c$c-b-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c "$H-s2")
+  read -r s1_rps s1_p50 s1_p99 s1_bad s1_err s1_sn s1_sms s1_dn s1_dmax s1_dw s1_dk < <(export RUN="c$c-a-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c "$H-s1")
+  read -r e1_rps e1_p50 e1_p99 e1_bad e1_err e1_sn e1_sms e1_dn e1_dmax e1_dw e1_dk < <(measure "http://$ETCD" bench/etcd-put.lua $c "$H-e1")
+  read -r e2_rps e2_p50 e2_p99 e2_bad e2_err e2_sn e2_sms e2_dn e2_dmax e2_dw e2_dk < <(measure "http://$ETCD" bench/etcd-put.lua $c "$H-e2")
+  read -r s2_rps s2_p50 s2_p99 s2_bad s2_err s2_sn s2_sms s2_dn s2_dmax s2_dw s2_dk < <(export RUN="c$c-b-$RANDOM"; measure "http://$STEWARD" bench/keys-put.lua $c "$H-s2")
   s_rps=$(mean "$s1_rps" "$s2_rps" "%.0f"); e_rps=$(mean "$e1_rps" "$e2_rps" "%.0f")
   read -r s_p50 s_p99 < <(pooled "$H-s1" "$H-s2")
   read -r e_p50 e_p99 < <(pooled "$H-e1" "$H-e2")
@@ -148,7 +164,9 @@ for c in 1 16 64; do
   HALVES+="  halves, $c connections (writes/s): steward $s1_rps then $s2_rps, etcd $e1_rps then $e2_rps; p99 (ms): steward $s1_p99 then $s2_p99, etcd $e1_p99 then $e2_p99"
   HALVES+=" (their means, the table's p99 before session 14: steward $(mean "$s1_p99" "$s2_p99" "%.2f"), etcd $(mean "$e1_p99" "$e2_p99" "%.2f"));"
   HALVES+=" machine stalls (count/ms): steward $s1_sn/$s1_sms then $s2_sn/$s2_sms, etcd $e1_sn/$e1_sms then $e2_sn/$e2_sms;"
-  HALVES+=" fdatasyncs over 10 ms (count/max ms): steward $s1_dn/$s1_dmax then $s2_dn/$s2_dmax, etcd $e1_dn/$e1_dmax then $e2_dn/$e2_dmax"$'\n'
+  HALVES+=" fdatasyncs over 10 ms (count/max ms): steward $s1_dn/$s1_dmax then $s2_dn/$s2_dmax, etcd $e1_dn/$e1_dmax then $e2_dn/$e2_dmax;"
+  HALVES+=" disk per write (write requests/KiB): steward $(per_write "$s1_dw" "$s1_dk" "$s1_rps") then $(per_write "$s2_dw" "$s2_dk" "$s2_rps"),"
+  HALVES+=" etcd $(per_write "$e1_dw" "$e1_dk" "$e1_rps") then $(per_write "$e2_dw" "$e2_dk" "$e2_rps")"$'\n'
   [ "$s_bad" = 0 ] && [ "$e_bad" = 0 ] || echo "  (non-2xx answers: steward $s_bad, etcd $e_bad)"
 done
 echo
