@@ -441,6 +441,127 @@ async fn a_projects_history_cleanup_deletes_old_executions_and_keeps_its_newest_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleanup_deletes_old_fire_records_but_a_jobs_latest_and_a_deleted_jobs_records_go_at_once() {
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "fired").await, 201);
+    let every_second = |name: &str| {
+        format!(
+            "- name: {name}\n  schedule:\n    crontab: '* * * * * ? *'\n  multipleExecutions: true\n  \
+             sequence:\n    commands:\n      - exec: 'true'\n"
+        )
+    };
+    let answer = import(&c, 0, "fired", &format!("{}{}", every_second("tick"), every_second("gone"))).await;
+    let (tick, gone) = (job_id(&answer, "tick"), job_id(&answer, "gone"));
+    let m = &c.server(0).member;
+    let slots = |job: &str| -> Vec<i64> {
+        let prefix = format!("fires/{job}/");
+        m.kv().range(&prefix).unwrap().iter().map(|(k, _)| k[prefix.len()..].parse().unwrap()).collect()
+    };
+    wait_for(Duration::from_secs(20), "both jobs fire four times", || async {
+        (slots(&tick).len() >= 4 && slots(&gone).len() >= 4).then_some(())
+    })
+    .await;
+
+    // A deleted job's records go without waiting for any cleanup; its executions stay.
+    let r = c.req(0, Method::DELETE, &format!("/api/45/job/{gone}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    wait_for(Duration::from_secs(10), "the deleted job's fire records and links are gone", || async {
+        (slots(&gone).is_empty() && m.kv().range(&format!("firexec/{gone}/")).unwrap().is_empty()).then_some(())
+    })
+    .await;
+
+    let r = c.req(0, Method::POST, &format!("/api/45/job/{tick}/schedule/disable")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let before = wait_for(Duration::from_secs(15), "tick's runs end", || async {
+        let execs = all_executions(&c, 0, "fired").await;
+        execs.iter().all(|e| e["status"] != "running" && e["status"] != "scheduled").then(|| slots(&tick))
+    })
+    .await;
+    let latest = *before.iter().max().unwrap();
+    // Clean every second: executions of any age, but the newest one.
+    for (k, v) in [
+        ("project.execution.history.cleanup.retention.days", "0"),
+        ("project.execution.history.cleanup.retention.minimum", "1"),
+        ("project.execution.history.cleanup.schedule", "* * * * * ? *"),
+        ("project.execution.history.cleanup.enabled", "true"),
+    ] {
+        let path = format!("/api/45/project/fired/config/{k}");
+        let (s, e) = body(c.req(0, Method::PUT, &path).json(&json!({ "value": v })).send().await.unwrap()).await;
+        assert_eq!(s, 200, "{k}: {e}");
+    }
+    let left = wait_for(Duration::from_secs(15), "the cleanup leaves one execution and few fire records", || async {
+        let execs = all_executions(&c, 0, "fired").await;
+        let left = slots(&tick);
+        (execs.len() == 1 && left.len() <= 2).then_some(left)
+    })
+    .await;
+    assert!(left.contains(&latest), "the job's latest record is kept: {left:?}, latest {latest}");
+    for slot in left.iter().filter(|&&s| s != latest) {
+        let link = m.kv().get(&format!("firexec/{tick}/{slot}")).unwrap();
+        assert!(link.is_some(), "slot {slot} is kept only for its kept execution");
+    }
+
+    // The scheduler resumes after the latest record: no slot is decided twice.
+    let r = c.req(0, Method::POST, &format!("/api/45/job/{tick}/schedule/enable")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let after = wait_for(Duration::from_secs(15), "tick fires again", || async {
+        let now = slots(&tick);
+        (now.iter().filter(|&&s| s > latest).count() >= 2).then_some(now)
+    })
+    .await;
+    let again: Vec<&i64> = after.iter().filter(|&&s| s <= latest && !left.contains(&s)).collect();
+    assert!(again.is_empty(), "slots decided again after their records were pruned: {again:?}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_fire_records_pages_through_long_histories_and_never_takes_a_live_jobs_latest() {
+    use steward::engine::history::{prune_job_fires, prune_orphan_fires, FirePrune};
+    use steward_storage::{kv::encode_seq, Op, Txn};
+    let c = TestCluster::start(1).await;
+    let m = &c.server(0).member;
+    let base = 1_800_000_000_000i64;
+    let slot = |k: i64| base + k * 1000;
+    let put = |key: String, value: Vec<u8>| Op::Put { key, value };
+    // "live" is a job; "dead", "dead-2" (before "dead/" in key order) and "deadx" (after it) are
+    // not. Each has more records than one page holds, or a few.
+    let mut ops = vec![put("jobidx/live".into(), b"x".to_vec())];
+    for (job, n) in [("live", 2500), ("dead", 1100), ("dead-2", 3), ("deadx", 2)] {
+        ops.extend((0..n).map(|k| put(format!("fires/{job}/{}", slot(k)), b"x".to_vec())));
+    }
+    // Slot 10's execution is kept; slot 11's was deleted (its link outlived it).
+    ops.push(put(format!("firexec/live/{}", slot(10)), encode_seq(77)));
+    ops.push(put(steward::engine::records::exec_key(77), b"x".to_vec()));
+    ops.push(put(format!("firexec/live/{}", slot(11)), encode_seq(78)));
+    ops.push(put(format!("firexec/dead/{}", slot(3)), encode_seq(79)));
+    for chunk in ops.chunks(500) {
+        assert!(m.write(Txn::ops(chunk.to_vec())).await.unwrap().succeeded);
+    }
+    let count = |prefix: &str| m.kv().range(prefix).unwrap().len();
+
+    assert_eq!(prune_orphan_fires(m).await.unwrap(), 1105);
+    assert_eq!(count("fires/live/"), 2500, "a live job's records are not orphans");
+    for job in ["dead", "dead-2", "deadx"] {
+        assert_eq!(count(&format!("fires/{job}/")), 0, "{job}");
+    }
+    assert_eq!(count("firexec/dead/"), 0);
+
+    // Before a cutoff: all but the kept execution's.
+    assert_eq!(prune_job_fires(m, "live", FirePrune::Before(slot(2000))).await.unwrap(), 1999);
+    assert_eq!(count("fires/live/"), 501);
+    assert!(m.kv().get(&format!("fires/live/{}", slot(10))).unwrap().is_some());
+    assert!(m.kv().get(&format!("firexec/live/{}", slot(11))).unwrap().is_none());
+    // With every slot past the cutoff, the latest stays too.
+    assert_eq!(prune_job_fires(m, "live", FirePrune::Before(i64::MAX)).await.unwrap(), 499);
+    let left: Vec<String> = m.kv().range("fires/live/").unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, vec![format!("fires/live/{}", slot(10)), format!("fires/live/{}", slot(2499))]);
+    // A job that exists is never pruned as a deleted one.
+    assert_eq!(prune_job_fires(m, "live", FirePrune::All).await.unwrap(), 0);
+    assert_eq!(count("fires/live/"), 2);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_project_leaves_no_jobs_owners_or_executions_behind_for_a_project_of_the_same_name() {
     let c = TestCluster::start(1).await;
     let owned = || async {

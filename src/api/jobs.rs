@@ -451,6 +451,8 @@ async fn delete_one(state: &AppState, principal: &Principal, uuid: &str) -> ApiR
     if !state.member.write(txn).await?.succeeded {
         return Err(ApiError::conflict(format!("job {uuid} changed while it was being deleted; try again")));
     }
+    // Its executions stay, as in Rundeck; the scheduler's records of its slots go.
+    crate::engine::history::prune_deleted_jobs_fires(&state.member, vec![uuid.to_string()]);
     Ok(())
 }
 

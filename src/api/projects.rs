@@ -161,13 +161,16 @@ pub async fn delete(
         // Each job goes as a job deletion takes it: with its id index and its owner record,
         // or the scheduler and `ownedJobs` would go on counting it.
         let jobs_prefix = format!("{JOBS}{name}/");
+        let mut uuids = Vec::new();
         for (k, kv) in state.member.range(&jobs_prefix, Consistency::Linearizable).await? {
             let Some(uuid) = k.strip_prefix(&jobs_prefix) else { continue };
+            uuids.push(uuid.to_string());
             ops.push(Op::Delete { key: job_index_key(uuid) });
             ops.push(Op::Delete { key: owner_key(uuid) });
             guards.push(Guard::ModRevision { key: k.clone(), rev: kv.mod_revision });
         }
         if state.member.write(Txn::guarded(guards, ops)).await?.succeeded {
+            crate::engine::history::prune_deleted_jobs_fires(&state.member, uuids);
             // Its history goes with it; what is still running is deleted by the leader once it
             // has ended (`engine::history`).
             match crate::engine::history::delete_orphans(&state.member, Some(&name)).await {

@@ -8,6 +8,11 @@
 //!   delete the same records; when each project was last cleaned is replicated
 //!   (`histclean/{project}/last`), so a slot that passed while leadership moved or the cluster
 //!   was down is cleaned for as soon as a leader looks.
+//! - **Fire records.** Each scheduled slot leaves a `fires/{job}/{slot}` record. A project's
+//!   cleanup also deletes those of slots older than `…retention.days`, except each job's latest
+//!   (the scheduler resumes after it; any slot it could decide again is later) and those whose
+//!   execution is still kept. A deleted job's records go right after its deletion, and the
+//!   leader's sweep every 10 min finds those a deletion left behind.
 //! - **Logs.** An execution's log lives on the disk of the member that ran it (or in the shared
 //!   store). Each member follows the change feed: when an execution it ran is deleted, it removes
 //!   the log (with a shared store, the leader does). Whatever the feed cannot tell (a member down
@@ -20,11 +25,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use steward_raft::{Consistency, Member};
 use steward_storage::kv::{decode_seq, encode_seq};
-use steward_storage::{Event, Op, Txn};
+use steward_storage::{Event, Guard, Op, Txn};
 use tokio::sync::{broadcast, watch};
 
 use super::executions::{self, ExecError};
-use super::records::{exec_id, exec_key, ExecutionRecord, ProjectRecord, EXEC_SEQ, PROJECTS_PREFIX};
+use super::records::{
+    exec_id, exec_key, job_index_key, ExecutionRecord, ProjectRecord, EXEC_SEQ, FIRES, FIRE_EXEC, JOBS, PROJECTS_PREFIX,
+};
 use crate::codec;
 use crate::jobs::schedule::JobSchedule;
 use crate::logs::LogStore;
@@ -126,6 +133,11 @@ pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
                 Ok(n) => tracing::info!(deleted = n, "deleted the executions of deleted projects"),
                 Err(e) => tracing::warn!(error = %e, "deleting the executions of deleted projects failed"),
             }
+            match prune_orphan_fires(&member).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "deleted the fire records of deleted jobs"),
+                Err(e) => tracing::warn!(error = %e, "deleting the fire records of deleted jobs failed"),
+            }
         }
     }
 }
@@ -179,6 +191,17 @@ async fn clean_due(
         if deleted > 0 {
             tracing::info!(%project, deleted, days = retention.days, minimum = retention.minimum, "execution history cleaned");
         }
+        let cutoff = now.timestamp_millis() - i64::from(retention.days) * 86_400_000;
+        let jobs_prefix = format!("{JOBS}{project}/");
+        let mut fires = 0;
+        for (key, _) in member.kv().range(&jobs_prefix).map_err(steward_raft::ClusterError::from)? {
+            if let Some(uuid) = key.strip_prefix(&jobs_prefix) {
+                fires += prune_job_fires(member, uuid, FirePrune::Before(cutoff)).await?;
+            }
+        }
+        if fires > 0 {
+            tracing::info!(%project, deleted = fires, "old fire records deleted");
+        }
         mark_cleaned(member, &project, now).await?;
     }
     Ok(())
@@ -211,7 +234,147 @@ pub async fn delete_orphans(member: &Member, only: Option<&str>) -> Result<usize
     executions::delete_read(member, &all).await
 }
 
-/// How often the leader looks for executions of deleted projects.
+/// Which of a job's fire records [`prune_job_fires`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirePrune {
+    /// Every one: the job was deleted. Each deletion is guarded on its id index being absent, so
+    /// a job made again under the same id keeps them.
+    All,
+    /// Those of slots before this time (ms since the epoch), except the job's latest record and
+    /// those whose execution is still kept.
+    Before(i64),
+}
+
+/// How many fire records one read takes.
+const FIRE_PAGE: usize = 1024;
+
+/// How many fire records one transaction deletes (each with its link to its execution).
+const FIRE_DELETE_BATCH: usize = 256;
+
+/// Deletes fire records of job `uuid` as `prune` says, with their links to executions, reading
+/// them a page at a time. Returns how many it deleted.
+///
+/// What keeps "exactly once" safe: the scheduler decides only slots after the latest one
+/// recorded for the job (see `scheduler::resume_after`). So with the job still there, only
+/// records of slots *before* its latest go: the latest stays, and so does every record written
+/// while this runs, which is later still.
+pub async fn prune_job_fires(member: &Member, uuid: &str, prune: FirePrune) -> Result<usize, ExecError> {
+    let prefix = format!("{FIRES}{uuid}/");
+    let slot_of = |key: &str| key.strip_prefix(&prefix).and_then(|s| s.parse::<i64>().ok());
+    let bound = match prune {
+        FirePrune::All => None,
+        FirePrune::Before(cutoff) => {
+            let mut latest = None;
+            let mut after: Option<String> = None;
+            loop {
+                let page = member
+                    .kv()
+                    .range_page(&prefix, after.as_deref(), FIRE_PAGE)
+                    .map_err(steward_raft::ClusterError::from)?;
+                latest = page.iter().filter_map(|(k, _)| slot_of(k)).chain(latest).max();
+                match page.last() {
+                    Some((last, _)) if page.len() == FIRE_PAGE => after = Some(last.clone()),
+                    _ => break,
+                }
+            }
+            match latest {
+                Some(latest) => Some(cutoff.min(latest)),
+                None => return Ok(0),
+            }
+        }
+    };
+    let mut after: Option<String> = None;
+    let mut deleted = 0;
+    loop {
+        let page =
+            member.kv().range_page(&prefix, after.as_deref(), FIRE_PAGE).map_err(steward_raft::ClusterError::from)?;
+        let Some((last, _)) = page.last() else { return Ok(deleted) };
+        after = Some(last.clone());
+        let mut slots: Vec<&str> = Vec::new();
+        for (key, _) in &page {
+            let Some(slot) = key.strip_prefix(&prefix) else { continue };
+            if let Some(bound) = bound {
+                // A key that is not a slot was not written by the scheduler: left alone.
+                let Some(n) = slot_of(key) else { continue };
+                if n >= bound || execution_kept(member, uuid, slot)? {
+                    continue;
+                }
+            }
+            slots.push(slot);
+        }
+        for batch in slots.chunks(FIRE_DELETE_BATCH) {
+            let guards = match prune {
+                FirePrune::All => vec![Guard::Absent(job_index_key(uuid))],
+                FirePrune::Before(_) => vec![],
+            };
+            let ops = batch
+                .iter()
+                .flat_map(|slot| {
+                    [
+                        Op::Delete { key: format!("{prefix}{slot}") },
+                        Op::Delete { key: format!("{FIRE_EXEC}{uuid}/{slot}") },
+                    ]
+                })
+                .collect();
+            if !member.write(Txn::guarded(guards, ops)).await?.succeeded {
+                // The job was made again meanwhile: its records are its own.
+                return Ok(deleted);
+            }
+            deleted += batch.len();
+        }
+        if page.len() < FIRE_PAGE {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// Whether the execution that job `uuid`'s slot `slot` created is still kept.
+fn execution_kept(member: &Member, uuid: &str, slot: &str) -> Result<bool, ExecError> {
+    let kv = member.kv();
+    let link = kv.get(&format!("{FIRE_EXEC}{uuid}/{slot}")).map_err(steward_raft::ClusterError::from)?;
+    let Some(id) = link.and_then(|l| decode_seq(&l.value)) else { return Ok(false) };
+    Ok(kv.get(&exec_key(id)).map_err(steward_raft::ClusterError::from)?.is_some())
+}
+
+/// Deletes the fire records of jobs that no longer exist: those a deletion left behind (it
+/// prunes them after answering, and may be cut short). Reads one key per job. Returns how many
+/// it deleted.
+pub async fn prune_orphan_fires(member: &Member) -> Result<usize, ExecError> {
+    let mut after: Option<String> = None;
+    let mut deleted = 0;
+    loop {
+        let page = member.kv().range_page(FIRES, after.as_deref(), 1).map_err(steward_raft::ClusterError::from)?;
+        let Some((key, _)) = page.first() else { return Ok(deleted) };
+        let Some((uuid, _)) = key.strip_prefix(FIRES).and_then(|rest| rest.split_once('/')) else {
+            after = Some(key.clone());
+            continue;
+        };
+        let uuid = uuid.to_string();
+        if member.kv().get(&job_index_key(&uuid)).map_err(steward_raft::ClusterError::from)?.is_none() {
+            deleted += prune_job_fires(member, &uuid, FirePrune::All).await?;
+        }
+        // Past every record of the job: a slot is digits (or '-'), which sort before '~'.
+        after = Some(format!("{FIRES}{uuid}/~"));
+    }
+}
+
+/// Prunes the fire records of deleted jobs after the deletion was answered: a job's history
+/// can be long, and its deletion need not wait for it. What this misses the leader's sweep
+/// finds.
+pub fn prune_deleted_jobs_fires(member: &Member, uuids: Vec<String>) {
+    let member = member.clone();
+    tokio::spawn(async move {
+        for uuid in uuids {
+            if let Err(e) = prune_job_fires(&member, &uuid, FirePrune::All).await {
+                tracing::warn!(job = %uuid, error = %e, "the deleted job's fire records are left to the leader's sweep");
+                return;
+            }
+        }
+    });
+}
+
+/// How often the leader looks for executions of deleted projects and fire records of deleted
+/// jobs.
 const ORPHAN_SPACING: Duration = Duration::from_secs(600);
 
 /// The least time between two sweeps of the log store.

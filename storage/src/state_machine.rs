@@ -114,6 +114,36 @@ impl KvReader {
         }
         Ok(out)
     }
+    /// At most `limit` keys that start with `prefix` and come after `after` (from the first
+    /// when `None`), in key order: a range read a page at a time, for prefixes too large to
+    /// hold in memory at once.
+    pub fn range_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, KeyValue)>, StoreError> {
+        use std::ops::Bound;
+        if prefix.starts_with(RESERVED_PREFIX) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = match after {
+            Some(a) if a.as_bytes() >= prefix.as_bytes() => Bound::Excluded(a.as_bytes().to_vec()),
+            _ => Bound::Included(prefix.as_bytes().to_vec()),
+        };
+        let _view = self.sm.lock.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for item in self.sm.tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) || out.len() == limit {
+                break;
+            }
+            if let Some(key) = user_key(&k)? {
+                out.push((key, codec::decode("value", &v)?));
+            }
+        }
+        Ok(out)
+    }
     /// The index of the last applied log entry (0 before any).
     pub fn applied_index(&self) -> u64 {
         *self.sm.applied.borrow()

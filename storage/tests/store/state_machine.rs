@@ -237,6 +237,34 @@ async fn delete_prefix_removes_keys_put_earlier_in_the_batch() {
 }
 
 #[tokio::test]
+async fn a_prefix_read_a_page_at_a_time_sees_each_key_once_and_nothing_outside_it() {
+    let mut s = Store::new();
+    let ops = ["o", "p", "p/1", "p/2", "p/3", "p/4", "p/5", "q/1"].iter().map(|k| put(k, "v")).collect();
+    s.apply(vec![txn_entry(1, Txn::ops(ops))]).await;
+    let page = |after: Option<&str>, limit| -> Vec<String> {
+        s.reader.range_page("p/", after, limit).unwrap().into_iter().map(|(k, _)| k).collect()
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let keys = page(after.as_deref(), 2);
+        if keys.is_empty() {
+            break;
+        }
+        assert!(keys.len() <= 2, "{keys:?}");
+        after = keys.last().cloned();
+        seen.extend(keys);
+    }
+    assert_eq!(seen, vec!["p/1", "p/2", "p/3", "p/4", "p/5"]);
+    // `after` need not be a key; one before the prefix starts at its first key.
+    assert_eq!(page(Some("p/2~"), 10), vec!["p/3", "p/4", "p/5"]);
+    assert_eq!(page(Some("a"), 1), vec!["p/1"]);
+    assert!(page(Some("p/5"), 10).is_empty());
+    assert!(page(None, 0).is_empty());
+    assert!(s.reader.range_page("\0", None, 10).unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn change_feed_and_applied_watch_follow_apply() {
     let mut s = Store::new();
     let mut feed = s.reader.subscribe();
