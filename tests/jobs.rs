@@ -562,6 +562,39 @@ async fn pruning_fire_records_pages_through_long_histories_and_never_takes_a_liv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_clears_the_index_and_owner_of_a_job_whose_record_is_gone_and_nothing_of_a_live_job() {
+    use steward_storage::{Op, Txn};
+    let c = TestCluster::start(1).await;
+    assert_eq!(c.create_project(0, "kept").await, 201);
+    let answer = import(&c, 0, "kept", "- name: live\n  sequence:\n    commands:\n      - exec: 'true'\n").await;
+    let live = job_id(&answer, "live");
+    let m = &c.server(0).member;
+    let owned = || async {
+        let (s, v) = body(c.req(0, Method::GET, "/api/45/cluster/members").send().await.unwrap()).await;
+        assert_eq!(s, 200, "{v}");
+        v["members"][0]["ownedJobs"].as_u64().unwrap()
+    };
+    let before = owned().await;
+    // What a job made during its project's deletion leaves: its index and owner, no record.
+    let owner = m.kv().get(&format!("owner/{live}")).unwrap().unwrap().value;
+    let ops = vec![
+        Op::Put { key: "jobidx/ghost".into(), value: steward::codec::encode(&"gone".to_string()) },
+        Op::Put { key: "owner/ghost".into(), value: owner },
+    ];
+    assert!(m.write(Txn::ops(ops)).await.unwrap().succeeded);
+    assert_eq!(owned().await, before + 1, "the leftover owner is counted");
+
+    assert_eq!(steward::engine::history::delete_orphan_jobs(m).await.unwrap(), 1);
+    assert!(m.kv().get("jobidx/ghost").unwrap().is_none());
+    assert!(m.kv().get("owner/ghost").unwrap().is_none());
+    assert_eq!(owned().await, before);
+    assert!(m.kv().get(&format!("jobidx/{live}")).unwrap().is_some(), "a live job keeps its index");
+    assert_eq!(c.req(0, Method::GET, &format!("/api/45/job/{live}")).send().await.unwrap().status(), 200);
+    assert_eq!(steward::engine::history::delete_orphan_jobs(m).await.unwrap(), 0);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_project_leaves_no_jobs_owners_or_executions_behind_for_a_project_of_the_same_name() {
     let c = TestCluster::start(1).await;
     let owned = || async {

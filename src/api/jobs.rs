@@ -28,8 +28,8 @@ use crate::codec;
 use crate::engine::catalog::{plain_options, JobRecord};
 use crate::engine::fire::create_execution_op;
 use crate::engine::records::{
-    job_index_key, job_key, job_run_key, owner_key, running_request_key, ExecStatus, ExecutionRecord, OwnerRecord,
-    Trigger, JOBS,
+    job_index_key, job_key, job_run_key, owner_key, project_key, running_request_key, ExecStatus, ExecutionRecord,
+    OwnerRecord, Trigger, JOBS,
 };
 use crate::engine::view::execution_json;
 use crate::jobs::definition::{export_jobs, parse_jobs, JobDefinition, JobFormat};
@@ -101,6 +101,8 @@ async fn store_job(
         JobRecord { definition: def, created_ms: created_ms.unwrap_or(now), updated_ms: now, updated_by: user.into() };
     let (owner, owner_rev) = next_owner(state, uuid).await?;
     let mut guards = vec![
+        // Checked before, but a project deleted since must not get a job it would not delete.
+        Guard::Exists(project_key(project)),
         Guard::ModRevision { key: job_key(project, uuid), rev: expect_rev },
         Guard::ModRevision { key: owner_key(uuid), rev: owner_rev },
     ];
@@ -116,7 +118,13 @@ async fn store_job(
             Op::Put { key: owner_key(uuid), value: codec::encode(&owner) },
         ],
     );
-    Ok(state.member.write(txn).await?.succeeded)
+    if state.member.write(txn).await?.succeeded {
+        return Ok(true);
+    }
+    if state.member.get(&project_key(project), Consistency::Linearizable).await?.is_none() {
+        return Err(ApiError::not_found(format!("project {project} does not exist: it was deleted")));
+    }
+    Ok(false)
 }
 
 /// A job as Rundeck lists it. `serverOwner` says whether the member answering owns it.

@@ -17,7 +17,7 @@ use super::{base_url, ApiError, ApiJson, ApiResult, AppState};
 use crate::acl::{Context, Resource};
 use crate::auth::Principal;
 use crate::codec;
-use crate::engine::records::{job_index_key, owner_key, JOBS};
+use crate::engine::records::{job_index_key, owner_key, project_key, JOBS};
 
 pub use crate::engine::records::{ProjectRecord, PROJECTS_PREFIX};
 /// Everything that belongs to a project lives under these prefixes and goes with it.
@@ -59,10 +59,6 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-fn key(name: &str) -> String {
-    format!("{PROJECTS_PREFIX}{name}")
 }
 
 fn summary(base: &str, v: u32, p: &ProjectRecord) -> Value {
@@ -119,8 +115,8 @@ pub async fn create(
     // The guard, not an earlier read, decides: two members creating the same project at once
     // cannot both succeed.
     let txn = Txn::guarded(
-        vec![Guard::Absent(key(&record.name))],
-        vec![Op::Put { key: key(&record.name), value: codec::encode(&record) }],
+        vec![Guard::Absent(project_key(&record.name))],
+        vec![Op::Put { key: project_key(&record.name), value: codec::encode(&record) }],
     );
     let res = state.member.write(txn).await?;
     if !res.succeeded {
@@ -133,7 +129,7 @@ async fn load(state: &AppState, name: &str) -> ApiResult<ProjectRecord> {
     validate_name(name)?;
     let kv = state
         .member
-        .get(&key(name), Consistency::Linearizable)
+        .get(&project_key(name), Consistency::Linearizable)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Project does not exist: {name}")))?;
     Ok(codec::decode(&kv.value)?)
@@ -155,8 +151,8 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     validate_name(&name)?;
     for _ in 0..5 {
-        let mut guards = vec![Guard::Exists(key(&name))];
-        let mut ops = vec![Op::Delete { key: key(&name) }];
+        let mut guards = vec![Guard::Exists(project_key(&name))];
+        let mut ops = vec![Op::Delete { key: project_key(&name) }];
         ops.extend(PROJECT_OWNED_PREFIXES.iter().map(|p| Op::DeletePrefix { prefix: format!("{p}{name}/") }));
         // Each job goes as a job deletion takes it: with its id index and its owner record,
         // or the scheduler and `ownedJobs` would go on counting it.
@@ -180,7 +176,7 @@ pub async fn delete(
             }
             return Ok(StatusCode::NO_CONTENT);
         }
-        if state.member.get(&key(&name), Consistency::Linearizable).await?.is_none() {
+        if state.member.get(&project_key(&name), Consistency::Linearizable).await?.is_none() {
             return Err(ApiError::not_found(format!("Project does not exist: {name}")));
         }
         // A job of the project changed meanwhile: read them again.
@@ -195,14 +191,14 @@ async fn modify(state: &AppState, name: &str, mut change: impl FnMut(&mut Projec
     for _ in 0..10 {
         let kv = state
             .member
-            .get(&key(name), Consistency::Linearizable)
+            .get(&project_key(name), Consistency::Linearizable)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("Project does not exist: {name}")))?;
         let mut p: ProjectRecord = codec::decode(&kv.value)?;
         change(&mut p);
         let txn = Txn::guarded(
-            vec![Guard::ModRevision { key: key(name), rev: kv.mod_revision }],
-            vec![Op::Put { key: key(name), value: codec::encode(&p) }],
+            vec![Guard::ModRevision { key: project_key(name), rev: kv.mod_revision }],
+            vec![Op::Put { key: project_key(name), value: codec::encode(&p) }],
         );
         if state.member.write(txn).await?.succeeded {
             return Ok(p);

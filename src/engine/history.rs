@@ -12,7 +12,9 @@
 //!   cleanup also deletes those of slots older than `…retention.days`, except each job's latest
 //!   (the scheduler resumes after it; any slot it could decide again is later) and those whose
 //!   execution is still kept. A deleted job's records go right after its deletion, and the
-//!   leader's sweep every 10 min finds those a deletion left behind.
+//!   leader's sweep every 10 min finds those a deletion left behind. The same sweep deletes the
+//!   id index and owner record of a job whose record is gone (a job made in a project while
+//!   the project's deletion was under way).
 //! - **Logs.** An execution's log lives on the disk of the member that ran it (or in the shared
 //!   store). Each member follows the change feed: when an execution it ran is deleted, it removes
 //!   the log (with a shared store, the leader does). Whatever the feed cannot tell (a member down
@@ -30,7 +32,8 @@ use tokio::sync::{broadcast, watch};
 
 use super::executions::{self, ExecError};
 use super::records::{
-    exec_id, exec_key, job_index_key, ExecutionRecord, ProjectRecord, EXEC_SEQ, FIRES, FIRE_EXEC, JOBS, PROJECTS_PREFIX,
+    exec_id, exec_key, job_index_key, job_key, owner_key, ExecutionRecord, ProjectRecord, EXEC_SEQ, FIRES, FIRE_EXEC,
+    JOBS, JOB_INDEX, PROJECTS_PREFIX,
 };
 use crate::codec;
 use crate::jobs::schedule::JobSchedule;
@@ -132,6 +135,11 @@ pub async fn clean_up(member: Member, mut stop: watch::Receiver<bool>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "deleted the executions of deleted projects"),
                 Err(e) => tracing::warn!(error = %e, "deleting the executions of deleted projects failed"),
+            }
+            match delete_orphan_jobs(&member).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "deleted the id indexes and owners of jobs whose record is gone"),
+                Err(e) => tracing::warn!(error = %e, "deleting the leftovers of deleted jobs failed"),
             }
             match prune_orphan_fires(&member).await {
                 Ok(0) => {}
@@ -356,6 +364,31 @@ pub async fn prune_orphan_fires(member: &Member) -> Result<usize, ExecError> {
         // Past every record of the job: a slot is digits (or '-'), which sort before '~'.
         after = Some(format!("{FIRES}{uuid}/~"));
     }
+}
+
+/// Deletes the id index and owner record of each job whose record is gone: left by a job made
+/// in a project while the project's deletion was under way (the deletion removes every job
+/// record under the project, but the index and owner only of the jobs it had read). Each is
+/// guarded on the index being the one read and the job record still being absent. Returns how
+/// many jobs it cleared.
+pub async fn delete_orphan_jobs(member: &Member) -> Result<usize, ExecError> {
+    let mut cleared = 0;
+    for (key, kv) in member.range(JOB_INDEX, Consistency::Linearizable).await? {
+        let Some(uuid) = key.strip_prefix(JOB_INDEX) else { continue };
+        let Ok(project) = codec::decode::<String>(&kv.value) else { continue };
+        let job = job_key(&project, uuid);
+        if member.kv().get(&job).map_err(steward_raft::ClusterError::from)?.is_some() {
+            continue;
+        }
+        let txn = Txn::guarded(
+            vec![Guard::ModRevision { key: key.clone(), rev: kv.mod_revision }, Guard::Absent(job)],
+            vec![Op::Delete { key: key.clone() }, Op::Delete { key: owner_key(uuid) }],
+        );
+        if member.write(txn).await?.succeeded {
+            cleared += 1;
+        }
+    }
+    Ok(cleared)
 }
 
 /// Prunes the fire records of deleted jobs after the deletion was answered: a job's history

@@ -32,6 +32,9 @@ pub const EXEC_SEQ: &str = "seq/exec";
 pub const RUNNING: &str = "running/";
 pub const JOB_RUN: &str = "jobrun/";
 
+pub fn project_key(name: &str) -> String {
+    format!("{PROJECTS_PREFIX}{name}")
+}
 pub fn job_key(project: &str, uuid: &str) -> String {
     format!("{JOBS}{project}/{uuid}")
 }
