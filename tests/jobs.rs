@@ -515,7 +515,8 @@ async fn a_cleanup_deletes_old_fire_records_but_a_jobs_latest_and_a_deleted_jobs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pruning_fire_records_pages_through_long_histories_and_never_takes_a_live_jobs_latest() {
+async fn pruning_fire_records_pages_through_long_histories_and_never_takes_a_live_jobs_latest_which_the_scheduler_reads_alone(
+) {
     use steward::engine::history::{prune_job_fires, prune_orphan_fires, FirePrune};
     use steward_storage::{kv::encode_seq, Op, Txn};
     let c = TestCluster::start(1).await;
@@ -558,6 +559,16 @@ async fn pruning_fire_records_pages_through_long_histories_and_never_takes_a_liv
     // A job that exists is never pruned as a deleted one.
     assert_eq!(prune_job_fires(m, "live", FirePrune::All).await.unwrap(), 0);
     assert_eq!(count("fires/live/"), 2);
+
+    // Where the scheduler resumes: the latest slot, read from the last key; a slot of another
+    // form (a clock before 2001) is still compared as a number.
+    use steward::engine::scheduler::latest_recorded_slot;
+    assert_eq!(latest_recorded_slot(m.kv(), "live"), Some(slot(2499)));
+    assert_eq!(latest_recorded_slot(m.kv(), "dead"), None);
+    let odd =
+        vec![put("fires/odd/999999999999".into(), b"x".to_vec()), put(format!("fires/odd/{}", slot(1)), b"x".to_vec())];
+    assert!(m.write(Txn::ops(odd)).await.unwrap().succeeded);
+    assert_eq!(latest_recorded_slot(m.kv(), "odd"), Some(slot(1)));
     c.shutdown().await;
 }
 

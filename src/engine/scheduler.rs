@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use steward_raft::Member;
-use steward_storage::Event;
+use steward_storage::{Event, KvReader};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::catalog::{Catalog, JobEntry};
@@ -400,11 +400,9 @@ impl Scheduler {
             .insert(uuid, Owned { job: Arc::new(entry.job), schedule, misfire: entry.misfire, after, next, epoch });
     }
 
-    /// The latest slot recorded for `uuid` (fired, skipped or missed), from the local state.
+    /// The latest slot recorded for `uuid`, from the local state.
     fn last_recorded(&self, uuid: &str) -> Option<i64> {
-        let prefix = format!("{FIRES}{uuid}/");
-        let rows = self.member.kv().range(&prefix).ok()?;
-        rows.iter().filter_map(|(k, _)| k.strip_prefix(&prefix)?.parse::<i64>().ok()).max()
+        latest_recorded_slot(self.member.kv(), uuid)
     }
 
     /// Decides every due slot. Returns false when nothing could be written.
@@ -556,6 +554,22 @@ impl Scheduler {
         }
         progressed
     }
+}
+
+/// The latest slot recorded for job `uuid` (fired, skipped or missed) in `kv`.
+///
+/// A job's history can hold millions of records, so the last key is read alone: slots are ms
+/// since the epoch, 13 digits from 2001 to 2286, so the last key is the latest slot. A last key
+/// of another form (a slot of a clock set before 2001) sends it to a full scan.
+pub fn latest_recorded_slot(kv: &KvReader, uuid: &str) -> Option<i64> {
+    let prefix = format!("{FIRES}{uuid}/");
+    let (last, _) = kv.last_under(&prefix).ok()??;
+    let slot = last.strip_prefix(&prefix)?;
+    if slot.len() == 13 && slot.bytes().all(|b| b.is_ascii_digit()) {
+        return slot.parse().ok();
+    }
+    let rows = kv.range(&prefix).ok()?;
+    rows.iter().filter_map(|(k, _)| k.strip_prefix(&prefix)?.parse::<i64>().ok()).max()
 }
 
 #[cfg(test)]

@@ -144,6 +144,21 @@ impl KvReader {
         }
         Ok(out)
     }
+    /// The last key (in key order) that starts with `prefix`, with its value: one read however
+    /// many keys the prefix holds.
+    pub fn last_under(&self, prefix: &str) -> Result<Option<(String, KeyValue)>, StoreError> {
+        if prefix.starts_with(RESERVED_PREFIX) {
+            return Ok(None);
+        }
+        let _view = self.sm.lock.read().unwrap_or_else(PoisonError::into_inner);
+        match self.sm.tree.scan_prefix(prefix.as_bytes()).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(user_key(&k)?.map(|key| Ok::<_, StoreError>((key, codec::decode("value", &v)?))).transpose()?)
+            }
+            None => Ok(None),
+        }
+    }
     /// The index of the last applied log entry (0 before any).
     pub fn applied_index(&self) -> u64 {
         *self.sm.applied.borrow()

@@ -237,7 +237,7 @@ async fn delete_prefix_removes_keys_put_earlier_in_the_batch() {
 }
 
 #[tokio::test]
-async fn a_prefix_read_a_page_at_a_time_sees_each_key_once_and_nothing_outside_it() {
+async fn a_prefix_read_a_page_at_a_time_or_its_last_key_alone_sees_nothing_outside_it() {
     let mut s = Store::new();
     let ops = ["o", "p", "p/1", "p/2", "p/3", "p/4", "p/5", "q/1"].iter().map(|k| put(k, "v")).collect();
     s.apply(vec![txn_entry(1, Txn::ops(ops))]).await;
@@ -260,6 +260,10 @@ async fn a_prefix_read_a_page_at_a_time_sees_each_key_once_and_nothing_outside_i
     assert_eq!(page(Some("p/2~"), 10), vec!["p/3", "p/4", "p/5"]);
     assert_eq!(page(Some("a"), 1), vec!["p/1"]);
     assert!(page(Some("p/5"), 10).is_empty());
+    assert_eq!(s.reader.last_under("p/").unwrap().map(|(k, _)| k), Some("p/5".to_string()));
+    assert_eq!(s.reader.last_under("p").unwrap().map(|(k, _)| k), Some("p/5".to_string()));
+    assert_eq!(s.reader.last_under("o").unwrap().map(|(k, _)| k), Some("o".to_string()));
+    assert!(s.reader.last_under("r").unwrap().is_none());
     assert!(page(None, 0).is_empty());
     assert!(s.reader.range_page("\0", None, 10).unwrap().is_empty());
 }
