@@ -50,6 +50,19 @@ async fn ended(c: &TestCluster, i: usize, id: u64, within: Duration) -> Value {
     .await
 }
 
+/// Sets one key of `project`'s config through member 0; returns the answer.
+async fn set_project_config(c: &TestCluster, project: &str, key: &str, value: &str) -> (u16, Value) {
+    let path = format!("/api/45/project/{project}/config/{key}");
+    body(c.req(0, Method::PUT, &path).json(&json!({ "value": value })).send().await.unwrap()).await
+}
+
+/// The jobs member 0 owns, as `/cluster/members` counts them (one-member clusters).
+async fn owned_jobs(c: &TestCluster) -> u64 {
+    let (s, v) = body(c.req(0, Method::GET, "/api/45/cluster/members").send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    v["members"][0]["ownedJobs"].as_u64().unwrap()
+}
+
 async fn all_executions(c: &TestCluster, i: usize, project: &str) -> Vec<Value> {
     let (status, v) =
         body(c.req(i, Method::GET, &format!("/api/45/project/{project}/executions?max=100000")).send().await.unwrap())
@@ -403,13 +416,7 @@ async fn a_projects_history_cleanup_deletes_old_executions_and_keeps_its_newest_
         ended(&c, 0, id, Duration::from_secs(15)).await;
         ids.push(id);
     }
-    let set = |key: &'static str, value: &'static str| {
-        let c = &c;
-        async move {
-            let path = format!("/api/45/project/tidy/config/{key}");
-            body(c.req(0, Method::PUT, &path).json(&json!({ "value": value })).send().await.unwrap()).await
-        }
-    };
+    let set = |key: &'static str, value: &'static str| set_project_config(&c, "tidy", key, value);
     // A value the cleanup could not act on is refused when written, and nothing changes.
     let (s, v) = set("project.execution.history.cleanup.retention.days", "a week").await;
     assert_eq!(s, 400, "{v}");
@@ -485,8 +492,7 @@ async fn a_cleanup_deletes_old_fire_records_but_a_jobs_latest_and_a_deleted_jobs
         ("project.execution.history.cleanup.schedule", "* * * * * ? *"),
         ("project.execution.history.cleanup.enabled", "true"),
     ] {
-        let path = format!("/api/45/project/fired/config/{k}");
-        let (s, e) = body(c.req(0, Method::PUT, &path).json(&json!({ "value": v })).send().await.unwrap()).await;
+        let (s, e) = set_project_config(&c, "fired", k, v).await;
         assert_eq!(s, 200, "{k}: {e}");
     }
     let left = wait_for(Duration::from_secs(15), "the cleanup leaves one execution and few fire records", || async {
@@ -580,12 +586,7 @@ async fn the_sweep_clears_the_index_and_owner_of_a_job_whose_record_is_gone_and_
     let answer = import(&c, 0, "kept", "- name: live\n  sequence:\n    commands:\n      - exec: 'true'\n").await;
     let live = job_id(&answer, "live");
     let m = &c.server(0).member;
-    let owned = || async {
-        let (s, v) = body(c.req(0, Method::GET, "/api/45/cluster/members").send().await.unwrap()).await;
-        assert_eq!(s, 200, "{v}");
-        v["members"][0]["ownedJobs"].as_u64().unwrap()
-    };
-    let before = owned().await;
+    let before = owned_jobs(&c).await;
     // What a job made during its project's deletion leaves: its index and owner, no record.
     let owner = m.kv().get(&format!("owner/{live}")).unwrap().unwrap().value;
     let ops = vec![
@@ -593,12 +594,12 @@ async fn the_sweep_clears_the_index_and_owner_of_a_job_whose_record_is_gone_and_
         Op::Put { key: "owner/ghost".into(), value: owner },
     ];
     assert!(m.write(Txn::ops(ops)).await.unwrap().succeeded);
-    assert_eq!(owned().await, before + 1, "the leftover owner is counted");
+    assert_eq!(owned_jobs(&c).await, before + 1, "the leftover owner is counted");
 
     assert_eq!(steward::engine::history::delete_orphan_jobs(m).await.unwrap(), 1);
     assert!(m.kv().get("jobidx/ghost").unwrap().is_none());
     assert!(m.kv().get("owner/ghost").unwrap().is_none());
-    assert_eq!(owned().await, before);
+    assert_eq!(owned_jobs(&c).await, before);
     assert!(m.kv().get(&format!("jobidx/{live}")).unwrap().is_some(), "a live job keeps its index");
     assert_eq!(c.req(0, Method::GET, &format!("/api/45/job/{live}")).send().await.unwrap().status(), 200);
     assert_eq!(steward::engine::history::delete_orphan_jobs(m).await.unwrap(), 0);
@@ -608,12 +609,7 @@ async fn the_sweep_clears_the_index_and_owner_of_a_job_whose_record_is_gone_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_project_leaves_no_jobs_owners_or_executions_behind_for_a_project_of_the_same_name() {
     let c = TestCluster::start(1).await;
-    let owned = || async {
-        let (s, v) = body(c.req(0, Method::GET, "/api/45/cluster/members").send().await.unwrap()).await;
-        assert_eq!(s, 200, "{v}");
-        v["members"][0]["ownedJobs"].as_u64().unwrap()
-    };
-    let before = owned().await;
+    let before = owned_jobs(&c).await;
     assert_eq!(c.create_project(0, "gone").await, 201);
     let yaml = "- name: once\n  sequence:\n    commands:\n      - exec: echo hi\n\
                 - name: yearly\n  schedule: { crontab: '0 0 0 1 1 ? *' }\n  sequence:\n    commands:\n      - exec: echo new year\n";
@@ -622,11 +618,11 @@ async fn a_deleted_project_leaves_no_jobs_owners_or_executions_behind_for_a_proj
     let (_, e) = run_job(&c, 0, &once, json!({})).await;
     let id = e["id"].as_u64().unwrap();
     ended(&c, 0, id, Duration::from_secs(15)).await;
-    assert!(owned().await > before, "the project's jobs are owned");
+    assert!(owned_jobs(&c).await > before, "the project's jobs are owned");
 
     let r = c.req(0, Method::DELETE, "/api/45/project/gone").send().await.unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(owned().await, before, "no owner records of deleted jobs");
+    assert_eq!(owned_jobs(&c).await, before, "no owner records of deleted jobs");
     for job in [&once, &yearly] {
         assert_eq!(c.req(0, Method::GET, &format!("/api/45/job/{job}")).send().await.unwrap().status(), 404);
     }

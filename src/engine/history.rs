@@ -271,25 +271,10 @@ pub async fn prune_job_fires(member: &Member, uuid: &str, prune: FirePrune) -> R
     let slot_of = |key: &str| key.strip_prefix(&prefix).and_then(|s| s.parse::<i64>().ok());
     let bound = match prune {
         FirePrune::All => None,
-        FirePrune::Before(cutoff) => {
-            let mut latest = None;
-            let mut after: Option<String> = None;
-            loop {
-                let page = member
-                    .kv()
-                    .range_page(&prefix, after.as_deref(), FIRE_PAGE)
-                    .map_err(steward_raft::ClusterError::from)?;
-                latest = page.iter().filter_map(|(k, _)| slot_of(k)).chain(latest).max();
-                match page.last() {
-                    Some((last, _)) if page.len() == FIRE_PAGE => after = Some(last.clone()),
-                    _ => break,
-                }
-            }
-            match latest {
-                Some(latest) => Some(cutoff.min(latest)),
-                None => return Ok(0),
-            }
-        }
+        FirePrune::Before(cutoff) => match super::scheduler::latest_recorded_slot(member.kv(), uuid) {
+            Some(latest) => Some(cutoff.min(latest)),
+            None => return Ok(0),
+        },
     };
     let mut after: Option<String> = None;
     let mut deleted = 0;

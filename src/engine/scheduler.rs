@@ -390,7 +390,7 @@ impl Scheduler {
         // progress does not count.
         let epoch = entry.owner.as_ref().map_or(0, |o| o.epoch);
         let tracked = self.owned.get(&uuid).map(|o| (o.epoch, o.after));
-        let after = resume_after(tracked, epoch, || self.last_recorded(&uuid), entry.since_ms);
+        let after = resume_after(tracked, epoch, || latest_recorded_slot(self.member.kv(), &uuid), entry.since_ms);
         self.untrack(&uuid);
         let next = schedule.next_after(at(after)).map(ms);
         if let Some(n) = next {
@@ -398,11 +398,6 @@ impl Scheduler {
         }
         self.owned
             .insert(uuid, Owned { job: Arc::new(entry.job), schedule, misfire: entry.misfire, after, next, epoch });
-    }
-
-    /// The latest slot recorded for `uuid`, from the local state.
-    fn last_recorded(&self, uuid: &str) -> Option<i64> {
-        latest_recorded_slot(self.member.kv(), uuid)
     }
 
     /// Decides every due slot. Returns false when nothing could be written.
